@@ -1,0 +1,84 @@
+// Mediated devices: parents (sys/class/mdev_bus), their types (vGPU profiles), existing mdevs, create, remove.
+#pragma once
+
+#include "core/sysfs.hpp"
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace hostdev::core {
+
+struct MdevType {
+  std::string id;          // directory name under mdev_supported_types: "nvidia-1155", "mtty-2"
+  std::string name;        // the "name" attribute ("NVIDIA L40S-4Q"); the id when the attribute is absent
+  std::string description; // as the kernel gives it, single line
+  std::string device_api;  // "vfio-pci"
+  unsigned framebuffer_mb = 0; // parsed from description: "framebuffer=4096M" / "4G"; 0 when absent
+  unsigned available = 0;      // available_instances
+};
+
+// Parses "framebuffer=4096M", "framebuffer=4G", "framebuffer=512K"... anywhere in the description; MB or 0.
+unsigned parse_framebuffer_mb(const std::string &description);
+
+struct MdevParent {
+  std::string name; // the parent device's name in sys/class/mdev_bus ("0000:a2:00.4", "mtty")
+  std::vector<MdevType> types;
+};
+
+struct Mdev {
+  std::string uuid;
+  std::string parent;       // parent device name
+  std::string type_id;      // "mtty-2"
+  std::string profile_name; // the type's name attribute
+  std::optional<int> iommu_group;
+};
+
+// One profile across all parents.
+struct ProfileSummary {
+  std::string name;    // profile (type) name
+  std::string type_id; // type id (first seen)
+  unsigned framebuffer_mb = 0;
+  unsigned available = 0; // sum of available_instances over parents
+};
+
+// Profile metadata (names, descriptions, framebuffer) is read once per parent and kept; available_instances is
+// re-read per parent on each call. rescan() forgets the cache (a parent appeared or vanished).
+class MdevBus {
+public:
+  explicit MdevBus(const Sysfs &sysfs) : sysfs_(sysfs) {}
+
+  std::vector<std::string> parent_names() const;
+  std::vector<MdevParent> parents() const;
+  std::vector<Mdev> list() const;
+  std::optional<Mdev> find(const std::string &uuid) const;
+  std::vector<ProfileSummary> profiles() const;
+
+  // Finds a parent with available_instances > 0 for the profile (matched by type name or type id).
+  // Throws ProfileUnavailable when no parent knows the profile, NoCapacity when none has room.
+  struct Slot {
+    std::string parent;
+    MdevType type;
+  };
+  Slot find_free(const std::string &profile) const;
+
+  // Writes `uuid` to the type's create attribute and checks the device appeared.
+  void create(const std::string &parent, const std::string &type_id, const std::string &uuid,
+              std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline) const;
+  // Writes 1 to the mdev's remove attribute and checks it is gone. NotFound when there is no such mdev.
+  void remove(const std::string &uuid, std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline) const;
+
+  void rescan() const { cache_.clear(); }
+  // How many sysfs type directories were read for metadata (a test observes the cache through this).
+  unsigned metadata_reads() const noexcept { return metadata_reads_; }
+
+private:
+  const std::vector<MdevType> &types_of(const std::string &parent) const;
+  const Sysfs &sysfs_;
+  mutable std::map<std::string, std::vector<MdevType>> cache_;
+  mutable unsigned metadata_reads_ = 0;
+};
+
+} // namespace hostdev::core

@@ -1,0 +1,135 @@
+// The use cases of hostdev over sysfs and the store: what the daemon's methods and the CLI call.
+// No D-Bus here. Every method validates its arguments first and throws core::Error with a typed Errc.
+// Not thread-safe: the daemon runs every mutation on one worker thread.
+#pragma once
+
+#include "core/mdev.hpp"
+#include "core/pci.hpp"
+#include "core/store.hpp"
+#include "core/sysfs.hpp"
+#include "core/vfio.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace hostdev::core {
+
+struct InstanceSpec {
+  std::vector<std::string> devices; // device ids or names
+  std::string gpu_profile;          // "" = none
+  std::string image;                // free text, e.g. an image name; "" = none
+};
+
+struct ReconcileStats {
+  unsigned destroyed = 0;
+  unsigned skipped_not_ours = 0;
+  unsigned skipped_in_use = 0;
+  unsigned cleared_attachments = 0;
+  std::vector<std::string> errors;
+};
+
+struct AvailableDevice {
+  PciFunction function;
+  std::string registered_id; // "" when not registered
+};
+
+struct GpuResources {
+  GpuMode mode = GpuMode::None;
+  unsigned total_slots = 0;
+  unsigned used_slots = 0;
+  std::vector<ProfileSummary> profiles;
+  struct PassthroughDevice {
+    std::string name; // registered name, else the device name from hwdb, else the address
+    std::string pci_address;
+    bool available = false; // has an IOMMU group, not attached, not held open
+  };
+  std::vector<PassthroughDevice> devices;
+};
+
+struct InstancePaths {
+  std::vector<std::string> device_paths;          // "/sys/bus/pci/devices/<addr>/", "/sys/bus/mdev/devices/<uuid>/"
+  std::vector<std::string> qemu_args;             // "-device", "vfio-pci,host=<addr>", "-device", "vfio-pci,sysfsdev=..."
+  std::vector<std::string> cloud_hypervisor_args; // "--device", "path=<dir>", ...
+};
+
+// What happened, for the daemon's signals and PropertiesChanged. Every callback runs on the calling thread.
+class Events {
+public:
+  virtual ~Events() = default;
+  virtual void device_added(const DeviceRecord &) {}
+  virtual void device_changed(const DeviceRecord &) {}
+  virtual void device_removed(const DeviceRecord &) {}
+  virtual void instance_added(const InstanceRecord &) {}
+  virtual void instance_removed(const InstanceRecord &) {}
+  virtual void mdev_created(const std::string & /*uuid*/, const std::string & /*profile*/,
+                            const std::string & /*parent*/, const std::string & /*instance_id*/) {}
+  virtual void mdev_destroyed(const std::string & /*uuid*/, const std::string & /*instance_id*/) {}
+  virtual void reconciled(const ReconcileStats &) {}
+};
+
+class Service {
+public:
+  struct Options {
+    std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline; // per kernel write
+  };
+
+  Service(const Sysfs &sysfs, Store &store, const PciNames &names, UnitControl *units = nullptr,
+          Events *events = nullptr, Options options = {});
+
+  // Reads
+  std::vector<AvailableDevice> list_available(bool all) const;
+  HostReport host_report() const;
+  GpuResources gpu_resources() const;
+  const DeviceRecord &get_device(const std::string &id_or_name) const;     // NotFound
+  const InstanceRecord &get_instance(const std::string &id_or_name) const; // NotFound
+  std::vector<DeviceRecord> list_devices() const;
+  std::vector<InstanceRecord> list_instances() const;
+  InstancePaths instance_paths(const InstanceRecord &instance) const;
+  std::optional<std::string> current_driver(const DeviceRecord &device) const;
+
+  // Devices
+  const DeviceRecord &register_device(const std::string &name, const std::string &pci_address);
+  void unregister_device(const std::string &id_or_name);
+  const DeviceRecord &bind_device(const std::string &id_or_name);   // AlreadyBound, InUse when attached
+  const DeviceRecord &unbind_device(const std::string &id_or_name); // NotBound, InUse when attached
+  const DeviceRecord &restore_device(const std::string &id_or_name); // InUse when attached
+
+  // Instances
+  const InstanceRecord &create_instance(const std::string &name, const InstanceSpec &spec, std::uint32_t owner_uid);
+  void delete_instance(const std::string &id_or_name);
+
+  ReconcileStats reconcile();
+
+  // Devices whose kernel write timed out; refused with InUse until restore succeeds.
+  bool is_busy(const std::string &pci_address) const { return busy_.count(pci_address) != 0; }
+
+  const MdevBus &mdevs() const noexcept { return mdev_; }
+  const PciBus &pci() const noexcept { return pci_; }
+  const Store &store() const noexcept { return store_; }
+
+private:
+  const DeviceRecord &device_or_throw(const std::string &id_or_name) const;
+  void guard_not_busy(const DeviceRecord &device) const;
+  template <class F> auto track_timeout(const std::string &address, F &&f) -> decltype(f());
+
+  const Sysfs &sysfs_;
+  Store &store_;
+  const PciNames &names_;
+  PciBus pci_;
+  MdevBus mdev_;
+  Vfio vfio_;
+  Events *events_;
+  Events no_events_;
+  Options options_;
+  std::set<std::string> busy_;
+};
+
+// Fault injection for the crash tests of the lab: when the environment variable HOSTDEV_TEST_CRASH_AT equals
+// `point`, the process kills itself with SIGKILL right there.
+void crash_point(const char *point);
+
+} // namespace hostdev::core

@@ -1,0 +1,238 @@
+#include "core/sysfs.hpp"
+
+#include "core/error.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace hostdev::core {
+namespace {
+
+class Fd {
+public:
+  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  Fd(const Fd &) = delete;
+  Fd &operator=(const Fd &) = delete;
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+
+private:
+  int fd_;
+};
+
+// Strips leading slashes; refuses "..", empty components and NUL bytes so that a bad path fails early and
+// visibly (openat2 would refuse an escape anyway).
+std::optional<std::string> clean_relative(std::string_view path) {
+  while (!path.empty() && path.front() == '/')
+    path.remove_prefix(1);
+  if (path.empty())
+    return std::string(".");
+  if (path.find('\0') != std::string_view::npos)
+    return std::nullopt;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos)
+      end = path.size();
+    auto comp = path.substr(start, end - start);
+    if (comp.empty() || comp == "..")
+      return std::nullopt;
+    start = end + 1;
+  }
+  return std::string(path);
+}
+
+int openat2_beneath(int dirfd, const std::string &path, int flags) {
+  struct open_how how {};
+  how.flags = static_cast<unsigned long long>(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
+}
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+} // namespace
+
+Sysfs::Sysfs(const std::string &root) : root_(root.empty() ? "/" : root) {
+  while (root_.size() > 1 && root_.back() == '/')
+    root_.pop_back();
+  root_fd_ = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd_ < 0)
+    fail(Errc::InvalidArgument, "cannot open root directory '" + root_ + "': " + errno_text(errno));
+}
+
+Sysfs::~Sysfs() {
+  if (root_fd_ >= 0)
+    ::close(root_fd_);
+}
+
+std::string Sysfs::display_path(std::string_view path) const {
+  while (!path.empty() && path.front() == '/')
+    path.remove_prefix(1);
+  return (root_ == "/" ? std::string() : root_) + "/" + std::string(path);
+}
+
+int Sysfs::open_beneath(std::string_view path, int flags) const {
+  auto rel = clean_relative(path);
+  if (!rel) {
+    errno = EINVAL;
+    return -1;
+  }
+  return openat2_beneath(root_fd_, *rel, flags);
+}
+
+std::optional<std::string> Sysfs::read(std::string_view path) const {
+  Fd fd(open_beneath(path, O_RDONLY | O_NOCTTY));
+  if (fd.get() < 0)
+    return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return std::nullopt;
+    }
+    if (n == 0)
+      break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > (1u << 20)) // no attribute is this large: refuse to slurp a huge file
+      return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<std::string> Sysfs::read_trimmed(std::string_view path) const {
+  auto text = read(path);
+  if (!text)
+    return text;
+  while (!text->empty() && std::isspace(static_cast<unsigned char>(text->back())))
+    text->pop_back();
+  return text;
+}
+
+std::optional<std::string> Sysfs::readlink(std::string_view path) const {
+  auto rel = clean_relative(path);
+  if (!rel)
+    return std::nullopt;
+  auto slash = rel->rfind('/');
+  std::string parent = slash == std::string::npos ? "." : rel->substr(0, slash);
+  std::string name = slash == std::string::npos ? *rel : rel->substr(slash + 1);
+  Fd dir(openat2_beneath(root_fd_, parent, O_PATH | O_DIRECTORY));
+  if (dir.get() < 0)
+    return std::nullopt;
+  char buf[4096];
+  ssize_t n = ::readlinkat(dir.get(), name.c_str(), buf, sizeof buf);
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf)
+    return std::nullopt;
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::optional<std::string> Sysfs::link_name(std::string_view path) const {
+  auto target = readlink(path);
+  if (!target)
+    return target;
+  while (!target->empty() && target->back() == '/')
+    target->pop_back();
+  auto slash = target->rfind('/');
+  return slash == std::string::npos ? *target : target->substr(slash + 1);
+}
+
+std::vector<std::string> Sysfs::list(std::string_view path) const {
+  std::vector<std::string> names;
+  Fd fd(open_beneath(path, O_RDONLY | O_DIRECTORY));
+  if (fd.get() < 0)
+    return names;
+  DIR *dir = ::fdopendir(fd.get());
+  if (!dir)
+    return names;
+  fd.release();
+  while (auto *entry = ::readdir(dir)) {
+    std::string_view n = entry->d_name;
+    if (n != "." && n != "..")
+      names.emplace_back(n);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool Sysfs::exists(std::string_view path) const {
+  Fd fd(open_beneath(path, O_PATH));
+  return fd.get() >= 0;
+}
+
+bool Sysfs::is_dir(std::string_view path) const {
+  Fd fd(open_beneath(path, O_PATH | O_DIRECTORY));
+  return fd.get() >= 0;
+}
+
+void Sysfs::write(std::string_view path, std::string_view value, std::chrono::milliseconds deadline) const {
+  auto rel = clean_relative(path);
+  if (!rel)
+    fail(Errc::InvalidArgument, "refusing to write to '" + std::string(path) + "'");
+  // O_TRUNC matters only for fixture trees (regular files); sysfs attributes ignore it.
+  Fd fd(openat2_beneath(root_fd_, *rel, O_WRONLY | O_TRUNC | O_NOCTTY | O_NOFOLLOW));
+  if (fd.get() < 0)
+    fail(Errc::KernelError, "cannot open " + display_path(*rel) + " for writing: " + errno_text(errno));
+
+  // The write itself may block in the kernel (an unbind waits for the device's users), so it runs on its own
+  // thread and the caller waits at most `deadline`.
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    int err = 0;
+  };
+  auto shared = std::make_shared<Shared>();
+  std::thread worker([shared, raw = fd.release(), data = std::string(value), p = *rel, hook = hook_]() {
+    int err = 0;
+    ssize_t n = ::write(raw, data.data(), data.size());
+    if (n < 0)
+      err = errno;
+    else if (static_cast<std::size_t>(n) != data.size())
+      err = EIO;
+    ::close(raw);
+    if (err == 0 && hook)
+      err = hook(p, data);
+    std::lock_guard lock(shared->mutex);
+    shared->done = true;
+    shared->err = err;
+    shared->cv.notify_all();
+  });
+  std::unique_lock lock(shared->mutex);
+  if (!shared->cv.wait_for(lock, deadline, [&] { return shared->done; })) {
+    lock.unlock();
+    worker.detach();
+    fail(Errc::Timeout, "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) +
+                            " did not finish within " + std::to_string(deadline.count()) +
+                            " ms; the kernel is still working on it");
+  }
+  int err = shared->err;
+  lock.unlock();
+  worker.join();
+  if (err != 0)
+    fail(Errc::KernelError, "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) +
+                                " failed: " + errno_text(err));
+}
+
+} // namespace hostdev::core

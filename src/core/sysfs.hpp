@@ -1,0 +1,62 @@
+// Every read, readlink, listing and write of hostdev goes through one Sysfs object, relative to one root
+// directory file descriptor ("/" on a real host; a captured tree in tests and diagnosis). Paths are resolved
+// with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): nothing can escape the root, whatever the path says.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hostdev::core {
+
+class Sysfs {
+public:
+  static constexpr std::chrono::milliseconds kDefaultDeadline{10000};
+
+  // Opens `root` as the root directory. Throws Error(InvalidArgument) when it is not a directory.
+  explicit Sysfs(const std::string &root = "/");
+  ~Sysfs();
+  Sysfs(const Sysfs &) = delete;
+  Sysfs &operator=(const Sysfs &) = delete;
+
+  const std::string &root() const noexcept { return root_; }
+  // The absolute path a hypervisor or a person would use: "/sys/bus/..." on a real host, root + "/sys/..." otherwise.
+  std::string display_path(std::string_view path) const;
+
+  // `path` is relative to the root ("sys/bus/pci/devices/0000:00:02.0/vendor"); a leading '/' is ignored.
+  // Reads return nullopt when the file is absent or cannot be read.
+  std::optional<std::string> read(std::string_view path) const;
+  // As read(), with trailing white space (the newline sysfs adds) removed.
+  std::optional<std::string> read_trimmed(std::string_view path) const;
+  std::optional<std::string> readlink(std::string_view path) const;
+  // The last component of the link target ("e1000e" for driver -> ../../bus/pci/drivers/e1000e).
+  std::optional<std::string> link_name(std::string_view path) const;
+  // Entry names of a directory, sorted, without "." and ".."; empty when absent.
+  std::vector<std::string> list(std::string_view path) const;
+  bool exists(std::string_view path) const;
+  bool is_dir(std::string_view path) const;
+
+  // Writes `value` to an existing attribute. A write that fails throws Error(KernelError) with the kernel's
+  // reason; one that does not return within `deadline` throws Error(Timeout) and is left to finish (or hang)
+  // on its own thread — the kernel may still be working.
+  void write(std::string_view path, std::string_view value,
+             std::chrono::milliseconds deadline = kDefaultDeadline) const;
+
+  // Tests only: called on the writing thread after a write reached a file of the fixture tree, to play the
+  // kernel's side (create a driver link, an mdev directory ...). Returns 0 or an errno the write then fails with.
+  using WriteHook = std::function<int(const std::string &path, std::string_view value)>;
+  void set_write_hook(WriteHook hook) { hook_ = std::move(hook); }
+
+  // An O_CLOEXEC file descriptor beneath the root, or -1 with errno set.
+  int open_beneath(std::string_view path, int flags) const;
+
+private:
+  std::string root_;
+  int root_fd_ = -1;
+  WriteHook hook_;
+};
+
+} // namespace hostdev::core

@@ -1,0 +1,116 @@
+#include "core/validate.hpp"
+
+#include "core/error.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace hostdev::core {
+namespace {
+
+bool is_hex(char c) noexcept { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 80)) {
+    auto u = static_cast<unsigned char>(c);
+    out += (u >= 0x20 && u < 0x7f) ? c : '?';
+  }
+  if (text.size() > 80)
+    out += "...";
+  return out;
+}
+
+} // namespace
+
+bool is_pci_address(std::string_view t) noexcept {
+  // dddd:bb:dd.f
+  if (t.size() != 12)
+    return false;
+  for (std::size_t i : {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u})
+    if (!is_hex(t[i]))
+      return false;
+  return t[4] == ':' && t[7] == ':' && t[10] == '.' && t[11] >= '0' && t[11] <= '7';
+}
+
+std::string normalize_pci_address(std::string_view text) {
+  if (!is_pci_address(text))
+    fail(Errc::InvalidPciAddress, "'" + printable(text) +
+                                      "' is not a PCI address; expected domain:bus:device.function such as 0000:a2:00.0");
+  return lower(text);
+}
+
+bool is_valid_name(std::string_view name) noexcept {
+  if (name.size() < 2 || name.size() > 64)
+    return false;
+  auto ok = [](char c, bool first) {
+    if (std::isalnum(static_cast<unsigned char>(c)) && static_cast<unsigned char>(c) < 0x80)
+      return true;
+    return !first && (c == '_' || c == '.' || c == '-');
+  };
+  if (!ok(name[0], true))
+    return false;
+  return std::all_of(name.begin() + 1, name.end(), [&](char c) { return ok(c, false); });
+}
+
+void validate_name(std::string_view name, std::string_view what) {
+  if (!is_valid_name(name))
+    fail(Errc::InvalidName, std::string(what) + " '" + printable(name) +
+                                "' is not valid: use 2-64 characters, letters, digits, '_', '.', '-', "
+                                "starting with a letter or digit");
+}
+
+std::string default_device_name(std::string_view a) {
+  std::string out = "pci-";
+  for (char c : a)
+    out += (c == ':' || c == '.') ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_uuid(std::string_view t) noexcept {
+  if (t.size() != 36)
+    return false;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (t[i] != '-')
+        return false;
+    } else if (!is_hex(t[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string normalize_uuid(std::string_view text) {
+  if (!is_uuid(text))
+    fail(Errc::InvalidArgument, "'" + printable(text) + "' is not a UUID (8-4-4-4-12 hex digits)");
+  return lower(text);
+}
+
+bool is_object_id(std::string_view t) noexcept {
+  return t.size() == 32 &&
+         std::all_of(t.begin(), t.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool is_safe_component(std::string_view c) noexcept {
+  if (c.empty() || c.size() > 255 || c == "." || c == "..")
+    return false;
+  return std::all_of(c.begin(), c.end(), [](char ch) {
+    auto u = static_cast<unsigned char>(ch);
+    return u > 0x20 && u < 0x7f && ch != '/';
+  });
+}
+
+void validate_component(std::string_view component, std::string_view what) {
+  if (!is_safe_component(component))
+    fail(Errc::InvalidArgument, std::string(what) + " '" + printable(component) + "' is not a valid name");
+}
+
+} // namespace hostdev::core

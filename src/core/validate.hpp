@@ -1,0 +1,33 @@
+// Validation of everything a caller hands in before it can become part of a path.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace hostdev::core {
+
+// "0000:a2:00.0" — domain:bus:device.function, hex, function 0-7. Returns the lower-case form.
+// Throws Error(InvalidPciAddress).
+std::string normalize_pci_address(std::string_view text);
+bool is_pci_address(std::string_view text) noexcept;
+
+// ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$, at most 64 characters. Throws Error(InvalidName).
+void validate_name(std::string_view name, std::string_view what = "name");
+bool is_valid_name(std::string_view name) noexcept;
+
+// "pci-0000-a2-00-0" for "0000:a2:00.0".
+std::string default_device_name(std::string_view normalized_address);
+
+// 8-4-4-4-12 hex. Returns the lower-case form. Throws Error(InvalidArgument).
+std::string normalize_uuid(std::string_view text);
+bool is_uuid(std::string_view text) noexcept;
+
+// 32 lower-case hex characters (the random ids of devices and instances).
+bool is_object_id(std::string_view text) noexcept;
+
+// One path component from sysfs or the caller (an mdev type id, a driver name, a parent device name):
+// non-empty, no '/', not "." or "..", no NUL, at most 255 bytes, printable ASCII. Throws Error(InvalidArgument).
+void validate_component(std::string_view component, std::string_view what);
+bool is_safe_component(std::string_view component) noexcept;
+
+} // namespace hostdev::core

@@ -1,0 +1,272 @@
+#!/bin/bash
+# Boot ONE lab VM (Debian kernel, q35 + intel-iommu, edu, e1000e, pci-testdev,
+# SR-IOV NVMe, mtty mdev parent) that runs a payload and powers off.
+#
+# Usage: tests/lab/boot.sh --payload DIR --out DIR [--cache DIR]
+#                          [--timeout SECONDS] [--with-qemu] [--qemu-arg ARG]...
+#
+# Payload contract: DIR is copied to /payload in the guest; /payload/run (a
+# busybox sh script) is run with cwd /payload, stdout+stderr on the serial
+# console.  Every ELF under DIR/bin gets its ldd libraries copied in.  /lab/lib.sh
+# has helpers (lab_test ...); env LAB_KVER, LAB_WITH_QEMU, LAB_NESTED_BOOT.
+# With --with-qemu (outer VM 2048 MB) /lab/nested/nested-boot.sh boots a
+# second-level guest (see tests/lab/nested/nested-boot.sh).
+#
+# Writes OUT/console.log (full serial), OUT/rc (the guest's "rc=N" value, or
+# "boot-failed: REASON"), OUT/qemu.log, OUT/secs.
+# Exit: the guest's rc when it printed one; 77 when the lab is unavailable on
+# this machine; 125 when the boot failed (timeout, panic, no rc line).
+# Env: HOSTDEV_LAB_ACCEL=tcg|kvm overrides the accelerator probe.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+
+PAYLOAD="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600 WITH_QEMU=0
+EXTRA=()
+while (($#)); do
+    case $1 in
+    --payload) PAYLOAD=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --cache) CACHE=$2; shift 2 ;;
+    --timeout) TIMEOUT=$2; shift 2 ;;
+    --with-qemu) WITH_QEMU=1; shift ;;
+    --qemu-arg) EXTRA+=("$2"); shift 2 ;;
+    -h | --help) usage ;;
+    *) echo "boot.sh: unknown argument $1" >&2; usage ;;
+    esac
+done
+[[ -n $PAYLOAD && -n $OUT ]] || usage
+[[ -d $PAYLOAD ]] || { echo "boot.sh: no payload dir $PAYLOAD" >&2; exit 2; }
+PAYLOAD=$(cd "$PAYLOAD" && pwd)
+mkdir -p "$OUT" "$CACHE"
+OUT=$(cd "$OUT" && pwd)
+CACHE=$(cd "$CACHE" && pwd)
+rm -f "$OUT/rc" "$OUT/console.log" "$OUT/qemu.log" "$OUT/secs"
+
+log() { printf 'lab-boot: %s\n' "$*" >&2; }
+fail_rc() { # CODE REASON
+    echo "$2" >"$OUT/rc"
+    log "$2"
+    exit "$1"
+}
+
+prc=0
+"$HERE/prepare.sh" "$CACHE" || prc=$?
+if ((prc == 77)); then
+    fail_rc 77 "lab-unavailable: prepare.sh could not get what the lab needs (see its output)"
+elif ((prc != 0)); then
+    fail_rc 125 "boot-failed: prepare.sh failed (exit $prc)"
+fi
+read -r ABI VER KDIR <"$CACHE/current"
+KVER=$ABI-amd64
+
+STAGE=$(mktemp -d "${TMPDIR:-/tmp}/hostdev-lab.XXXXXX")
+QPID=""
+cleanup() {
+    # QPID is `timeout`, which forwards TERM to QEMU (and KILLs it 10 s later).
+    if [[ -n $QPID ]]; then kill -TERM "$QPID" 2>/dev/null || true; fi
+    rm -rf "$STAGE"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+
+# ---- initramfs --------------------------------------------------------------
+new_root() { # DIR: skeleton with the host's /usr-merge layout
+    local r=$1 d
+    mkdir -p "$r"/{usr/bin,usr/sbin,usr/lib,usr/lib64,etc,proc,sys,dev,tmp,run,root,mnt}
+    for d in bin sbin lib lib64; do
+        if [[ -L /$d ]]; then
+            ln -sfn "$(readlink "/$d")" "$r/$d"
+        else
+            mkdir -p "$r/$d"
+        fi
+    done
+}
+put() { # ROOT HOSTPATH [DESTPATH]: copy a host file (dereferenced) into ROOT
+    local r=$1 src=$2 dst=${3:-$2}
+    [[ -e $r$dst ]] && return 0
+    mkdir -p "$(dirname "$r$dst")"
+    cp -L "$src" "$r$dst"
+}
+is_elf() { [[ -f $1 && $(head -c4 "$1" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]]; }
+put_libs() { # ROOT ELF...: copy ldd libraries and the loader at the same paths
+    local r=$1 f l
+    shift
+    for f; do
+        is_elf "$f" || continue
+        while read -r l; do
+            [[ -e $l ]] && put "$r" "$l"
+        done < <(ldd "$f" 2>/dev/null | grep -oE '/[^ ()]+' || true)
+    done
+}
+put_busybox() { # ROOT
+    local r=$1 a
+    put "$r" "$KDIR/busybox" /usr/bin/busybox
+    while read -r a; do
+        [[ $a == */busybox || -z $a ]] && continue
+        [[ -e $r/$a || -L $r/$a ]] && continue
+        mkdir -p "$(dirname "$r/$a")"
+        ln -s /usr/bin/busybox "$r/$a"
+    done < <("$KDIR/busybox" --list-full)
+}
+mkcpio() { # DIR OUTFILE
+    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$2"
+}
+
+# Base: busybox, modules, mdevctl, hwdb, init.
+B=$STAGE/base
+new_root "$B"
+put_busybox "$B"
+cp -a "$KDIR/mods/lib/modules" "$B/usr/lib/"
+mkdir -p "$B/lab"
+cp "$KDIR/modload.list" "$B/lab/modload.list"
+cp "$HERE/guest/init" "$B/init"
+cp "$HERE/guest/lib.sh" "$B/lab/lib.sh"
+chmod 755 "$B/init"
+cp -a "$KDIR/mdevctl-root/usr/." "$B/usr/"
+cp -a "$KDIR/mdevctl-root/etc/." "$B/etc/"
+put_libs "$B" "$KDIR/mdevctl-root/usr/bin/mdevctl"
+[[ -f /usr/lib/udev/hwdb.bin ]] && put "$B" /usr/lib/udev/hwdb.bin
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$B/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$B/etc/group"
+printf '127.0.0.1 localhost lab\n' >"$B/etc/hosts"
+{
+    echo "export LAB_KVER=$KVER"
+    echo "export LAB_WITH_QEMU=$WITH_QEMU"
+    if ((WITH_QEMU)); then echo "export LAB_NESTED_BOOT=/lab/nested/nested-boot.sh"; fi
+} >"$B/lab/env"
+mkcpio "$B" "$STAGE/base.cpio"
+
+# Payload (+ its libraries).
+P=$STAGE/payload
+new_root "$P"
+cp -a "$PAYLOAD" "$P/payload"
+if [[ -d $PAYLOAD/bin ]]; then
+    while IFS= read -r -d '' f; do
+        put_libs "$P" "$f"
+    done < <(find "$PAYLOAD/bin" -type f -print0)
+fi
+# The base already has the merged-usr symlinks; don't let them clash.
+for d in bin sbin lib lib64; do [[ -L $P/$d ]] && rm "$P/$d"; done
+mkcpio "$P" "$STAGE/payload.cpio"
+
+# Nested QEMU (optional).
+if ((WITH_QEMU)); then
+    Q=$STAGE/qemu
+    new_root "$Q"
+    qbin=$(command -v qemu-system-x86_64)
+    put "$Q" "$qbin" /usr/bin/qemu-system-x86_64
+    put_libs "$Q" "$qbin"
+    for m in /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so; do
+        put "$Q" "$m"
+        put_libs "$Q" "$m"
+    done
+    for f in kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin; do
+        [[ -e /usr/share/qemu/$f ]] && put "$Q" "/usr/share/qemu/$f"
+    done
+    for f in bios-256k.bin bios.bin; do
+        [[ -e /usr/share/seabios/$f ]] && put "$Q" "/usr/share/seabios/$f"
+    done
+    mkdir -p "$Q/lab/nested"
+    cp "$KDIR/vmlinux" "$Q/lab/nested/vmlinux"
+    cp "$HERE/nested/nested-boot.sh" "$Q/lab/nested/nested-boot.sh"
+    chmod 755 "$Q/lab/nested/nested-boot.sh"
+    # Second-level initramfs: busybox + the nested init.
+    N=$STAGE/nested-root
+    new_root "$N"
+    put_busybox "$N"
+    cp "$HERE/nested/init" "$N/init"
+    chmod 755 "$N/init"
+    cp -a "$N" "$Q/lab/nested/root" # the builder input, for payloads that want their own
+    mkcpio "$N" "$Q/lab/nested/initrd.cpio"
+    for d in bin sbin lib lib64; do [[ -L $Q/$d ]] && rm "$Q/$d"; done
+    mkcpio "$Q" "$STAGE/qemu.cpio"
+fi
+
+cat "$STAGE"/base.cpio "$STAGE"/payload.cpio >"$STAGE/initrd.cpio"
+((WITH_QEMU)) && cat "$STAGE/qemu.cpio" >>"$STAGE/initrd.cpio"
+
+# ---- machine ----------------------------------------------------------------
+MEM=1024
+((WITH_QEMU)) && MEM=2048
+APPEND="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet"
+machine_args() { # ACCEL-ARGS...
+    printf '%s\n' -M q35,kernel-irqchip=split "$@" -device intel-iommu,intremap=on \
+        -m "$MEM" -smp 2 -nodefaults -display none -no-reboot \
+        -kernel "$KDIR/vmlinux"
+}
+DEVICES=(
+    -device edu
+    -device e1000e,netdev=n0 -netdev user,id=n0,restrict=on
+    -device pci-testdev
+    -device pcie-root-port,id=rp1,chassis=1
+    -device nvme-subsys,id=subsys0
+    -device nvme,serial=deadbeef,subsys=subsys0,bus=rp1,sriov_max_vfs=4,sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=10,msix_qsize=8
+)
+ACCEL_TCG=(-accel tcg -cpu max)
+ACCEL_KVM=(-accel kvm -cpu host)
+
+probe_kvm() { # -> 0 when a trivial KVM boot prints the probe marker
+    [[ -r /dev/kvm && -w /dev/kvm ]] || return 1
+    local m plog=$STAGE/probe.log
+    mapfile -t m < <(machine_args "${ACCEL_KVM[@]}")
+    timeout -k 5 20 qemu-system-x86_64 "${m[@]}" -initrd "$STAGE/base.cpio" \
+        -append "$APPEND lab.probe=1" -serial "file:$plog" </dev/null >/dev/null 2>&1 || true
+    grep -q LAB-PROBE-OK "$plog" 2>/dev/null
+}
+ACCEL=${HOSTDEV_LAB_ACCEL:-}
+if [[ -z $ACCEL ]]; then
+    key=$CACHE/accel-$ABI-$(uname -r | tr -c 'A-Za-z0-9.\n-' _)
+    if [[ -f $key ]]; then
+        ACCEL=$(<"$key")
+    else
+        log "probing KVM (up to 20 s, once per host kernel)"
+        if probe_kvm; then ACCEL=kvm; else ACCEL=tcg; fi
+        echo "$ACCEL" >"$key"
+    fi
+fi
+case $ACCEL in
+kvm) mapfile -t MARGS < <(machine_args "${ACCEL_KVM[@]}") ;;
+tcg) mapfile -t MARGS < <(machine_args "${ACCEL_TCG[@]}") ;;
+*) echo "boot.sh: HOSTDEV_LAB_ACCEL must be tcg or kvm" >&2; exit 2 ;;
+esac
+
+size=$(du -m "$STAGE/initrd.cpio" | cut -f1)
+log "kernel $KVER ($VER), accel $ACCEL, ${MEM} MB, initramfs ${size} MB, timeout ${TIMEOUT} s"
+t0=$(date +%s.%N)
+qrc=0
+set +e
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 "${MARGS[@]}" \
+    -initrd "$STAGE/initrd.cpio" -append "$APPEND" \
+    -serial "file:$OUT/console.log" \
+    "${DEVICES[@]}" ${EXTRA[@]+"${EXTRA[@]}"} </dev/null >"$OUT/qemu.log" 2>&1 &
+QPID=$!
+wait "$QPID"
+qrc=$?
+QPID=""
+set -e
+t1=$(date +%s.%N)
+secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+echo "$secs" >"$OUT/secs"
+
+touch "$OUT/console.log"
+rcline=$(tr -d '\r' <"$OUT/console.log" | grep -E '^rc=[0-9]+$' | tail -n1 || true)
+if [[ -n $rcline ]]; then
+    rc=${rcline#rc=}
+    echo "$rc" >"$OUT/rc"
+    log "guest rc=$rc after $secs s (console: $OUT/console.log)"
+    exit "$rc"
+fi
+if ((qrc == 137 || qrc == 124)); then
+    reason="boot-failed: timeout after $TIMEOUT s"
+elif grep -q 'Kernel panic' "$OUT/console.log"; then
+    reason="boot-failed: kernel panic: $(tr -d '\r' <"$OUT/console.log" | grep -m1 'Kernel panic')"
+else
+    reason="boot-failed: qemu exited $qrc without an rc line: $(tail -n3 "$OUT/qemu.log" | tr '\n' ' ')"
+fi
+echo "$reason" >"$OUT/rc"
+log "$reason after $secs s"
+exit 125

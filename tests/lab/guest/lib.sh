@@ -1,0 +1,43 @@
+#!/bin/sh
+# Helpers for lab payloads (busybox sh), installed at /lab/lib.sh:
+#   . /lab/lib.sh
+#   lab_test NAME COMMAND [ARGS...]   run COMMAND (a function or program) under
+#       `set -e` in a subshell, framed by the markers suite.sh splits on:
+#         === LAB-TEST BEGIN NAME
+#         === LAB-TEST END NAME rc=N secs=S
+#       Call it as a plain statement (not after `||`/`&&`/`if`, which would
+#       disable `set -e` inside).  rc 77 = skip.
+#   lab_skip REASON      print "SKIP: REASON" and exit 77 (inside a test)
+#   lab_fail REASON      print "FAIL: REASON" and exit 1  (inside a test)
+#   lab_wait_for SECS CMD...   retry CMD every 0.1 s until it succeeds or SECS pass
+# Environment set by the lab: LAB_KVER, LAB_WITH_QEMU (0/1), LAB_NESTED_BOOT.
+
+lab_uptime() { cut -d' ' -f1 /proc/uptime; }
+
+lab_test() {
+    _lab_name=$1
+    shift
+    echo "=== LAB-TEST BEGIN $_lab_name"
+    _lab_t0=$(lab_uptime)
+    case $- in *e*) _lab_e=1; set +e ;; *) _lab_e=0 ;; esac
+    (set -e; "$@") </dev/null 2>&1
+    _lab_rc=$?
+    [ "$_lab_e" = 1 ] && set -e
+    _lab_t1=$(lab_uptime)
+    echo "=== LAB-TEST END $_lab_name rc=$_lab_rc secs=$(awk -v a="$_lab_t0" -v b="$_lab_t1" 'BEGIN { printf "%.2f", b - a }')"
+    return 0
+}
+
+lab_skip() { echo "SKIP: $*"; exit 77; }
+lab_fail() { echo "FAIL: $*"; exit 1; }
+
+lab_wait_for() {
+    _lab_n=$(( $1 * 10 ))
+    shift
+    while [ "$_lab_n" -gt 0 ]; do
+        "$@" && return 0
+        sleep 0.1
+        _lab_n=$((_lab_n - 1))
+    done
+    "$@"
+}
