@@ -76,8 +76,11 @@ public:
   const DeviceRecord *find_device_by_address(const std::string &address) const;
   const InstanceRecord *find_instance(const std::string &id_or_name) const; // by id, else by name
 
-  // Each writes (or removes) the one file, then updates memory. Throws Error(KernelError) when the disk refuses;
-  // memory is then unchanged.
+  // Each writes (or removes) the one file, then updates memory. Throws Error(InvalidArgument) for an id that is
+  // not 32 lower-case hex (a UUID for mdevs) before touching any path, Error(NameExists / AlreadyExists) when a
+  // put would give two devices one name or address (or two instances one name), Error(KernelError) when the disk
+  // refuses; memory is then unchanged. (Should the directory fsync fail after the rename, the new file is on disk
+  // while memory is not: the next load() sees it.)
   void put_device(const DeviceRecord &record);
   void remove_device(const std::string &id);
   void put_instance(const InstanceRecord &record);
