@@ -1,0 +1,336 @@
+#include "core/pci.hpp"
+
+#include "core/error.hpp"
+#include "core/validate.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <mutex>
+
+#include <systemd/sd-hwdb.h>
+
+namespace hostdev::core {
+namespace {
+
+constexpr const char *kPciDevices = "sys/bus/pci/devices";
+constexpr const char *kIommuGroups = "sys/kernel/iommu_groups";
+
+// Parses an unsigned number in `base` that must fill the whole text; nullopt otherwise.
+std::optional<unsigned long long> parse_unsigned(std::string_view text, int base) {
+  if (base == 16 && text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X'))
+    text.remove_prefix(2);
+  if (text.empty())
+    return std::nullopt;
+  unsigned long long value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  if (ec != std::errc() || end != text.data() + text.size())
+    return std::nullopt;
+  return value;
+}
+
+std::optional<int> parse_int(std::string_view text) {
+  if (text.empty())
+    return std::nullopt;
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size())
+    return std::nullopt;
+  return value;
+}
+
+// A hex attribute ("0x10de") no wider than `max`; 0 when absent or malformed.
+unsigned long long read_hex(const Sysfs &sysfs, const std::string &path, unsigned long long max) {
+  auto text = sysfs.read_trimmed(path);
+  if (!text)
+    return 0;
+  auto value = parse_unsigned(*text, 16);
+  return value && *value <= max ? *value : 0;
+}
+
+std::optional<unsigned> read_unsigned(const Sysfs &sysfs, const std::string &path) {
+  auto text = sysfs.read_trimmed(path);
+  if (!text)
+    return std::nullopt;
+  auto value = parse_unsigned(*text, 10);
+  if (!value || *value > 0xffffffffULL)
+    return std::nullopt;
+  return static_cast<unsigned>(*value);
+}
+
+std::optional<int> group_from_link(const Sysfs &sysfs, const std::string &path) {
+  auto name = sysfs.link_name(path);
+  if (!name)
+    return std::nullopt;
+  auto group = parse_int(*name);
+  if (!group || *group < 0)
+    return std::nullopt;
+  return group;
+}
+
+class NoNames final : public PciNames {
+public:
+  std::string vendor(std::uint16_t) const override { return {}; }
+  std::string device(std::uint16_t, std::uint16_t) const override { return {}; }
+};
+
+class HwdbNames final : public PciNames {
+public:
+  HwdbNames() {
+    if (sd_hwdb_new(&hwdb_) < 0)
+      hwdb_ = nullptr;
+  }
+  ~HwdbNames() override { sd_hwdb_unref(hwdb_); }
+  HwdbNames(const HwdbNames &) = delete;
+  HwdbNames &operator=(const HwdbNames &) = delete;
+
+  std::string vendor(std::uint16_t vendor_id) const override {
+    char modalias[32];
+    std::snprintf(modalias, sizeof modalias, "pci:v%08X*", static_cast<unsigned>(vendor_id));
+    return lookup(modalias, "ID_VENDOR_FROM_DATABASE");
+  }
+  std::string device(std::uint16_t vendor_id, std::uint16_t device_id) const override {
+    char modalias[48];
+    std::snprintf(modalias, sizeof modalias, "pci:v%08Xd%08X*", static_cast<unsigned>(vendor_id),
+                  static_cast<unsigned>(device_id));
+    return lookup(modalias, "ID_MODEL_FROM_DATABASE");
+  }
+
+private:
+  std::string lookup(const char *modalias, const char *key) const {
+    if (!hwdb_)
+      return {};
+    std::lock_guard lock(mutex_); // an sd_hwdb object keeps per-query state
+    const char *value = nullptr;
+    if (sd_hwdb_get(hwdb_, modalias, key, &value) < 0 || !value)
+      return {};
+    return value;
+  }
+
+  sd_hwdb *hwdb_ = nullptr;
+  mutable std::mutex mutex_;
+};
+
+} // namespace
+
+std::unique_ptr<PciNames> make_hwdb_names() { return std::make_unique<HwdbNames>(); }
+std::unique_ptr<PciNames> make_no_names() { return std::make_unique<NoNames>(); }
+
+bool PciFunction::is_display() const noexcept {
+  auto sub = class_code >> 8;
+  return sub == 0x0300 || sub == 0x0302;
+}
+bool PciFunction::is_gpu() const noexcept { return is_display() || is_nvidia(); }
+bool PciFunction::is_bridge() const noexcept { return (class_code >> 16) == 0x06; }
+bool PciFunction::on_vfio() const noexcept { return driver && *driver == "vfio-pci"; }
+
+std::string hex4(std::uint16_t id) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04x", static_cast<unsigned>(id));
+  return buf;
+}
+
+std::string class_hex(std::uint32_t class_code) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%06x", static_cast<unsigned>(class_code & 0xffffffu));
+  return buf;
+}
+
+std::string pci_device_path(const std::string &address) { return std::string(kPciDevices) + "/" + address; }
+
+PciFunction PciBus::read_function(const std::string &address) const {
+  const std::string base = pci_device_path(address) + "/";
+  PciFunction fn;
+  fn.address = address;
+  fn.vendor_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "vendor", 0xffff));
+  fn.device_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "device", 0xffff));
+  fn.subsystem_vendor_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "subsystem_vendor", 0xffff));
+  fn.subsystem_device_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "subsystem_device", 0xffff));
+  fn.class_code = static_cast<std::uint32_t>(read_hex(sysfs_, base + "class", 0xffffff));
+  fn.revision = static_cast<std::uint8_t>(read_hex(sysfs_, base + "revision", 0xff));
+  fn.vendor_name = names_.vendor(fn.vendor_id);
+  fn.device_name = names_.device(fn.vendor_id, fn.device_id);
+
+  fn.iommu_group = group_from_link(sysfs_, base + "iommu_group");
+  if (fn.iommu_group)
+    fn.group_members = iommu_group_members(*fn.iommu_group);
+
+  fn.driver = sysfs_.link_name(base + "driver");
+  if (auto ov = sysfs_.read_trimmed(base + "driver_override"); ov && !ov->empty() && *ov != "(null)")
+    fn.driver_override = *ov;
+  if (auto numa = sysfs_.read_trimmed(base + "numa_node"))
+    fn.numa_node = parse_int(*numa).value_or(-1);
+  fn.reset_method = sysfs_.read_trimmed(base + "reset_method").value_or("");
+
+  fn.sriov_totalvfs = read_unsigned(sysfs_, base + "sriov_totalvfs");
+  fn.sriov_numvfs = read_unsigned(sysfs_, base + "sriov_numvfs");
+  std::vector<std::pair<unsigned long long, std::string>> vfs;
+  for (const auto &entry : sysfs_.list(pci_device_path(address))) {
+    if (entry.rfind("virtfn", 0) != 0)
+      continue;
+    auto index = parse_unsigned(std::string_view(entry).substr(6), 10);
+    if (!index)
+      continue;
+    if (auto vf = sysfs_.link_name(base + entry); vf && is_pci_address(*vf))
+      vfs.emplace_back(*index, *vf);
+  }
+  std::sort(vfs.begin(), vfs.end());
+  for (auto &vf : vfs)
+    fn.virtfns.push_back(std::move(vf.second));
+  if (auto pf = sysfs_.link_name(base + "physfn"); pf && is_pci_address(*pf))
+    fn.physfn = *pf;
+  return fn;
+}
+
+std::vector<PciFunction> PciBus::discover() const {
+  std::vector<PciFunction> out;
+  for (const auto &name : sysfs_.list(kPciDevices))
+    if (is_pci_address(name) && sysfs_.is_dir(pci_device_path(name))) // a vanished device is skipped
+      out.push_back(read_function(name));
+  std::sort(out.begin(), out.end(), [](const PciFunction &a, const PciFunction &b) { return a.address < b.address; });
+  return out;
+}
+
+std::vector<PciFunction> PciBus::candidates(bool all) const {
+  auto functions = discover();
+  if (!all)
+    std::erase_if(functions, [](const PciFunction &fn) { return !fn.is_gpu(); });
+  return functions;
+}
+
+std::optional<PciFunction> PciBus::find(const std::string &address) const {
+  auto norm = normalize_pci_address(address);
+  if (!sysfs_.is_dir(pci_device_path(norm)))
+    return std::nullopt;
+  return read_function(norm);
+}
+
+std::optional<std::string> PciBus::driver_of(const std::string &address) const {
+  return sysfs_.link_name(pci_device_path(normalize_pci_address(address)) + "/driver");
+}
+
+std::optional<int> PciBus::iommu_group_of(const std::string &address) const {
+  return group_from_link(sysfs_, pci_device_path(normalize_pci_address(address)) + "/iommu_group");
+}
+
+std::vector<std::string> PciBus::iommu_group_members(int group) const {
+  if (group < 0)
+    return {};
+  return sysfs_.list(std::string(kIommuGroups) + "/" + std::to_string(group) + "/devices");
+}
+
+const char *gpu_mode_name(GpuMode mode) noexcept {
+  switch (mode) {
+  case GpuMode::Passthrough:
+    return "passthrough";
+  case GpuMode::Vgpu:
+    return "vgpu";
+  case GpuMode::None:
+    break;
+  }
+  return "none";
+}
+
+namespace {
+
+// True when `member` may share a group with `fn` without getting in the way: another function of the same
+// slot (GPU audio) or a bridge, which stays on the host.
+bool harmless_group_member(const PciFunction &fn, const PciFunction *member) {
+  if (!member)
+    return true; // not a PCI function we know of (cannot tell; do not complain)
+  if (member->address == fn.address || member->is_bridge())
+    return true;
+  return member->address.substr(0, 10) == fn.address.substr(0, 10); // same domain:bus:device
+}
+
+void read_hugepages(const Sysfs &sysfs, HostReport &report) {
+  const std::string dir = "sys/kernel/mm/hugepages";
+  std::optional<unsigned long> chosen;
+  for (const auto &entry : sysfs.list(dir)) {
+    // hugepages-2048kB
+    std::string_view e = entry;
+    if (e.rfind("hugepages-", 0) != 0 || e.size() <= 12 || e.substr(e.size() - 2) != "kB")
+      continue;
+    auto size = parse_unsigned(e.substr(10, e.size() - 12), 10);
+    if (!size || *size == 0 || *size > 0xffffffffULL)
+      continue;
+    if (*size == 2048 || !chosen || (*chosen != 2048 && *size < *chosen))
+      chosen = static_cast<unsigned long>(*size);
+  }
+  if (!chosen)
+    return;
+  report.hugepage_size_kb = *chosen;
+  const std::string base = dir + "/hugepages-" + std::to_string(*chosen) + "kB/";
+  report.hugepages_total = read_unsigned(sysfs, base + "nr_hugepages").value_or(0);
+  report.hugepages_free = read_unsigned(sysfs, base + "free_hugepages").value_or(0);
+}
+
+} // namespace
+
+HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count) {
+  HostReport r;
+  r.iommu_enabled = !sysfs.list(kIommuGroups).empty() || !sysfs.list("sys/class/iommu").empty();
+  r.vfio_pci_available = sysfs.is_dir("sys/bus/pci/drivers/vfio-pci");
+  r.vfio_iommu_type1_loaded = sysfs.is_dir("sys/module/vfio_iommu_type1");
+  read_hugepages(sysfs, r);
+  r.mdev_parent_count = mdev_parent_count;
+  r.gpu_count = static_cast<unsigned>(
+      std::count_if(functions.begin(), functions.end(), [](const PciFunction &fn) { return fn.is_gpu(); }));
+
+  if (mdev_parent_count > 0)
+    r.gpu_mode = GpuMode::Vgpu;
+  else if (r.gpu_count > 0 && r.iommu_enabled && r.vfio_pci_available)
+    r.gpu_mode = GpuMode::Passthrough;
+
+  auto problem = [&](std::string message, std::string hint) {
+    r.problems.push_back(Problem{std::move(message), std::move(hint)});
+  };
+  if (!r.iommu_enabled)
+    problem("the IOMMU is not enabled: no device can be handed to a VM",
+            "enable VT-d/AMD-Vi in firmware and boot with intel_iommu=on or amd_iommu=on (plus iommu=pt)");
+  if (!r.vfio_pci_available)
+    problem("the vfio-pci driver is not available",
+            "modprobe vfio-pci; add it to /etc/modules-load.d/hostdev.conf");
+  if (!r.vfio_iommu_type1_loaded)
+    problem("the vfio_iommu_type1 module is not loaded",
+            "modprobe vfio_iommu_type1; add it to /etc/modules-load.d/hostdev.conf");
+  if (r.hugepages_total == 0)
+    problem("no hugepages are reserved (warning: VM memory will use normal pages)",
+            "reserve them with sysctl vm.nr_hugepages=<count> (persist in /etc/sysctl.d/hostdev.conf) or boot "
+            "with hugepages=<count>");
+  if (r.gpu_count == 0 && mdev_parent_count == 0)
+    problem("no GPU found", "check the card with lspci -nn; other devices can still be listed with --all");
+  else if (r.gpu_count > 0 && r.gpu_mode == GpuMode::None)
+    problem(std::to_string(r.gpu_count) + " GPU function(s) present but none can be handed to a VM",
+            "fix the IOMMU and vfio problems above, then run the check again");
+
+  if (r.iommu_enabled) {
+    for (const auto &fn : functions) {
+      if (!fn.is_display())
+        continue;
+      if (!fn.iommu_group) {
+        problem("GPU " + fn.address + " is in no IOMMU group",
+                "the IOMMU does not cover this slot; check the firmware's IOMMU/ACS settings");
+        continue;
+      }
+      std::vector<std::string> others;
+      for (const auto &member : fn.group_members) {
+        auto it = std::find_if(functions.begin(), functions.end(),
+                               [&](const PciFunction &f) { return f.address == member; });
+        if (!harmless_group_member(fn, it == functions.end() ? nullptr : &*it))
+          others.push_back(member);
+      }
+      if (!others.empty()) {
+        std::string list;
+        for (const auto &o : others)
+          list += (list.empty() ? "" : ", ") + o;
+        problem("GPU " + fn.address + " shares IOMMU group " + std::to_string(*fn.iommu_group) +
+                    " with " + list + ", which would have to be handed over too",
+                "move the card to a slot with its own group, or enable ACS in firmware");
+      }
+    }
+  }
+  return r;
+}
+
+} // namespace hostdev::core
