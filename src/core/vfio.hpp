@@ -28,6 +28,7 @@ std::string describe_holders(const std::vector<Holder> &holders);
 class UnitControl {
 public:
   virtual ~UnitControl() = default;
+  virtual bool exists(const std::string &unit) = 0;    // a unit file is known to systemd
   virtual bool is_active(const std::string &unit) = 0; // false when the unit does not exist
   virtual void stop(const std::string &unit) = 0;
   virtual void start(const std::string &unit) = 0;
@@ -46,14 +47,16 @@ public:
       : sysfs_(sysfs), bus_(bus), units_(units), deadline_(deadline) {}
 
   bool vfio_pci_available() const;
-  GroupCheck check_group(const std::string &address) const;
+  // `companions`: other functions being bound in the same operation (a GPU and its audio function); they do not
+  // block each other.
+  GroupCheck check_group(const std::string &address, const std::vector<std::string> &companions = {}) const;
 
   // driver_override = vfio-pci, unbind the current driver, drivers_probe, verify. Throws DeviceNotFound,
   // IommuUnavailable, VfioUnavailable, AlreadyBound, IommuGroupConflict (naming the blockers), Timeout, KernelError
   // (naming holders of the device's nodes). On failure after the first write, the override is cleared and the
   // device re-probed. Around an NVIDIA function nvidia-persistenced is stopped and started again, also on failure.
   // Returns the driver the device had before (nullopt for none).
-  std::optional<std::string> bind(const std::string &address) const;
+  std::optional<std::string> bind(const std::string &address, const std::vector<std::string> &companions = {}) const;
 
   // The device must be on vfio-pci (else NotBound): clear the override, unbind from vfio-pci, drivers_probe.
   // When `expected_driver` is given, checks it came back (KernelError otherwise). Returns the driver now bound.
