@@ -71,11 +71,13 @@ public:
   virtual void reconciled(const ReconcileStats &) {}
 };
 
+struct ServiceOptions {
+  std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline; // per kernel write
+};
+
 class Service {
 public:
-  struct Options {
-    std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline; // per kernel write
-  };
+  using Options = ServiceOptions;
 
   Service(const Sysfs &sysfs, Store &store, const PciNames &names, UnitControl *units = nullptr,
           Events *events = nullptr, Options options = {});

@@ -1,0 +1,504 @@
+#include "core/error.hpp"
+#include "core/service.hpp"
+#include "core/validate.hpp"
+
+#include "fixtures/fake_host.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+using namespace hostdev::core;
+using namespace hostdev::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct RecordingEvents : Events {
+  std::vector<std::string> log;
+  void device_added(const DeviceRecord &d) override { log.push_back("device_added " + d.name); }
+  void device_changed(const DeviceRecord &d) override { log.push_back("device_changed " + d.name); }
+  void device_removed(const DeviceRecord &d) override { log.push_back("device_removed " + d.name); }
+  void instance_added(const InstanceRecord &i) override { log.push_back("instance_added " + i.name); }
+  void instance_removed(const InstanceRecord &i) override { log.push_back("instance_removed " + i.name); }
+  void mdev_created(const std::string &uuid, const std::string &profile, const std::string &parent,
+                    const std::string &) override {
+    log.push_back("mdev_created " + profile + " " + parent + " " + uuid);
+  }
+  void mdev_destroyed(const std::string &uuid, const std::string &) override { log.push_back("mdev_destroyed " + uuid); }
+  void reconciled(const ReconcileStats &s) override {
+    log.push_back("reconciled " + std::to_string(s.destroyed) + "/" + std::to_string(s.skipped_not_ours) + "/" +
+                  std::to_string(s.skipped_in_use) + "/" + std::to_string(s.cleared_attachments));
+  }
+  bool saw(const std::string &prefix) const {
+    return std::any_of(log.begin(), log.end(), [&](const auto &l) { return l.rfind(prefix, 0) == 0; });
+  }
+};
+
+class ServiceTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    char tmpl[] = "/dev/shm/hostdev-state-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    state_ = tmpl;
+  }
+  void TearDown() override {
+    service_.reset();
+    fs::remove_all(state_);
+  }
+  void build(const std::function<void(FakeHost &)> &canned) {
+    canned(host_);
+    sysfs_ = std::make_unique<Sysfs>(host_.root());
+    sysfs_->set_write_hook(host_.kernel());
+    restart();
+  }
+  // A fresh Store and Service over the same state directory: what a daemon restart sees.
+  void restart() {
+    service_.reset();
+    store_ = std::make_unique<Store>(state_.string());
+    store_->load();
+    service_ = std::make_unique<Service>(*sysfs_, *store_, *names_, nullptr, &events_, ServiceOptions{300ms});
+  }
+  Errc code_of(const std::function<void()> &f, std::string *message = nullptr) {
+    try {
+      f();
+    } catch (const Error &e) {
+      if (message)
+        *message = e.what();
+      return e.code();
+    }
+    ADD_FAILURE() << "no Error thrown";
+    return Errc::KernelError;
+  }
+  std::size_t files_in(const std::string &folder) {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto &e : fs::directory_iterator(state_ / folder))
+      ++n;
+    return n;
+  }
+  std::optional<std::string> driver(const std::string &addr) { return service_->pci().driver_of(addr); }
+  unsigned available(const std::string &parent, const std::string &type) {
+    for (const auto &p : service_->mdevs().parents())
+      if (p.name == parent)
+        for (const auto &t : p.types)
+          if (t.id == type)
+            return t.available;
+    return 9999;
+  }
+
+  FakeHost host_;
+  fs::path state_;
+  std::unique_ptr<PciNames> names_ = make_no_names();
+  std::unique_ptr<Sysfs> sysfs_;
+  std::unique_ptr<Store> store_;
+  RecordingEvents events_;
+  std::unique_ptr<Service> service_;
+};
+
+// A host with one mdev parent whose one type has room for exactly one instance, plus a NIC.
+void one_slot_host(FakeHost &h) {
+  h.iommu(true).vfio(true).driver("igb").driver("mtty");
+  h.add_function(make_fn(kNicAddr, 0x8086, 0x1533, 0x020000, "igb", 2)).host_driver_for(kNicAddr, "igb");
+  h.add_function(make_fn("0000:05:00.0", 0x10de, 0x26b9, 0x030200, std::nullopt, 5));
+  h.add_mdev_parent("0000:05:00.0", {TypeSpec{"nvidia-1157", "NVIDIA L40S-4Q",
+                                              "num_heads=4, frl_config=60, framebuffer=4096M, max_instance=1", 1}});
+}
+
+} // namespace
+
+// ------------------------------------------------------------------------------------------------ register
+
+TEST_F(ServiceTest, RegisterWithDefaultAndGivenNames) {
+  build(make_passthrough_host);
+  const auto &a = service_->register_device("", "0000:02:00.0");
+  EXPECT_EQ(a.name, "pci-0000-02-00-0");
+  EXPECT_EQ(a.type, "pci");
+  EXPECT_TRUE(is_object_id(a.id));
+  EXPECT_EQ(a.vendor_id, "8086");
+  EXPECT_EQ(a.device_id, "1533");
+  EXPECT_EQ(a.iommu_group, 2);
+  EXPECT_EQ(a.host_driver, "igb");
+  EXPECT_GT(a.created_at, 0u);
+  const auto b = service_->register_device("l4", "0000:01:00.0");
+  EXPECT_EQ(b.type, "gpu");
+  EXPECT_EQ(service_->get_device("l4").pci_address, "0000:01:00.0");
+  EXPECT_EQ(service_->get_device(b.id).name, "l4");
+  EXPECT_EQ(service_->list_devices().size(), 2u);
+  EXPECT_TRUE(events_.saw("device_added l4"));
+  restart();
+  EXPECT_EQ(service_->get_device("l4").id, b.id) << "registrations survive a restart";
+}
+
+TEST_F(ServiceTest, RegisterNormalisesTheAddress) {
+  build(make_vgpu_host);
+  EXPECT_EQ(service_->register_device("pf0", "0000:A2:00.0").pci_address, "0000:a2:00.0");
+  EXPECT_EQ(code_of([&] { service_->register_device("again", "0000:a2:00.0"); }), Errc::AlreadyExists);
+}
+
+TEST_F(ServiceTest, RegisterRefusesBadInputAndWritesNothing) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  const auto before = files_in("devices");
+  EXPECT_EQ(code_of([&] { service_->register_device("x1", "0000:02:00"); }), Errc::InvalidPciAddress);
+  EXPECT_EQ(code_of([&] { service_->register_device("x1", "../../../etc"); }), Errc::InvalidPciAddress);
+  EXPECT_EQ(code_of([&] { service_->register_device("-bad", kBareAddr); }), Errc::InvalidName);
+  EXPECT_EQ(code_of([&] { service_->register_device("a/b", kBareAddr); }), Errc::InvalidName);
+  EXPECT_EQ(code_of([&] { service_->register_device("nic", kBareAddr); }), Errc::NameExists);
+  EXPECT_EQ(code_of([&] { service_->register_device("nic2", kNicAddr); }), Errc::AlreadyExists);
+  EXPECT_EQ(code_of([&] { service_->register_device("ghost", "0000:09:00.0"); }), Errc::DeviceNotFound);
+  EXPECT_EQ(files_in("devices"), before);
+  EXPECT_TRUE(host_.writes().empty()) << "registration never touches sysfs";
+}
+
+TEST_F(ServiceTest, RegisterWithoutIommuGroupIsIommuUnavailable) {
+  build(make_no_iommu_host);
+  EXPECT_EQ(code_of([&] { service_->register_device("gpu", kGpuAddr); }), Errc::IommuUnavailable);
+  EXPECT_EQ(files_in("devices"), 0u);
+}
+
+TEST_F(ServiceTest, LookupsValidateAndReportNotFound) {
+  build(make_passthrough_host);
+  EXPECT_EQ(code_of([&] { service_->get_device("nope"); }), Errc::NotFound);
+  EXPECT_EQ(code_of([&] { service_->get_device("../x"); }), Errc::InvalidName);
+  EXPECT_EQ(code_of([&] { service_->get_instance("vm1"); }), Errc::NotFound);
+  EXPECT_EQ(code_of([&] { service_->get_instance(""); }), Errc::InvalidName);
+  EXPECT_EQ(code_of([&] { service_->unregister_device("nope"); }), Errc::NotFound);
+}
+
+TEST_F(ServiceTest, UnregisterRefusedWhileAttached) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->create_instance("vm1", {{"nic"}, "", ""}, 1000);
+  EXPECT_EQ(code_of([&] { service_->unregister_device("nic"); }), Errc::InUse);
+  service_->delete_instance("vm1");
+  service_->unregister_device("nic");
+  EXPECT_EQ(files_in("devices"), 0u);
+  EXPECT_TRUE(events_.saw("device_removed nic"));
+}
+
+// ------------------------------------------------------------------------------------------------ bind
+
+TEST_F(ServiceTest, BindUnbindRestore) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->bind_device("nic");
+  EXPECT_EQ(driver(kNicAddr), "vfio-pci");
+  EXPECT_EQ(code_of([&] { service_->bind_device("nic"); }), Errc::AlreadyBound);
+  service_->unbind_device("nic");
+  EXPECT_EQ(driver(kNicAddr), "igb");
+  EXPECT_EQ(code_of([&] { service_->unbind_device("nic"); }), Errc::NotBound);
+  service_->bind_device("nic");
+  service_->restore_device("nic");
+  EXPECT_EQ(driver(kNicAddr), "igb");
+  service_->restore_device("nic"); // restoring a healthy device is harmless
+  EXPECT_EQ(driver(kNicAddr), "igb");
+}
+
+TEST_F(ServiceTest, ATimedOutWriteMarksTheDeviceBusyUntilRestored) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  host_.delay_writes("drivers/igb/unbind", 800ms);
+  EXPECT_EQ(code_of([&] { service_->bind_device("nic"); }), Errc::Timeout);
+  EXPECT_TRUE(service_->is_busy(kNicAddr));
+  std::string message;
+  EXPECT_EQ(code_of([&] { service_->bind_device("nic"); }, &message), Errc::InUse);
+  EXPECT_NE(message.find("busy"), std::string::npos) << message;
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"nic"}, "", ""}, 0); }), Errc::InUse);
+  std::this_thread::sleep_for(900ms); // the kernel finishes the write eventually
+  host_.delay_writes("drivers/igb/unbind", 0ms);
+  service_->restore_device("nic");
+  EXPECT_FALSE(service_->is_busy(kNicAddr));
+}
+
+// ------------------------------------------------------------------------------------------------ instances
+
+TEST_F(ServiceTest, InstanceWithDevicesBindsAttachesAndDeleteGivesBack) {
+  build(make_passthrough_host);
+  service_->register_device("l4", kGpuAddr);
+  service_->register_device("l4-audio", kAudioAddr);
+  const auto inst = service_->create_instance("vm1", {{"l4", "l4-audio"}, "", "ubuntu-24.04"}, 1000);
+  EXPECT_EQ(driver(kGpuAddr), "vfio-pci");
+  EXPECT_EQ(driver(kAudioAddr), "vfio-pci");
+  EXPECT_EQ(inst.owner_uid, 1000u);
+  EXPECT_EQ(inst.image, "ubuntu-24.04");
+  EXPECT_EQ(service_->get_device("l4").attached_to, inst.id);
+  EXPECT_EQ(service_->get_device("l4-audio").attached_to, inst.id);
+  EXPECT_TRUE(store_->intents().empty());
+
+  auto paths = service_->instance_paths(inst);
+  EXPECT_EQ(paths.device_paths, (std::vector<std::string>{"/sys/bus/pci/devices/0000:01:00.0/",
+                                                          "/sys/bus/pci/devices/0000:01:00.1/"}));
+  EXPECT_EQ(paths.qemu_args, (std::vector<std::string>{"-device", "vfio-pci,host=0000:01:00.0", "-device",
+                                                       "vfio-pci,host=0000:01:00.1"}));
+  EXPECT_EQ(paths.cloud_hypervisor_args,
+            (std::vector<std::string>{"--device", "path=/sys/bus/pci/devices/0000:01:00.0/",
+                                      "path=/sys/bus/pci/devices/0000:01:00.1/"}));
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"l4"}, "", ""}, 0); }), Errc::InUse)
+      << "one attachment per device";
+
+  restart();
+  EXPECT_EQ(service_->get_instance("vm1").devices.size(), 2u);
+  service_->delete_instance("vm1");
+  EXPECT_EQ(driver(kGpuAddr), "nvidia");
+  EXPECT_EQ(driver(kAudioAddr), "snd_hda_intel");
+  EXPECT_EQ(service_->get_device("l4").attached_to, "");
+  EXPECT_EQ(files_in("instances"), 0u);
+  EXPECT_TRUE(events_.saw("instance_removed vm1"));
+}
+
+TEST_F(ServiceTest, InstanceWithAProfileCreatesAnMdevAndDeleteDestroysIt) {
+  build(make_vgpu_host);
+  const auto before = available(vf_address(kPf0Addr, 0), "nvidia-1157");
+  const auto inst = service_->create_instance("vgpu1", {{}, "NVIDIA L40S-4Q", ""}, 0);
+  ASSERT_TRUE(is_uuid(inst.mdev_uuid));
+  EXPECT_EQ(inst.gpu_profile, "NVIDIA L40S-4Q");
+  EXPECT_EQ(inst.mdev_parent, vf_address(kPf0Addr, 0));
+  auto m = service_->mdevs().find(inst.mdev_uuid);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type_id, "nvidia-1157");
+  EXPECT_EQ(available(inst.mdev_parent, "nvidia-1157"), before - 1);
+  EXPECT_EQ(store_->mdevs().count(inst.mdev_uuid), 1u);
+  EXPECT_TRUE(events_.saw("mdev_created NVIDIA L40S-4Q " + inst.mdev_parent + " " + inst.mdev_uuid));
+
+  auto paths = service_->instance_paths(inst);
+  EXPECT_EQ(paths.device_paths, std::vector<std::string>{"/sys/bus/mdev/devices/" + inst.mdev_uuid + "/"});
+  EXPECT_EQ(paths.qemu_args,
+            (std::vector<std::string>{"-device", "vfio-pci,sysfsdev=/sys/bus/mdev/devices/" + inst.mdev_uuid}));
+
+  // The profile may also be named by its type id; the next free parent is taken.
+  const auto second = service_->create_instance("vgpu2", {{}, "nvidia-1157", ""}, 0);
+  EXPECT_NE(second.mdev_parent, inst.mdev_parent);
+
+  service_->delete_instance("vgpu1");
+  EXPECT_FALSE(service_->mdevs().find(inst.mdev_uuid));
+  EXPECT_EQ(available(inst.mdev_parent, "nvidia-1157"), before);
+  EXPECT_EQ(store_->mdevs().count(inst.mdev_uuid), 0u);
+  EXPECT_TRUE(events_.saw("mdev_destroyed " + inst.mdev_uuid));
+}
+
+TEST_F(ServiceTest, NoCapacityAndUnknownProfilesAreRefusedBeforeAnyWrite) {
+  build(one_slot_host);
+  service_->register_device("nic", kNicAddr);
+  service_->create_instance("first", {{}, "NVIDIA L40S-4Q", ""}, 0);
+  const auto writes = host_.writes().size();
+  EXPECT_EQ(code_of([&] { service_->create_instance("second", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::NoCapacity);
+  EXPECT_EQ(code_of([&] { service_->create_instance("third", {{"nic"}, "NVIDIA A100-40C", ""}, 0); }),
+            Errc::ProfileUnavailable);
+  EXPECT_EQ(host_.writes().size(), writes);
+  EXPECT_EQ(driver(kNicAddr), "igb");
+  EXPECT_EQ(files_in("instances"), 1u);
+  EXPECT_EQ(files_in("journal"), 0u);
+}
+
+TEST_F(ServiceTest, CreateValidatesItsArguments) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+  service_->register_device("bare", kBareAddr);
+  EXPECT_EQ(code_of([&] { service_->create_instance("-x", {{"bare"}, "", ""}, 0); }), Errc::InvalidName);
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"bare"}, "", ""}, 0); }), Errc::NameExists);
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{}, "", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"bare", "bare"}, "", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"ghost"}, "", ""}, 0); }), Errc::NotFound);
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"bare"}, "", "a\nb"}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"bare"}, "x/../y", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(driver(kBareAddr), std::nullopt);
+  EXPECT_EQ(files_in("instances"), 1u);
+}
+
+TEST_F(ServiceTest, AFailedCreateRollsBackEveryDeviceInReverse) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->register_device("bare", kBareAddr);
+  // The second bind fails at the probe: the first device must go back to igb.
+  host_.fail_writes("drivers_probe", 0); // no-op knob reset guard
+  std::vector<std::string> seen;
+  int probes = 0;
+  auto kernel = host_.kernel();
+  sysfs_->set_write_hook([&, kernel](const std::string &path, std::string_view value) {
+    if (path == "sys/bus/pci/drivers_probe" && value == kBareAddr && ++probes == 1)
+      return EIO;
+    return kernel(path, value);
+  });
+  std::string message;
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"nic", "bare"}, "", ""}, 0); }, &message),
+            Errc::KernelError);
+  EXPECT_EQ(driver(kNicAddr), "igb");
+  EXPECT_NE(driver(kBareAddr), "vfio-pci");
+  EXPECT_EQ(service_->get_device("nic").attached_to, "");
+  EXPECT_EQ(files_in("instances"), 0u);
+  EXPECT_EQ(files_in("journal"), 0u) << "a complete rollback leaves no intent behind";
+}
+
+TEST_F(ServiceTest, AFailedMdevCreateRollsBackTheDevices) {
+  build(one_slot_host);
+  service_->register_device("nic", kNicAddr);
+  host_.fail_writes("/create", EIO);
+  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::KernelError);
+  EXPECT_EQ(driver(kNicAddr), "igb");
+  EXPECT_EQ(files_in("mdevs"), 0u);
+  EXPECT_EQ(files_in("instances"), 0u);
+  EXPECT_EQ(files_in("journal"), 0u);
+  EXPECT_EQ(available("0000:05:00.0", "nvidia-1157"), 1u);
+}
+
+TEST_F(ServiceTest, DeleteRefusesWhileAVmHoldsTheDeviceAndCanBeRetried) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+  host_.open_fd(31337, "qemu-system-x86", "/dev/vfio/2");
+  std::string message;
+  EXPECT_EQ(code_of([&] { service_->delete_instance("vm1"); }, &message), Errc::InUse);
+  EXPECT_NE(message.find("31337 (qemu-system-x86)"), std::string::npos) << message;
+  EXPECT_EQ(driver(kNicAddr), "vfio-pci");
+  EXPECT_EQ(files_in("instances"), 1u);
+  host_.remove("proc/31337");
+  service_->delete_instance("vm1");
+  EXPECT_EQ(driver(kNicAddr), "igb");
+}
+
+TEST_F(ServiceTest, DeleteRefusesWhileAVmHoldsTheMdev) {
+  build(one_slot_host);
+  const auto inst = service_->create_instance("vm1", {{}, "NVIDIA L40S-4Q", ""}, 0);
+  auto group = service_->mdevs().find(inst.mdev_uuid)->iommu_group;
+  ASSERT_TRUE(group);
+  host_.open_fd(4000, "qemu-system-x86", "/dev/vfio/" + std::to_string(*group));
+  EXPECT_EQ(code_of([&] { service_->delete_instance("vm1"); }), Errc::InUse);
+  EXPECT_TRUE(service_->mdevs().find(inst.mdev_uuid));
+}
+
+// ------------------------------------------------------------------------------------------------ reads
+
+TEST_F(ServiceTest, ResourcesInVgpuMode) {
+  build(make_vgpu_host);
+  auto res = service_->gpu_resources();
+  EXPECT_EQ(res.mode, GpuMode::Vgpu);
+  EXPECT_EQ(res.total_slots, 64u);
+  EXPECT_EQ(res.used_slots, 0u);
+  ASSERT_EQ(res.profiles.size(), 4u);
+  for (const auto &p : res.profiles)
+    EXPECT_EQ(p.available, 64u) << p.name;
+  service_->create_instance("v1", {{}, "NVIDIA L40S-48Q", ""}, 0);
+  res = service_->gpu_resources();
+  EXPECT_EQ(res.used_slots, 1u);
+  EXPECT_EQ(res.total_slots, 64u);
+  for (const auto &p : res.profiles)
+    EXPECT_EQ(p.available, 63u) << p.name << ": a VF holding a vGPU offers no other profile";
+}
+
+TEST_F(ServiceTest, ResourcesInPassthroughMode) {
+  build(make_passthrough_host);
+  auto res = service_->gpu_resources();
+  EXPECT_EQ(res.mode, GpuMode::Passthrough);
+  ASSERT_EQ(res.devices.size(), 1u);
+  EXPECT_EQ(res.devices[0].pci_address, kGpuAddr);
+  EXPECT_TRUE(res.devices[0].available);
+  EXPECT_EQ(res.total_slots, 1u);
+  service_->register_device("l4", kGpuAddr);
+  service_->register_device("l4-audio", kAudioAddr);
+  service_->create_instance("vm", {{"l4", "l4-audio"}, "", ""}, 0);
+  res = service_->gpu_resources();
+  EXPECT_EQ(res.devices[0].name, "l4");
+  EXPECT_FALSE(res.devices[0].available);
+  EXPECT_EQ(res.used_slots, 1u);
+}
+
+TEST_F(ServiceTest, ListAvailableMarksRegisteredDevices) {
+  build(make_passthrough_host);
+  const auto &rec = service_->register_device("l4", kGpuAddr);
+  auto gpus = service_->list_available(false);
+  ASSERT_EQ(gpus.size(), 2u) << "the L4 and, being NVIDIA, its audio function";
+  EXPECT_EQ(gpus[0].registered_id, rec.id);
+  EXPECT_EQ(gpus[1].registered_id, "");
+  EXPECT_EQ(service_->list_available(true).size(), 5u);
+  EXPECT_EQ(service_->host_report().gpu_mode, GpuMode::Passthrough);
+}
+
+// ------------------------------------------------------------------------------------------------ reconcile
+
+TEST_F(ServiceTest, ReconcileDestroysOnlyOurOrphanedIdleMdevs) {
+  build(make_vgpu_host);
+  const auto p0 = vf_address(kPf0Addr, 0), p1 = vf_address(kPf0Addr, 1), p2 = vf_address(kPf0Addr, 2);
+  const std::string orphan = "11111111-1111-4111-8111-111111111111";
+  const std::string foreign = "22222222-2222-4222-8222-222222222222";
+  const std::string busy = "33333333-3333-4333-8333-333333333333";
+  host_.add_mdev(p0, "nvidia-1157", orphan).add_mdev(p1, "nvidia-1157", foreign).add_mdev(p2, "nvidia-1157", busy);
+  store_->put_mdev({orphan, p0, "nvidia-1157", "0123456789abcdef0123456789abcdef", 1});
+  store_->put_mdev({busy, p2, "nvidia-1157", "0123456789abcdef0123456789abcdee", 1});
+  const auto kept = service_->create_instance("kept", {{}, "NVIDIA L40S-1Q", ""}, 0);
+  auto busy_group = service_->mdevs().find(busy)->iommu_group;
+  host_.open_fd(555, "qemu-system-x86", "/dev/vfio/" + std::to_string(*busy_group));
+
+  restart();
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.destroyed, 1u);
+  EXPECT_EQ(stats.skipped_not_ours, 1u);
+  EXPECT_EQ(stats.skipped_in_use, 1u);
+  EXPECT_TRUE(stats.errors.empty());
+  EXPECT_FALSE(service_->mdevs().find(orphan));
+  EXPECT_TRUE(service_->mdevs().find(foreign));
+  EXPECT_TRUE(service_->mdevs().find(busy));
+  EXPECT_TRUE(service_->mdevs().find(kept.mdev_uuid)) << "an instance's mdev is never touched";
+  EXPECT_TRUE(events_.saw("mdev_destroyed " + orphan));
+  EXPECT_TRUE(events_.saw("reconciled 1/1/1/0"));
+  EXPECT_EQ(store_->mdevs().count(orphan), 0u);
+}
+
+TEST_F(ServiceTest, ReconcileClearsAttachmentsToVanishedInstancesAndRestoresTheDevice) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  const auto inst = service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+  // The instance file vanishes (deleted by hand, lost with a disk): the attachment is stale.
+  fs::remove(state_ / "instances" / (inst.id + ".json"));
+  restart();
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.cleared_attachments, 1u);
+  EXPECT_EQ(service_->get_device("nic").attached_to, "");
+  EXPECT_EQ(driver(kNicAddr), "igb");
+}
+
+TEST_F(ServiceTest, ACrashAfterTheMdevWriteIsUndoneByTheNextReconcile) {
+  build(one_slot_host);
+  service_->register_device("nic", kNicAddr);
+  // The child creates the instance and is killed right after the mdev exists, before the store commit.
+  EXPECT_EXIT(
+      {
+        ::setenv("HOSTDEV_TEST_CRASH_AT", "after-mdev-create", 1);
+        service_->create_instance("vm1", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0);
+        std::exit(0);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  ASSERT_EQ(service_->mdevs().list().size(), 1u) << "the child really created the mdev";
+  EXPECT_EQ(driver(kNicAddr), "vfio-pci");
+  restart();
+  EXPECT_EQ(store_->intents().size(), 1u);
+  EXPECT_TRUE(store_->instances().empty());
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.destroyed, 1u);
+  EXPECT_TRUE(service_->mdevs().list().empty());
+  EXPECT_EQ(driver(kNicAddr), "igb") << "the device the crashed create bound is given back";
+  EXPECT_TRUE(store_->intents().empty());
+  EXPECT_TRUE(store_->mdevs().empty());
+  EXPECT_EQ(available("0000:05:00.0", "nvidia-1157"), 1u);
+}
+
+TEST_F(ServiceTest, ACrashBeforeTheInstanceCommitIsUndoneToo) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  EXPECT_EXIT(
+      {
+        ::setenv("HOSTDEV_TEST_CRASH_AT", "before-instance-commit", 1);
+        service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+        std::exit(0);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  restart();
+  EXPECT_FALSE(service_->get_device("nic").attached_to.empty()) << "the crash left a dangling attachment";
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.cleared_attachments, 1u);
+  EXPECT_EQ(service_->get_device("nic").attached_to, "");
+  EXPECT_EQ(driver(kNicAddr), "igb");
+}
