@@ -1,0 +1,159 @@
+#include "cli/inspect.hpp"
+
+#include "cli/table.hpp"
+#include "core/error.hpp"
+#include "core/sysfs.hpp"
+
+#include <map>
+
+namespace hostdev::cli {
+namespace {
+
+template <class T> nlohmann::json or_null(const std::optional<T> &v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+
+std::string yes_no(bool v, const char *yes, const char *no) { return v ? yes : no; }
+
+} // namespace
+
+nlohmann::json device_json(const core::PciFunction &fn) {
+  nlohmann::json j;
+  j["pci_address"] = fn.address;
+  j["vendor_id"] = core::hex4(fn.vendor_id);
+  j["device_id"] = core::hex4(fn.device_id);
+  j["subsystem_vendor_id"] = core::hex4(fn.subsystem_vendor_id);
+  j["subsystem_device_id"] = core::hex4(fn.subsystem_device_id);
+  j["vendor_name"] = fn.vendor_name;
+  j["device_name"] = fn.device_name;
+  j["class"] = core::class_hex(fn.class_code);
+  j["revision"] = fn.revision;
+  j["iommu_group"] = or_null(fn.iommu_group);
+  j["iommu_group_members"] = fn.group_members;
+  j["driver"] = or_null(fn.driver);
+  j["driver_override"] = or_null(fn.driver_override);
+  j["is_gpu"] = fn.is_gpu();
+  j["numa_node"] = fn.numa_node;
+  j["reset_method"] = fn.reset_method;
+  j["sriov_totalvfs"] = or_null(fn.sriov_totalvfs);
+  j["sriov_numvfs"] = or_null(fn.sriov_numvfs);
+  j["virtfns"] = fn.virtfns;
+  j["physfn"] = or_null(fn.physfn);
+  return j;
+}
+
+nlohmann::json inspect_json(const core::HostReport &report, const std::vector<core::PciFunction> &devices,
+                            const std::vector<core::MdevParent> &parents) {
+  nlohmann::json j;
+  j["iommu_enabled"] = report.iommu_enabled;
+  j["vfio_available"] = report.vfio_available();
+  j["vfio_pci_available"] = report.vfio_pci_available;
+  j["vfio_iommu_type1_loaded"] = report.vfio_iommu_type1_loaded;
+  j["hugepages"] = {{"total", report.hugepages_total},
+                    {"free", report.hugepages_free},
+                    {"size_kb", report.hugepage_size_kb}};
+  j["gpu_mode"] = core::gpu_mode_name(report.gpu_mode);
+  j["problems"] = nlohmann::json::array();
+  j["hints"] = nlohmann::json::array();
+  for (const auto &p : report.problems) {
+    j["problems"].push_back(p.message);
+    j["hints"].push_back(p.hint);
+  }
+  j["devices"] = nlohmann::json::array();
+  for (const auto &fn : devices)
+    j["devices"].push_back(device_json(fn));
+  j["mdev_parents"] = nlohmann::json::array();
+  for (const auto &parent : parents) {
+    nlohmann::json profiles = nlohmann::json::array();
+    for (const auto &t : parent.types)
+      profiles.push_back({{"type", t.id},
+                          {"name", t.name},
+                          {"description", t.description},
+                          {"device_api", t.device_api},
+                          {"framebuffer_mb", t.framebuffer_mb},
+                          {"available", t.available}});
+    j["mdev_parents"].push_back({{"parent", parent.name}, {"profiles", profiles}});
+  }
+  return j;
+}
+
+int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &err) {
+  try {
+    core::Sysfs sysfs(options.sysfs_root);
+    auto names = core::make_hwdb_names();
+    core::PciBus bus(sysfs, *names);
+    core::MdevBus mdev(sysfs);
+    const auto all = bus.discover();
+    const auto parents = mdev.parents();
+    const auto report = core::check_host(sysfs, all, static_cast<unsigned>(parents.size()));
+    std::vector<core::PciFunction> shown;
+    for (const auto &fn : all)
+      if (options.all || fn.is_gpu())
+        shown.push_back(fn);
+
+    if (options.json) {
+      out << inspect_json(report, shown, parents).dump(2) << '\n';
+      return 0;
+    }
+
+    out << "Host" << (options.sysfs_root == "/" ? "" : " (sysfs root " + options.sysfs_root + ")") << '\n';
+    Table host({"  CHECK", "STATE"});
+    host.add({"  IOMMU", yes_no(report.iommu_enabled, "enabled", "off")});
+    host.add({"  vfio-pci", yes_no(report.vfio_pci_available, "available", "missing")});
+    host.add({"  vfio_iommu_type1", yes_no(report.vfio_iommu_type1_loaded, "loaded", "missing")});
+    host.add({"  hugepages", std::to_string(report.hugepages_free) + " free of " + std::to_string(report.hugepages_total) +
+                                 (report.hugepage_size_kb ? " (" + std::to_string(report.hugepage_size_kb) + " kB)" : "")});
+    host.add({"  GPU mode", core::gpu_mode_name(report.gpu_mode)});
+    host.print(out);
+
+    if (!report.problems.empty()) {
+      out << "\nProblems\n";
+      for (const auto &p : report.problems)
+        out << "  - " << p.message << "\n    hint: " << p.hint << '\n';
+    }
+
+    out << '\n' << (options.all ? "PCI functions" : "Passthrough candidates (GPUs; --all shows every function)") << '\n';
+    if (shown.empty()) {
+      out << "  none found\n";
+    } else {
+      Table t({"ADDRESS", "ID", "CLASS", "GROUP", "DRIVER", "NUMA", "RESET", "NAME"});
+      for (const auto &fn : shown) {
+        std::string name = fn.vendor_name.empty() && fn.device_name.empty() ? "-" : fn.vendor_name + " " + fn.device_name;
+        if (fn.physfn)
+          name += " (VF of " + *fn.physfn + ")";
+        else if (fn.sriov_totalvfs)
+          name += " (SR-IOV " + std::to_string(fn.sriov_numvfs.value_or(0)) + "/" + std::to_string(*fn.sriov_totalvfs) + " VFs)";
+        t.add({fn.address, core::hex4(fn.vendor_id) + ":" + core::hex4(fn.device_id), core::class_hex(fn.class_code),
+               fn.iommu_group ? std::to_string(*fn.iommu_group) : "-", fn.driver.value_or("-"),
+               std::to_string(fn.numa_node), fn.reset_method.empty() ? "-" : fn.reset_method, name});
+      }
+      t.print(out);
+    }
+
+    if (!parents.empty()) {
+      out << "\nvGPU / mdev profiles (" << parents.size() << " parent" << (parents.size() == 1 ? "" : "s") << ")\n";
+      Table t({"PROFILE", "TYPE", "FRAMEBUFFER", "AVAILABLE", "PARENTS"});
+      struct Row {
+        std::string type;
+        unsigned fb = 0, available = 0, parents = 0;
+      };
+      std::map<std::string, Row> rows;
+      for (const auto &p : parents)
+        for (const auto &ty : p.types) {
+          auto &r = rows[ty.name];
+          r.type = r.type.empty() ? ty.id : r.type;
+          r.fb = ty.framebuffer_mb;
+          r.available += ty.available;
+          ++r.parents;
+        }
+      for (const auto &[name, r] : rows)
+        t.add({name, r.type, r.fb ? std::to_string(r.fb) + " MB" : "-", std::to_string(r.available),
+               std::to_string(r.parents)});
+      t.print(out);
+    }
+    return 0;
+  } catch (const core::Error &e) {
+    err << "hostdevctl: " << e.what() << '\n';
+    return 1;
+  }
+}
+
+} // namespace hostdev::cli
