@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds hostdev and runs every test suite. Installs what it needs (Debian 12, as root).
+#   ./test.sh            unit tests (plain and under ASan/UBSan), then the lab suites
+#   ./test.sh --unit     unit tests only
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+mode=all
+case "${1:-}" in
+  "") ;;
+  --unit) mode=unit ;;
+  *) echo "usage: $0 [--unit]" >&2; exit 2 ;;
+esac
+
+scripts/install-deps.sh "$([ $mode = unit ] && echo build || echo all)"
+
+setup() { # dir, meson options...
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; exit 1; }; fi
+}
+setup build
+setup build-asan -Dsanitize=true
+
+passed=0 failed=0 skipped=0
+run() { # label, meson test args...
+  local label=$1; shift
+  echo "== $label"
+  local out rc=0
+  out=$(meson test "$@" --print-errorlogs 2>&1) || rc=$?
+  echo "$out" | grep -vE '^(ninja: |\[[0-9]+/[0-9]+\] )' | tail -n 40
+  local ok fail skip timeout
+  ok=$(echo "$out" | sed -n 's/^Ok: *\([0-9]*\).*/\1/p' | tail -1)
+  fail=$(echo "$out" | sed -n 's/^Fail: *\([0-9]*\).*/\1/p' | tail -1)
+  timeout=$(echo "$out" | sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' | tail -1)
+  skip=$(echo "$out" | sed -n 's/^Skipped: *\([0-9]*\).*/\1/p' | tail -1)
+  passed=$((passed + ${ok:-0})); failed=$((failed + ${fail:-0} + ${timeout:-0})); skipped=$((skipped + ${skip:-0}))
+  if [ $rc -ne 0 ] && [ "${fail:-0}${timeout:-0}" = "00" ]; then failed=$((failed + 1)); echo "meson test failed (rc=$rc)"; fi
+}
+
+ninja -C build >/dev/null
+run "unit tests" -C build --suite unit
+ninja -C build-asan >/dev/null
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run "unit tests under ASan/UBSan" -C build-asan --suite unit
+if [ $mode = all ] && [ -n "$(meson test -C build --list 2>/dev/null | grep -E '^(hostdev:)?(lab|e2e) /' || true)" ]; then
+  run "lab suite (QEMU VM, real kernel)" -C build --suite lab --num-processes 1
+fi
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
