@@ -7,7 +7,8 @@
 #
 # Payload contract: DIR is copied to /payload in the guest; /payload/run (a
 # busybox sh script) is run with cwd /payload, stdout+stderr on the serial
-# console.  Every ELF under DIR/bin gets its ldd libraries copied in.  /lab/lib.sh
+# console.  Symlinks in DIR are dereferenced; every ELF under DIR/bin gets its
+# ldd libraries (and the loader) copied in at the same paths.  /lab/lib.sh
 # has helpers (lab_test ...); env LAB_KVER, LAB_WITH_QEMU, LAB_NESTED_BOOT.
 # With --with-qemu (outer VM 2048 MB) /lab/nested/nested-boot.sh boots a
 # second-level guest (see tests/lab/nested/nested-boot.sh).
@@ -44,7 +45,7 @@ PAYLOAD=$(cd "$PAYLOAD" && pwd)
 mkdir -p "$OUT" "$CACHE"
 OUT=$(cd "$OUT" && pwd)
 CACHE=$(cd "$CACHE" && pwd)
-rm -f "$OUT/rc" "$OUT/console.log" "$OUT/qemu.log" "$OUT/secs"
+rm -f "$OUT/rc" "$OUT/console.log" "$OUT/qemu.log" "$OUT/secs" "$OUT/prepare.log"
 
 log() { printf 'lab-boot: %s\n' "$*" >&2; }
 fail_rc() { # CODE REASON
@@ -54,17 +55,19 @@ fail_rc() { # CODE REASON
 }
 
 prc=0
-"$HERE/prepare.sh" "$CACHE" || prc=$?
+"$HERE/prepare.sh" "$CACHE" 2>"$OUT/prepare.log" || prc=$?
+cat "$OUT/prepare.log" >&2
 if ((prc == 77)); then
-    fail_rc 77 "lab-unavailable: prepare.sh could not get what the lab needs (see its output)"
+    fail_rc 77 "lab-unavailable: $(sed -n 's/^lab-prepare: SKIP: //p' "$OUT/prepare.log" | tail -n1)"
 elif ((prc != 0)); then
-    fail_rc 125 "boot-failed: prepare.sh failed (exit $prc)"
+    fail_rc 125 "boot-failed: prepare.sh failed (exit $prc): $(grep -v '^lab-prepare: [a-z]' "$OUT/prepare.log" | tail -n3 | tr '\n' ' ')"
 fi
 read -r ABI VER KDIR <"$CACHE/current"
 KVER=$ABI-amd64
 
 STAGE=$(mktemp -d "${TMPDIR:-/tmp}/hostdev-lab.XXXXXX")
 QPID=""
+# shellcheck disable=SC2317 # invoked by trap
 cleanup() {
     # QPID is `timeout`, which forwards TERM to QEMU (and KILLs it 10 s later).
     if [[ -n $QPID ]]; then kill -TERM "$QPID" 2>/dev/null || true; fi
@@ -143,11 +146,11 @@ mkcpio "$B" "$STAGE/base.cpio"
 # Payload (+ its libraries).
 P=$STAGE/payload
 new_root "$P"
-cp -a "$PAYLOAD" "$P/payload"
+cp -rL --preserve=mode,timestamps "$PAYLOAD" "$P/payload" # symlinks dereferenced
 if [[ -d $PAYLOAD/bin ]]; then
     while IFS= read -r -d '' f; do
         put_libs "$P" "$f"
-    done < <(find "$PAYLOAD/bin" -type f -print0)
+    done < <(find -L "$PAYLOAD/bin" -type f -print0)
 fi
 # The base already has the merged-usr symlinks; don't let them clash.
 for d in bin sbin lib lib64; do [[ -L $P/$d ]] && rm "$P/$d"; done
@@ -160,10 +163,11 @@ if ((WITH_QEMU)); then
     qbin=$(command -v qemu-system-x86_64)
     put "$Q" "$qbin" /usr/bin/qemu-system-x86_64
     put_libs "$Q" "$qbin"
-    for m in /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so; do
-        put "$Q" "$m"
-        put_libs "$Q" "$m"
-    done
+    tcg=/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
+    if [[ -e $tcg ]]; then
+        put "$Q" "$tcg"
+        put_libs "$Q" "$tcg"
+    fi
     for f in kvmvapic.bin linuxboot.bin linuxboot_dma.bin multiboot.bin multiboot_dma.bin pvh.bin; do
         [[ -e /usr/share/qemu/$f ]] && put "$Q" "/usr/share/qemu/$f"
     done
@@ -198,6 +202,7 @@ machine_args() { # ACCEL-ARGS...
         -m "$MEM" -smp 2 -nodefaults -display none -no-reboot \
         -kernel "$KDIR/vmlinux"
 }
+# shellcheck disable=SC2054 # commas are QEMU's
 DEVICES=(
     -device edu
     -device e1000e,netdev=n0 -netdev user,id=n0,restrict=on

@@ -20,6 +20,8 @@ mkdir -p "$DEBS"
 
 # Modules the guest loads (their --show-depends closure is copied in).
 LAB_MODULES=(vfio vfio_iommu_type1 vfio_pci mdev mtty e1000e nvme)
+# A built set is reused only when its stamp carries this signature.
+SIG="lab-v1 ${LAB_MODULES[*]}"
 
 log() { printf 'lab-prepare: %s\n' "$*" >&2; }
 skip() { printf 'lab-prepare: SKIP: %s\n' "$*" >&2; exit 77; }
@@ -83,7 +85,18 @@ current_set() { # "ABI VER" of the last complete set, if any
     echo "$abi $ver"
 }
 
-want=$(apt_kernel || true)
+# apt-cache takes ~0.8 s: remember its answer while apt's lists and config are unchanged.
+apt_sig=$(stat -c '%Y:%i' /var/lib/apt/lists /etc/apt /etc/apt/sources.list.d /etc/apt/preferences.d 2>/dev/null |
+    tr '\n' ',' || true)
+want=""
+if [[ -f $CACHE/apt-answer ]]; then
+    { read -r sig_line && read -r want_line; } <"$CACHE/apt-answer" || true
+    [[ ${sig_line:-} == "$apt_sig" ]] && want=${want_line:-}
+fi
+if [[ -z $want ]]; then
+    want=$(apt_kernel || true)
+    [[ -n $want ]] && printf '%s\n%s\n' "$apt_sig" "$want" >"$CACHE/apt-answer"
+fi
 if [[ -z $want ]] && ! current_set >/dev/null; then
     apt_update_once || true
     want=$(apt_kernel || true)
@@ -96,7 +109,7 @@ fi
 read -r ABI VER <<<"$want"
 KDIR=$CACHE/k/${ABI}_${VER}
 
-if [[ -f $KDIR/stamp ]]; then
+if [[ -f $KDIR/stamp && $(<"$KDIR/stamp") == "$SIG" ]]; then
     echo "$ABI $VER $KDIR" >"$CACHE/current"
     log "ready (cached): kernel $ABI-amd64 ($VER) in $KDIR"
     exit 0
@@ -113,8 +126,8 @@ fetch() { # PKG VER
     f=$(deb_of "$1" "$2" || true)
     [[ -n $f ]] && return 0
     log "downloading $1=$2"
-    (cd "$DEBS" && apt-get download -q "$1=$2" >&2) && return 0
-    apt_update_once && (cd "$DEBS" && apt-get download -q "$1=$2" >&2)
+    (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$1=$2" >&2) && return 0
+    apt_update_once && (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$1=$2" >&2)
 }
 fetch_set() { # ABI VER
     fetch "linux-image-$1-amd64" "$2" &&
@@ -139,8 +152,8 @@ fi
 for p in busybox-static mdevctl; do
     if ! compgen -G "$DEBS/${p}_*.deb" >/dev/null; then
         log "downloading $p"
-        (cd "$DEBS" && apt-get download -q "$p" >&2) ||
-            { apt_update_once && (cd "$DEBS" && apt-get download -q "$p" >&2); } ||
+        (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$p" >&2) ||
+            { apt_update_once && (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$p" >&2); } ||
             skip "cannot download $p (apt unreachable?)"
     fi
 done
@@ -166,12 +179,11 @@ cp "$KDIR/busybox-root/bin/busybox" "$KDIR/busybox"
 
 # Uncompressed vmlinux from vmlinuz (like the kernel's scripts/extract-vmlinux).
 extract_vmlinux() { # IN OUT
-    local in=$1 out=$2 magic tool off
-    for spec in 'fd377a585a00:xz -dc' '28b52ffd:zstd -dcq' '1f8b0800:gzip -dc' '5d000000:xz -F lzma -dc'; do
-        magic=${spec%%:*}
-        tool=${spec#*:}
-        local pat
-        pat=$(sed 's/../\\x&/g' <<<"$magic")
+    local in=$1 out=$2 spec pat tool off
+    for spec in '\xfd7zXZ\x00|xz -dc' '\x28\xb5\x2f\xfd|zstd -dcq' '\x1f\x8b\x08\x00|gzip -dc' \
+        '\x5d\x00\x00\x00|xz -F lzma -dc'; do
+        pat=${spec%%|*}
+        tool=${spec#*|}
         while read -r off; do
             [[ -n $off ]] || continue
             # shellcheck disable=SC2086
@@ -192,19 +204,25 @@ extract_vmlinux "$KDIR/vmlinuz" "$KDIR/vmlinux" || die "cannot extract vmlinux f
 # mtty.c out of linux-source (extract only that file).
 log "extracting samples/vfio-mdev/mtty.c from linux-source-$SERIES"
 mkdir -p "$KDIR/mtty"
-src_deb=$(deb_of "linux-source-$SERIES" "$VER")
-tarball=$(dpkg-deb -c "$src_deb" | awk '{print $NF}' | grep -E "linux-source-$SERIES\.tar\.[a-z]+$" | head -n1)
-[[ -n $tarball ]] || die "no source tarball in $src_deb"
-case $tarball in
-*.xz) dec="xz -dc" ;;
-*.zst) dec="zstd -dcq" ;;
-*.bz2) dec="bzip2 -dc" ;;
-*) dec="gzip -dc" ;;
-esac
-# shellcheck disable=SC2086
-dpkg-deb --fsys-tarfile "$src_deb" | tar -xOf - "$tarball" | $dec |
-    tar -xOf - "linux-source-$SERIES/samples/vfio-mdev/mtty.c" >"$KDIR/mtty/mtty.c"
-[[ -s $KDIR/mtty/mtty.c ]] || die "mtty.c not found in $tarball"
+mkdir -p "$CACHE/src"
+src_c=$CACHE/src/mtty-$VER.c # the 139 MB tarball is slow to scan: keep the file
+if [[ ! -s $src_c ]]; then
+    src_deb=$(deb_of "linux-source-$SERIES" "$VER")
+    tarball=$(dpkg-deb -c "$src_deb" | awk '{print $NF}' | grep -E "linux-source-$SERIES\.tar\.[a-z]+$" | head -n1)
+    [[ -n $tarball ]] || die "no source tarball in $src_deb"
+    case $tarball in
+    *.xz) dec="xz -dc" ;;
+    *.zst) dec="zstd -dcq" ;;
+    *.bz2) dec="bzip2 -dc" ;;
+    *) dec="gzip -dc" ;;
+    esac
+    # shellcheck disable=SC2086
+    dpkg-deb --fsys-tarfile "$src_deb" | tar -xOf - "$tarball" | $dec |
+        tar -xOf - "linux-source-$SERIES/samples/vfio-mdev/mtty.c" >"$src_c.tmp"
+    [[ -s $src_c.tmp ]] || die "mtty.c not found in $tarball"
+    mv "$src_c.tmp" "$src_c"
+fi
+cp "$src_c" "$KDIR/mtty/mtty.c"
 echo 'obj-m := mtty.o' >"$KDIR/mtty/Kbuild"
 
 HDR=$ROOT/usr/src/linux-headers-$KVER
@@ -259,6 +277,7 @@ for m in "${LAB_MODULES[@]}"; do
 done | awk '!seen[$0]++' >"$KDIR/modload.list"
 
 echo "$ABI $VER" >"$KDIR/abi"
-date -u +%FT%TZ >"$KDIR/stamp"
+rm -rf "$ROOT" # ~0.5 GB; the debs stay cached
+echo "$SIG" >"$KDIR/stamp"
 echo "$ABI $VER $KDIR" >"$CACHE/current"
 log "ready: kernel $KVER ($VER) in $KDIR"

@@ -10,20 +10,23 @@
 # "NESTED-DONE".  Prints those lines on stdout; QEMU's own output goes to stderr.
 # Exit: 0 when NESTED-DONE was seen, else QEMU's status (124/137 = timeout) or 1.
 # Env: NESTED_TIMEOUT (s, default 600), NESTED_MEM (MB, default 256),
-#      NESTED_LOG (serial log file, default /tmp/nested-console.<pid>.log).
+#      NESTED_LOG (serial log file, default /tmp/nested-console.<pid>.log),
+#      NESTED_INITRD (default /lab/nested/initrd.cpio; /lab/nested/root is its
+#      busybox tree, to build another with `cd DIR && find . | cpio -o -H newc`).
 set -eu
 
 dir=/lab/nested
 timeout=${NESTED_TIMEOUT:-600}
 mem=${NESTED_MEM:-256}
 log=${NESTED_LOG:-/tmp/nested-console.$$.log}
+initrd=${NESTED_INITRD:-$dir/initrd.cpio}
 
 t0=$(cut -d' ' -f1 /proc/uptime)
 qrc=0
 timeout -s KILL "$timeout" qemu-system-x86_64 \
     -M q35 -accel tcg -cpu max -m "$mem" -smp 1 \
     -nodefaults -display none -no-reboot -net none \
-    -kernel "$dir/vmlinux" -initrd "$dir/initrd.cpio" \
+    -kernel "$dir/vmlinux" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 quiet" \
     -serial "file:$log" \
     "$@" </dev/null >&2 || qrc=$?
