@@ -43,7 +43,7 @@ ninja -C build-asan >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run "unit tests under ASan/UBSan" -C build-asan --suite unit
 if [ $mode = all ] && [ -n "$(meson test -C build --list 2>/dev/null | grep -E '^(hostdev:)?(lab|e2e) /' || true)" ]; then
-  run "lab suite (QEMU VM, real kernel)" -C build --suite lab --num-processes 1
+  run "lab and e2e suites (QEMU VM with a real kernel; nested guest)" -C build --suite lab --suite e2e --num-processes 1
 fi
 
 echo

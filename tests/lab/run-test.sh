@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One meson test of the lab: assembles the payload (the project's binaries + payload/run) and hands over to
+# suite.sh, which boots the VM once for all tests sharing RESULTS_DIR.
+# Usage: run-test.sh NAME RESULTS_DIR [--with-qemu] -- BINARY...
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+name=$1 results=$2
+shift 2
+with=()
+if [ "${1:-}" = --with-qemu ]; then with=(--with-qemu); shift; fi
+if [ "${1:-}" = -- ]; then shift; fi
+
+payload=$results/payload
+mkdir -p "$payload/bin"
+exec 9>"$results/payload.lock"
+flock 9
+# -u -p: an unchanged binary keeps its time stamp, so suite.sh reuses the boot until something changes.
+for b in "$@"; do cp -u -p "$b" "$payload/bin/"; done
+cp -u -p "$here/payload/run" "$payload/run"
+flock -u 9
+exec "$here/suite.sh" "$name" --payload "$payload" --results "$results" "${with[@]}"
