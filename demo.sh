@@ -14,7 +14,7 @@ step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "${*:2}"; "${@:2}"; }
 step "This machine, straight from /sys (read-only, no daemon)" "$ctl" inspect
 step "Every PCI function of this machine" "$ctl" inspect --all
 
-trees=$(mktemp -d /tmp/hostdev-demo.XXXXXX)
+trees=$(mktemp -d "${TMPDIR:-/dev/shm}/hostdev-demo.XXXXXX")
 trap 'rm -rf "$trees"' EXIT
 build/tests/make-fixture-tree passthrough "$trees/passthrough"
 build/tests/make-fixture-tree vgpu "$trees/vgpu"

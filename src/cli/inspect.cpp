@@ -5,6 +5,7 @@
 #include "core/sysfs.hpp"
 
 #include <map>
+#include <set>
 
 namespace hostdev::cli {
 namespace {
@@ -115,8 +116,35 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
       out << "  none found\n";
     } else {
       Table t({"ADDRESS", "ID", "CLASS", "GROUP", "DRIVER", "NUMA", "RESET", "NAME"});
+      // Without --all, the VFs of one PF fold into a single line: a vGPU host has dozens.
+      std::map<std::string, std::vector<const core::PciFunction *>> vfs;
+      if (!options.all)
+        for (const auto &fn : shown)
+          if (fn.physfn)
+            vfs[*fn.physfn].push_back(&fn);
       for (const auto &fn : shown) {
-        std::string name = fn.vendor_name.empty() && fn.device_name.empty() ? "-" : fn.vendor_name + " " + fn.device_name;
+        if (!options.all && fn.physfn && vfs.count(*fn.physfn) && vfs[*fn.physfn].size() > 1) {
+          const auto &list = vfs[*fn.physfn];
+          if (list.front() != &fn)
+            continue;
+          std::set<std::string> drivers;
+          for (const auto *vf : list)
+            drivers.insert(vf->driver.value_or("-"));
+          std::string drv;
+          for (const auto &d : drivers)
+            drv += (drv.empty() ? "" : ",") + d;
+          auto group = [](const core::PciFunction *f) { return f->iommu_group ? std::to_string(*f->iommu_group) : "-"; };
+          t.add({fn.address + "..", core::hex4(fn.vendor_id) + ":" + core::hex4(fn.device_id),
+                 core::class_hex(fn.class_code), group(list.front()) + "-" + group(list.back()), drv,
+                 std::to_string(fn.numa_node), fn.reset_method.empty() ? "-" : fn.reset_method,
+                 std::to_string(list.size()) + " VFs of " + *fn.physfn + " (--all lists each)"});
+          continue;
+        }
+        std::string name = fn.vendor_name;
+        if (!fn.device_name.empty())
+          name += (name.empty() ? "" : " ") + fn.device_name;
+        if (name.empty())
+          name = "-";
         if (fn.physfn)
           name += " (VF of " + *fn.physfn + ")";
         else if (fn.sriov_totalvfs)
