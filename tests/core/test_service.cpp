@@ -3,6 +3,7 @@
 #include "core/validate.hpp"
 
 #include "fixtures/fake_host.hpp"
+#include "fixtures/test_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -40,15 +41,7 @@ struct RecordingEvents : Events {
 
 class ServiceTest : public ::testing::Test {
 protected:
-  void SetUp() override {
-    char tmpl[] = "/dev/shm/hostdev-state-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    state_ = tmpl;
-  }
-  void TearDown() override {
-    service_.reset();
-    fs::remove_all(state_);
-  }
+  void TearDown() override { service_.reset(); }
   void build(const std::function<void(FakeHost &)> &canned) {
     canned(host_);
     sysfs_ = std::make_unique<Sysfs>(host_.root());
@@ -61,17 +54,6 @@ protected:
     store_ = std::make_unique<Store>(state_.string());
     store_->load();
     service_ = std::make_unique<Service>(*sysfs_, *store_, *names_, nullptr, &events_, ServiceOptions{300ms});
-  }
-  Errc code_of(const std::function<void()> &f, std::string *message = nullptr) {
-    try {
-      f();
-    } catch (const Error &e) {
-      if (message)
-        *message = e.what();
-      return e.code();
-    }
-    ADD_FAILURE() << "no Error thrown";
-    return Errc::KernelError;
   }
   std::size_t files_in(const std::string &folder) {
     std::size_t n = 0;
@@ -90,7 +72,8 @@ protected:
   }
 
   FakeHost host_;
-  fs::path state_;
+  TempDir state_dir_{"hostdev-state"};
+  fs::path state_ = state_dir_.path();
   std::unique_ptr<PciNames> names_ = make_no_names();
   std::unique_ptr<Sysfs> sysfs_;
   std::unique_ptr<Store> store_;
@@ -135,44 +118,44 @@ TEST_F(ServiceTest, RegisterWithDefaultAndGivenNames) {
 TEST_F(ServiceTest, RegisterNormalisesTheAddress) {
   build(make_vgpu_host);
   EXPECT_EQ(service_->register_device("pf0", "0000:A2:00.0").pci_address, "0000:a2:00.0");
-  EXPECT_EQ(code_of([&] { service_->register_device("again", "0000:a2:00.0"); }), Errc::AlreadyExists);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("again", "0000:a2:00.0"); }), Errc::AlreadyExists);
 }
 
 TEST_F(ServiceTest, RegisterRefusesBadInputAndWritesNothing) {
   build(make_passthrough_host);
   service_->register_device("nic", kNicAddr);
   const auto before = files_in("devices");
-  EXPECT_EQ(code_of([&] { service_->register_device("x1", "0000:02:00"); }), Errc::InvalidPciAddress);
-  EXPECT_EQ(code_of([&] { service_->register_device("x1", "../../../etc"); }), Errc::InvalidPciAddress);
-  EXPECT_EQ(code_of([&] { service_->register_device("-bad", kBareAddr); }), Errc::InvalidName);
-  EXPECT_EQ(code_of([&] { service_->register_device("a/b", kBareAddr); }), Errc::InvalidName);
-  EXPECT_EQ(code_of([&] { service_->register_device("nic", kBareAddr); }), Errc::NameExists);
-  EXPECT_EQ(code_of([&] { service_->register_device("nic2", kNicAddr); }), Errc::AlreadyExists);
-  EXPECT_EQ(code_of([&] { service_->register_device("ghost", "0000:09:00.0"); }), Errc::DeviceNotFound);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("x1", "0000:02:00"); }), Errc::InvalidPciAddress);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("x1", "../../../etc"); }), Errc::InvalidPciAddress);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("-bad", kBareAddr); }), Errc::InvalidName);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("a/b", kBareAddr); }), Errc::InvalidName);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("nic", kBareAddr); }), Errc::NameExists);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("nic2", kNicAddr); }), Errc::AlreadyExists);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("ghost", "0000:09:00.0"); }), Errc::DeviceNotFound);
   EXPECT_EQ(files_in("devices"), before);
   EXPECT_TRUE(host_.writes().empty()) << "registration never touches sysfs";
 }
 
 TEST_F(ServiceTest, RegisterWithoutIommuGroupIsIommuUnavailable) {
   build(make_no_iommu_host);
-  EXPECT_EQ(code_of([&] { service_->register_device("gpu", kGpuAddr); }), Errc::IommuUnavailable);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("gpu", kGpuAddr); }), Errc::IommuUnavailable);
   EXPECT_EQ(files_in("devices"), 0u);
 }
 
 TEST_F(ServiceTest, LookupsValidateAndReportNotFound) {
   build(make_passthrough_host);
-  EXPECT_EQ(code_of([&] { service_->get_device("nope"); }), Errc::NotFound);
-  EXPECT_EQ(code_of([&] { service_->get_device("../x"); }), Errc::InvalidName);
-  EXPECT_EQ(code_of([&] { service_->get_instance("vm1"); }), Errc::NotFound);
-  EXPECT_EQ(code_of([&] { service_->get_instance(""); }), Errc::InvalidName);
-  EXPECT_EQ(code_of([&] { service_->unregister_device("nope"); }), Errc::NotFound);
+  EXPECT_EQ(error_code_of([&] { service_->get_device("nope"); }), Errc::NotFound);
+  EXPECT_EQ(error_code_of([&] { service_->get_device("../x"); }), Errc::InvalidName);
+  EXPECT_EQ(error_code_of([&] { service_->get_instance("vm1"); }), Errc::NotFound);
+  EXPECT_EQ(error_code_of([&] { service_->get_instance(""); }), Errc::InvalidName);
+  EXPECT_EQ(error_code_of([&] { service_->unregister_device("nope"); }), Errc::NotFound);
 }
 
 TEST_F(ServiceTest, UnregisterRefusedWhileAttached) {
   build(make_passthrough_host);
   service_->register_device("nic", kNicAddr);
   service_->create_instance("vm1", {{"nic"}, "", ""}, 1000);
-  EXPECT_EQ(code_of([&] { service_->unregister_device("nic"); }), Errc::InUse);
+  EXPECT_EQ(error_code_of([&] { service_->unregister_device("nic"); }), Errc::InUse);
   service_->delete_instance("vm1");
   service_->unregister_device("nic");
   EXPECT_EQ(files_in("devices"), 0u);
@@ -186,10 +169,10 @@ TEST_F(ServiceTest, BindUnbindRestore) {
   service_->register_device("nic", kNicAddr);
   service_->bind_device("nic");
   EXPECT_EQ(driver(kNicAddr), "vfio-pci");
-  EXPECT_EQ(code_of([&] { service_->bind_device("nic"); }), Errc::AlreadyBound);
+  EXPECT_EQ(error_code_of([&] { service_->bind_device("nic"); }), Errc::AlreadyBound);
   service_->unbind_device("nic");
   EXPECT_EQ(driver(kNicAddr), "igb");
-  EXPECT_EQ(code_of([&] { service_->unbind_device("nic"); }), Errc::NotBound);
+  EXPECT_EQ(error_code_of([&] { service_->unbind_device("nic"); }), Errc::NotBound);
   service_->bind_device("nic");
   service_->restore_device("nic");
   EXPECT_EQ(driver(kNicAddr), "igb");
@@ -201,12 +184,12 @@ TEST_F(ServiceTest, ATimedOutWriteMarksTheDeviceBusyUntilRestored) {
   build(make_passthrough_host);
   service_->register_device("nic", kNicAddr);
   host_.delay_writes("drivers/igb/unbind", 800ms);
-  EXPECT_EQ(code_of([&] { service_->bind_device("nic"); }), Errc::Timeout);
+  EXPECT_EQ(error_code_of([&] { service_->bind_device("nic"); }), Errc::Timeout);
   EXPECT_TRUE(service_->is_busy(kNicAddr));
   std::string message;
-  EXPECT_EQ(code_of([&] { service_->bind_device("nic"); }, &message), Errc::InUse);
+  EXPECT_EQ(error_code_of([&] { service_->bind_device("nic"); }, &message), Errc::InUse);
   EXPECT_NE(message.find("busy"), std::string::npos) << message;
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"nic"}, "", ""}, 0); }), Errc::InUse);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{"nic"}, "", ""}, 0); }), Errc::InUse);
   std::this_thread::sleep_for(900ms); // the kernel finishes the write eventually
   host_.delay_writes("drivers/igb/unbind", 0ms);
   service_->restore_device("nic");
@@ -236,7 +219,7 @@ TEST_F(ServiceTest, InstanceWithDevicesBindsAttachesAndDeleteGivesBack) {
   EXPECT_EQ(paths.cloud_hypervisor_args,
             (std::vector<std::string>{"--device", "path=/sys/bus/pci/devices/0000:01:00.0/",
                                       "path=/sys/bus/pci/devices/0000:01:00.1/"}));
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"l4"}, "", ""}, 0); }), Errc::InUse)
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"l4"}, "", ""}, 0); }), Errc::InUse)
       << "one attachment per device";
 
   restart();
@@ -284,8 +267,8 @@ TEST_F(ServiceTest, NoCapacityAndUnknownProfilesAreRefusedBeforeAnyWrite) {
   service_->register_device("nic", kNicAddr);
   service_->create_instance("first", {{}, "NVIDIA L40S-4Q", ""}, 0);
   const auto writes = host_.writes().size();
-  EXPECT_EQ(code_of([&] { service_->create_instance("second", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::NoCapacity);
-  EXPECT_EQ(code_of([&] { service_->create_instance("third", {{"nic"}, "NVIDIA A100-40C", ""}, 0); }),
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("second", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::NoCapacity);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("third", {{"nic"}, "NVIDIA A100-40C", ""}, 0); }),
             Errc::ProfileUnavailable);
   EXPECT_EQ(host_.writes().size(), writes);
   EXPECT_EQ(driver(kNicAddr), "igb");
@@ -298,13 +281,13 @@ TEST_F(ServiceTest, CreateValidatesItsArguments) {
   service_->register_device("nic", kNicAddr);
   service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
   service_->register_device("bare", kBareAddr);
-  EXPECT_EQ(code_of([&] { service_->create_instance("-x", {{"bare"}, "", ""}, 0); }), Errc::InvalidName);
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"bare"}, "", ""}, 0); }), Errc::NameExists);
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{}, "", ""}, 0); }), Errc::InvalidArgument);
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"bare", "bare"}, "", ""}, 0); }), Errc::InvalidArgument);
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"ghost"}, "", ""}, 0); }), Errc::NotFound);
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"bare"}, "", "a\nb"}, 0); }), Errc::InvalidArgument);
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm2", {{"bare"}, "x/../y", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("-x", {{"bare"}, "", ""}, 0); }), Errc::InvalidName);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{"bare"}, "", ""}, 0); }), Errc::NameExists);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{}, "", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"bare", "bare"}, "", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"ghost"}, "", ""}, 0); }), Errc::NotFound);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"bare"}, "", "a\nb"}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"bare"}, "x/../y", ""}, 0); }), Errc::InvalidArgument);
   EXPECT_EQ(driver(kBareAddr), std::nullopt);
   EXPECT_EQ(files_in("instances"), 1u);
 }
@@ -324,7 +307,7 @@ TEST_F(ServiceTest, AFailedCreateRollsBackEveryDeviceInReverse) {
     return kernel(path, value);
   });
   std::string message;
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"nic", "bare"}, "", ""}, 0); }, &message),
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{"nic", "bare"}, "", ""}, 0); }, &message),
             Errc::KernelError);
   EXPECT_EQ(driver(kNicAddr), "igb");
   EXPECT_NE(driver(kBareAddr), "vfio-pci");
@@ -337,7 +320,7 @@ TEST_F(ServiceTest, AFailedMdevCreateRollsBackTheDevices) {
   build(one_slot_host);
   service_->register_device("nic", kNicAddr);
   host_.fail_writes("/create", EIO);
-  EXPECT_EQ(code_of([&] { service_->create_instance("vm1", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::KernelError);
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::KernelError);
   EXPECT_EQ(driver(kNicAddr), "igb");
   EXPECT_EQ(files_in("mdevs"), 0u);
   EXPECT_EQ(files_in("instances"), 0u);
@@ -351,7 +334,7 @@ TEST_F(ServiceTest, DeleteRefusesWhileAVmHoldsTheDeviceAndCanBeRetried) {
   service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
   host_.open_fd(31337, "qemu-system-x86", "/dev/vfio/2");
   std::string message;
-  EXPECT_EQ(code_of([&] { service_->delete_instance("vm1"); }, &message), Errc::InUse);
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vm1"); }, &message), Errc::InUse);
   EXPECT_NE(message.find("31337 (qemu-system-x86)"), std::string::npos) << message;
   EXPECT_EQ(driver(kNicAddr), "vfio-pci");
   EXPECT_EQ(files_in("instances"), 1u);
@@ -366,7 +349,7 @@ TEST_F(ServiceTest, DeleteRefusesWhileAVmHoldsTheMdev) {
   auto group = service_->mdevs().find(inst.mdev_uuid)->iommu_group;
   ASSERT_TRUE(group);
   host_.open_fd(4000, "qemu-system-x86", "/dev/vfio/" + std::to_string(*group));
-  EXPECT_EQ(code_of([&] { service_->delete_instance("vm1"); }), Errc::InUse);
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vm1"); }), Errc::InUse);
   EXPECT_TRUE(service_->mdevs().find(inst.mdev_uuid));
 }
 

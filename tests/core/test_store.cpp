@@ -3,6 +3,8 @@
 #include "core/error.hpp"
 
 #include <gmock/gmock.h>
+#include "fixtures/test_util.hpp"
+
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -152,15 +154,6 @@ std::vector<std::string> names_in(const fs::path &dir) {
   return out;
 }
 
-template <class F> Errc code_of(F &&f) {
-  try {
-    f();
-  } catch (const Error &e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no core::Error thrown";
-  return Errc::NotFound;
-}
 
 // A device file as a person could write it; `edit` changes the JSON before it is written.
 template <class Edit> void write_device_json(const fs::path &dir, const std::string &file, Edit edit) {
@@ -204,10 +197,10 @@ TEST_F(StoreTest, ConstructorCreatesPrivateFolders) {
 
 TEST_F(StoreTest, ConstructorFailsWhenFolderCannotBeCreated) {
   write_text(root_ / "file", "x");
-  EXPECT_EQ(code_of([&] { Store s((root_ / "file").string()); }), Errc::KernelError);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { Store s((root_ / "file").string()); }), Errc::KernelError);
   fs::create_directory(dir_);
   write_text(dir_ / "devices", "not a directory");
-  EXPECT_EQ(code_of([&] { Store s(dir_.string()); }), Errc::KernelError);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { Store s(dir_.string()); }), Errc::KernelError);
 }
 
 TEST_F(StoreTest, DevicesRoundTripWithAndWithoutOptionals) {
@@ -312,7 +305,7 @@ TEST_F(StoreTest, AtomicWriteFileFailsCleanlyWhenRenameFails) {
 
 TEST_F(StoreTest, AtomicWriteFileFailsWhenParentIsNotADirectory) {
   write_text(root_ / "plain", "x");
-  EXPECT_EQ(code_of([&] { atomic_write_file((root_ / "plain" / "f").string(), "data"); }), Errc::KernelError);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { atomic_write_file((root_ / "plain" / "f").string(), "data"); }), Errc::KernelError);
   EXPECT_EQ(read_text(root_ / "plain"), "x");
 }
 
@@ -355,12 +348,12 @@ TEST_F(StoreTest, FolderReplacedByFileFailsPutAndRemoveWithoutTouchingMemory) {
   fs::remove_all(dir_ / "mdevs");
   write_text(dir_ / "mdevs", "me too");
 
-  EXPECT_EQ(code_of([&] { store.put_device(bare_device()); }), Errc::KernelError);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_device(bare_device()); }), Errc::KernelError);
   EXPECT_EQ(store.devices().size(), 1U);
   EXPECT_EQ(store.devices().count(kDevB), 0U);
-  EXPECT_EQ(code_of([&] { store.remove_device(kDevA); }), Errc::KernelError);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { store.remove_device(kDevA); }), Errc::KernelError);
   EXPECT_EQ(store.devices().count(kDevA), 1U);
-  EXPECT_EQ(code_of([&] { store.remove_mdev(kUuid); }), Errc::KernelError);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { store.remove_mdev(kUuid); }), Errc::KernelError);
   EXPECT_EQ(store.mdevs().count(kUuid), 1U);
   EXPECT_EQ(read_text(dir_ / "devices"), "I am a file now");
 }
@@ -462,24 +455,24 @@ TEST_F(StoreTest, InvalidIdsAreRefusedAndNothingIsWritten) {
     SCOPED_TRACE("id '" + bad + "'");
     DeviceRecord d = full_device();
     d.id = bad;
-    EXPECT_EQ(code_of([&] { store.put_device(d); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_device(d); }), Errc::InvalidArgument);
     InstanceRecord i = full_instance();
     i.id = bad;
-    EXPECT_EQ(code_of([&] { store.put_instance(i); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_instance(i); }), Errc::InvalidArgument);
     Intent t = full_intent();
     t.id = bad;
-    EXPECT_EQ(code_of([&] { store.put_intent(t); }), Errc::InvalidArgument);
-    EXPECT_EQ(code_of([&] { store.remove_device(bad); }), Errc::InvalidArgument);
-    EXPECT_EQ(code_of([&] { store.remove_instance(bad); }), Errc::InvalidArgument);
-    EXPECT_EQ(code_of([&] { store.remove_intent(bad); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_intent(t); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.remove_device(bad); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.remove_instance(bad); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.remove_intent(bad); }), Errc::InvalidArgument);
   }
   for (const std::string &bad : std::vector<std::string>{"../etc", "", "4B20D080-1B54-4048-85B3-A6A62D165C01", kDevA,
                                 "../../4b20d080-1b54-4048-85b3-a6a62d165c"}) {
     SCOPED_TRACE("uuid '" + bad + "'");
     MdevRecord m = full_mdev();
     m.uuid = bad;
-    EXPECT_EQ(code_of([&] { store.put_mdev(m); }), Errc::InvalidArgument);
-    EXPECT_EQ(code_of([&] { store.remove_mdev(bad); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_mdev(m); }), Errc::InvalidArgument);
+    EXPECT_EQ(hostdev::test::error_code_of([&] { store.remove_mdev(bad); }), Errc::InvalidArgument);
   }
   EXPECT_EQ(tree(root_), before);
   EXPECT_TRUE(store.devices().empty());
@@ -564,14 +557,14 @@ TEST_F(StoreTest, PutRefusesDuplicateNameOrAddress) {
   store.put_device(full_device());
   DeviceRecord same_name = bare_device();
   same_name.name = "gpu0";
-  EXPECT_EQ(code_of([&] { store.put_device(same_name); }), Errc::NameExists);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_device(same_name); }), Errc::NameExists);
   DeviceRecord same_address = bare_device();
   same_address.pci_address = "0000:a2:00.0";
-  EXPECT_EQ(code_of([&] { store.put_device(same_address); }), Errc::AlreadyExists);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_device(same_address); }), Errc::AlreadyExists);
   store.put_instance(full_instance());
   InstanceRecord other = full_instance();
   other.id = kInst2;
-  EXPECT_EQ(code_of([&] { store.put_instance(other); }), Errc::NameExists);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { store.put_instance(other); }), Errc::NameExists);
   EXPECT_EQ(store.devices().size(), 1U);
   EXPECT_EQ(store.instances().size(), 1U);
   EXPECT_EQ(names_in(dir_ / "devices").size(), 1U);

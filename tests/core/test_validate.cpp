@@ -2,25 +2,15 @@
 #include "core/ids.hpp"
 #include "core/validate.hpp"
 
+#include "fixtures/test_util.hpp"
+
 #include <gtest/gtest.h>
 
 #include <set>
 
 using namespace hostdev::core;
 
-namespace {
-
-Errc code_of(const std::function<void()> &f) {
-  try {
-    f();
-  } catch (const Error &e) {
-    return e.code();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return Errc::KernelError;
-}
-
-} // namespace
+using hostdev::test::error_code_of;
 
 TEST(PciAddress, NormalisesToLowerCase) {
   EXPECT_EQ(normalize_pci_address("0000:A2:00.0"), "0000:a2:00.0");
@@ -32,7 +22,7 @@ TEST(PciAddress, RejectsEverythingElse) {
                           "0000-a2-00.0", "0000:g2:00.0", "0000:a2:000.0", "../../etc/passwd", "0000:a2:00.0/..",
                           "00000:a2:00.0"}) {
     EXPECT_FALSE(is_pci_address(bad)) << bad;
-    EXPECT_EQ(code_of([&] { normalize_pci_address(bad); }), Errc::InvalidPciAddress) << bad;
+    EXPECT_EQ(error_code_of([&] { normalize_pci_address(bad); }), Errc::InvalidPciAddress) << bad;
   }
 }
 
@@ -53,7 +43,7 @@ TEST(Names, FollowThePattern) {
                                 std::string("_gpu"), std::string("gpu/0"), std::string("gpu 0"), std::string("../x"),
                                 std::string("gpü"), std::string("gpu\n"), std::string(65, 'a')}) {
     EXPECT_FALSE(is_valid_name(bad)) << bad;
-    EXPECT_EQ(code_of([&] { validate_name(bad); }), Errc::InvalidName) << bad;
+    EXPECT_EQ(error_code_of([&] { validate_name(bad); }), Errc::InvalidName) << bad;
   }
 }
 
@@ -64,13 +54,13 @@ TEST(Uuid, Validates) {
   for (const char *bad : {"", "83b8f4f2509f382f3c1ee6bfe0fa1001", "83b8f4f2-509f-382f-3c1e-e6bfe0fa100",
                           "83b8f4f2-509f-382f-3c1e-e6bfe0fa100g", "../83b8f4f2-509f-382f-3c1e-e6bfe0fa1"}) {
     EXPECT_FALSE(is_uuid(bad)) << bad;
-    EXPECT_EQ(code_of([&] { normalize_uuid(bad); }), Errc::InvalidArgument) << bad;
+    EXPECT_EQ(error_code_of([&] { normalize_uuid(bad); }), Errc::InvalidArgument) << bad;
   }
 }
 
 TEST(Components, RefuseEscapes) {
   for (const char *bad : {"", ".", "..", "a/b", "a b", "x\x01"})
-    EXPECT_EQ(code_of([&] { validate_component(bad, "type"); }), Errc::InvalidArgument) << bad;
+    EXPECT_EQ(error_code_of([&] { validate_component(bad, "type"); }), Errc::InvalidArgument) << bad;
   EXPECT_NO_THROW(validate_component("nvidia-1155", "type"));
 }
 

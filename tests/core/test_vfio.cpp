@@ -2,6 +2,7 @@
 #include "core/vfio.hpp"
 
 #include "fixtures/fake_host.hpp"
+#include "fixtures/test_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -40,17 +41,6 @@ protected:
     vfio_ = std::make_unique<Vfio>(*sysfs_, *bus_, &units_, 200ms);
   }
   bool has(const std::string &rel) { return std::filesystem::exists(host_.path(rel)); }
-  Errc code_of(const std::function<void()> &f, std::string *message = nullptr) {
-    try {
-      f();
-    } catch (const Error &e) {
-      if (message)
-        *message = e.what();
-      return e.code();
-    }
-    ADD_FAILURE() << "no Error thrown";
-    return Errc::KernelError;
-  }
 
   FakeHost host_;
   std::unique_ptr<PciNames> names_ = make_no_names();
@@ -92,7 +82,7 @@ TEST_F(VfioTest, DriverlessDeviceNeedsNoUnbind) {
 TEST_F(VfioTest, GroupConflictNamesTheOthersAndChangesNothing) {
   build(make_passthrough_host);
   std::string message;
-  EXPECT_EQ(code_of([&] { vfio_->bind(kGpuAddr); }, &message), Errc::IommuGroupConflict);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kGpuAddr); }, &message), Errc::IommuGroupConflict);
   EXPECT_NE(message.find("0000:01:00.1 (snd_hda_intel)"), std::string::npos) << message;
   EXPECT_EQ(message.find(kBridgeAddr), std::string::npos) << "bridges never block: " << message;
   EXPECT_TRUE(host_.writes().empty());
@@ -117,11 +107,11 @@ TEST_F(VfioTest, CompanionsInOneOperationDoNotBlockEachOther) {
 
 TEST_F(VfioTest, RefusesWithTheRightError) {
   build(make_passthrough_host);
-  EXPECT_EQ(code_of([&] { vfio_->bind("0000:09:00.0"); }), Errc::DeviceNotFound);
-  EXPECT_EQ(code_of([&] { vfio_->bind("../../etc"); }), Errc::InvalidPciAddress);
-  EXPECT_EQ(code_of([&] { vfio_->unbind(kNicAddr); }), Errc::NotBound);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind("0000:09:00.0"); }), Errc::DeviceNotFound);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind("../../etc"); }), Errc::InvalidPciAddress);
+  EXPECT_EQ(error_code_of([&] { vfio_->unbind(kNicAddr); }), Errc::NotBound);
   vfio_->bind(kNicAddr);
-  EXPECT_EQ(code_of([&] { vfio_->bind(kNicAddr); }), Errc::AlreadyBound);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kNicAddr); }), Errc::AlreadyBound);
   EXPECT_EQ(host_.writes().size(), 3u) << "refusals write nothing";
 }
 
@@ -131,14 +121,14 @@ TEST_F(VfioTest, NoVfioDriverIsVfioUnavailable) {
     h.add_function(make_fn(kNicAddr, 0x8086, 0x1533, 0x020000, "igb", 2));
   });
   EXPECT_FALSE(vfio_->vfio_pci_available());
-  EXPECT_EQ(code_of([&] { vfio_->bind(kNicAddr); }), Errc::VfioUnavailable);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kNicAddr); }), Errc::VfioUnavailable);
   EXPECT_TRUE(host_.writes().empty());
 }
 
 TEST_F(VfioTest, NoIommuIsIommuUnavailable) {
   build(make_no_iommu_host);
   std::string message;
-  EXPECT_EQ(code_of([&] { vfio_->bind(kGpuAddr); }, &message), Errc::IommuUnavailable);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kGpuAddr); }, &message), Errc::IommuUnavailable);
   EXPECT_NE(message.find("intel_iommu=on"), std::string::npos);
   EXPECT_TRUE(host_.writes().empty());
 }
@@ -147,7 +137,7 @@ TEST_F(VfioTest, AFailedBindIsUndone) {
   build(make_passthrough_host);
   host_.fail_writes("drivers/igb/unbind", EBUSY);
   std::string message;
-  EXPECT_EQ(code_of([&] { vfio_->bind(kNicAddr); }, &message), Errc::KernelError);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kNicAddr); }, &message), Errc::KernelError);
   EXPECT_NE(message.find("busy"), std::string::npos) << message;
   EXPECT_EQ(bus_->driver_of(kNicAddr), "igb");
   EXPECT_EQ(bus_->find(kNicAddr)->driver_override, std::nullopt) << "the override is cleared again";
@@ -156,7 +146,7 @@ TEST_F(VfioTest, AFailedBindIsUndone) {
 TEST_F(VfioTest, AProbeThatDoesNotLandOnVfioIsAKernelError) {
   build(make_passthrough_host);
   host_.fail_writes("drivers_probe", ENODEV);
-  EXPECT_EQ(code_of([&] { vfio_->bind(kBareAddr); }), Errc::KernelError);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kBareAddr); }), Errc::KernelError);
   EXPECT_NE(bus_->driver_of(kBareAddr), "vfio-pci");
 }
 
@@ -165,7 +155,7 @@ TEST_F(VfioTest, AHangingUnbindTimesOutAndNamesTheHolders) {
   host_.open_fd(4242, "qemu-system-x86", "/dev/vfio/2");
   host_.delay_writes("drivers/igb/unbind", 1000ms);
   std::string message;
-  EXPECT_EQ(code_of([&] { vfio_->bind(kNicAddr); }, &message), Errc::Timeout);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kNicAddr); }, &message), Errc::Timeout);
   EXPECT_NE(message.find("200 ms"), std::string::npos) << message;
   EXPECT_NE(message.find("4242 (qemu-system-x86)"), std::string::npos) << message;
 }
@@ -175,7 +165,7 @@ TEST_F(VfioTest, UnbindRefusesWhileAVmHoldsTheGroup) {
   vfio_->bind(kNicAddr);
   host_.open_fd(777, "qemu-system-x86", "/dev/vfio/2");
   std::string message;
-  EXPECT_EQ(code_of([&] { vfio_->unbind(kNicAddr); }, &message), Errc::InUse);
+  EXPECT_EQ(error_code_of([&] { vfio_->unbind(kNicAddr); }, &message), Errc::InUse);
   EXPECT_NE(message.find("777 (qemu-system-x86)"), std::string::npos) << message;
   EXPECT_EQ(bus_->driver_of(kNicAddr), "vfio-pci");
   EXPECT_TRUE(vfio_->group_in_use(2));
@@ -186,7 +176,7 @@ TEST_F(VfioTest, UnbindChecksTheHostDriverCameBack) {
   build(make_passthrough_host);
   vfio_->bind(kBareAddr);
   std::string message;
-  EXPECT_EQ(code_of([&] { vfio_->unbind(kBareAddr, std::string("edu")); }, &message), Errc::KernelError);
+  EXPECT_EQ(error_code_of([&] { vfio_->unbind(kBareAddr, std::string("edu")); }, &message), Errc::KernelError);
   EXPECT_NE(message.find("hostdevctl restore"), std::string::npos) << message;
 }
 
@@ -199,7 +189,7 @@ TEST_F(VfioTest, NvidiaBindStopsAndRestartsPersistenced) {
 TEST_F(VfioTest, NvidiaBindRestartsPersistencedAlsoOnFailure) {
   build(make_vgpu_host);
   host_.fail_writes("drivers/nvidia/unbind", EIO);
-  EXPECT_EQ(code_of([&] { vfio_->bind(kPf0Addr); }), Errc::KernelError);
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kPf0Addr); }), Errc::KernelError);
   EXPECT_EQ(units_.calls, (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
 }
 

@@ -6,6 +6,8 @@
 #include "core/service.hpp"
 #include "core/validate.hpp"
 
+#include "fixtures/test_util.hpp"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -77,37 +79,19 @@ unsigned mtty_available(const std::string &type) {
 // One hostdev as the daemon would hold it: real /sys, a fresh state directory.
 class LabTest : public ::testing::Test {
 protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/hostdev-lab-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    state_ = tmpl;
-    restart();
-  }
-  void TearDown() override {
-    service_.reset();
-    fs::remove_all(state_);
-  }
+  void SetUp() override { restart(); }
+  void TearDown() override { service_.reset(); }
   void restart() {
     service_.reset();
     store_ = std::make_unique<Store>(state_.string());
     store_->load();
     service_ = std::make_unique<Service>(sysfs_, *store_, *names_, nullptr, nullptr);
   }
-  Errc code_of(const std::function<void()> &f, std::string *message = nullptr) {
-    try {
-      f();
-    } catch (const Error &e) {
-      if (message)
-        *message = e.what();
-      return e.code();
-    }
-    ADD_FAILURE() << "no Error thrown";
-    return Errc::KernelError;
-  }
 
   Sysfs sysfs_{"/"};
   std::unique_ptr<PciNames> names_ = make_hwdb_names();
-  fs::path state_;
+  hostdev::test::TempDir state_dir_{"hostdev-lab", "/tmp"};
+  fs::path state_ = state_dir_.path();
   std::unique_ptr<Store> store_;
   std::unique_ptr<Service> service_;
 };
@@ -169,7 +153,7 @@ TEST_F(LabTest, BindE1000eAndRestore) {
   EXPECT_EQ(kernel_driver(addr), "vfio-pci");
   EXPECT_TRUE(fs::is_character_file(dev));
   EXPECT_EQ(slurp(kPci / addr / "driver_override"), "vfio-pci");
-  EXPECT_EQ(code_of([&] { service_->bind_device("nic"); }), Errc::AlreadyBound);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { service_->bind_device("nic"); }), Errc::AlreadyBound);
   service_->unbind_device("nic");
   EXPECT_EQ(kernel_driver(addr), "e1000e");
   EXPECT_EQ(slurp(kPci / addr / "driver_override"), "(null)");
@@ -196,7 +180,7 @@ TEST_F(LabTest, GroupConflict) {
   const auto before = kernel_driver("0000:00:1f.2");
   service_->register_device("sata", "0000:00:1f.2");
   std::string message;
-  EXPECT_EQ(code_of([&] { service_->bind_device("sata"); }, &message), Errc::IommuGroupConflict);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { service_->bind_device("sata"); }, &message), Errc::IommuGroupConflict);
   EXPECT_NE(message.find("0000:00:1f.3 (i801_smbus)"), std::string::npos) << message;
   EXPECT_EQ(kernel_driver("0000:00:1f.2"), before);
   EXPECT_EQ(slurp(kPci / "0000:00:1f.2" / "driver_override"), "(null)");
@@ -264,7 +248,7 @@ TEST_F(LabTest, NoCapacity) {
   EXPECT_EQ(mtty_available("mtty-2"), 0u);
   const auto nic = find_pci("0x8086", "0x10d3");
   service_->register_device("nic", nic);
-  EXPECT_EQ(code_of([&] { service_->create_instance("one-too-many", {{"nic"}, "mtty-2", ""}, 0); }), Errc::NoCapacity);
+  EXPECT_EQ(hostdev::test::error_code_of([&] { service_->create_instance("one-too-many", {{"nic"}, "mtty-2", ""}, 0); }), Errc::NoCapacity);
   EXPECT_EQ(kernel_driver(nic), "e1000e") << "refused before binding anything";
   for (unsigned i = 0; i < free_slots; ++i)
     service_->delete_instance("fill" + std::to_string(i));
