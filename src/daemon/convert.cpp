@@ -1,0 +1,132 @@
+#include "daemon/convert.hpp"
+
+#include "cli/inspect.hpp"
+#include "daemon/snapshot.hpp"
+
+#include <limits>
+
+namespace hostdev::daemon {
+
+sdbus::Variant json_to_variant(const nlohmann::json &value) {
+  using json = nlohmann::json;
+  switch (value.type()) {
+  case json::value_t::string:
+    return sdbus::Variant(value.get<std::string>());
+  case json::value_t::boolean:
+    return sdbus::Variant(value.get<bool>());
+  case json::value_t::number_unsigned: {
+    auto v = value.get<std::uint64_t>();
+    if (v <= std::numeric_limits<std::uint32_t>::max())
+      return sdbus::Variant(static_cast<std::uint32_t>(v));
+    return sdbus::Variant(v);
+  }
+  case json::value_t::number_integer: {
+    auto v = value.get<std::int64_t>();
+    if (v >= std::numeric_limits<std::int32_t>::min() && v <= std::numeric_limits<std::int32_t>::max())
+      return sdbus::Variant(static_cast<std::int32_t>(v));
+    return sdbus::Variant(v);
+  }
+  case json::value_t::number_float:
+    return sdbus::Variant(value.get<double>());
+  case json::value_t::object:
+    return sdbus::Variant(json_object_to_map(value));
+  case json::value_t::array: {
+    bool strings = true, objects = true, unsigneds = true, integers = true;
+    for (const auto &item : value) {
+      strings = strings && item.is_string();
+      objects = objects && item.is_object();
+      unsigneds = unsigneds && item.is_number_unsigned();
+      integers = integers && item.is_number_integer();
+    }
+    if (strings)
+      return sdbus::Variant(value.get<std::vector<std::string>>()); // also the empty array: "as"
+    if (objects) {
+      std::vector<VariantMap> out;
+      for (const auto &item : value)
+        out.push_back(json_object_to_map(item));
+      return sdbus::Variant(out);
+    }
+    if (unsigneds)
+      return sdbus::Variant(value.get<std::vector<std::uint32_t>>());
+    if (integers)
+      return sdbus::Variant(value.get<std::vector<std::int32_t>>());
+    return sdbus::Variant(value.dump()); // mixed arrays do not occur in our documents; keep them readable
+  }
+  case json::value_t::null:
+  case json::value_t::binary:
+  case json::value_t::discarded:
+    break;
+  }
+  return sdbus::Variant(std::string());
+}
+
+VariantMap json_object_to_map(const nlohmann::json &object) {
+  VariantMap out;
+  for (const auto &[key, value] : object.items())
+    if (!value.is_null())
+      out.emplace(key, json_to_variant(value));
+  return out;
+}
+
+VariantMap available_entry(const core::AvailableDevice &device) {
+  auto out = json_object_to_map(cli::device_json(device.function));
+  out.emplace("registered", sdbus::Variant(sdbus::ObjectPath(device.registered_id.empty()
+                                                                 ? std::string("/")
+                                                                 : device_path(device.registered_id))));
+  return out;
+}
+
+VariantMap resources_map(const core::GpuResources &resources) {
+  VariantMap out;
+  out.emplace("mode", sdbus::Variant(std::string(core::gpu_mode_name(resources.mode))));
+  out.emplace("total_slots", sdbus::Variant(static_cast<std::uint32_t>(resources.total_slots)));
+  out.emplace("used_slots", sdbus::Variant(static_cast<std::uint32_t>(resources.used_slots)));
+  std::vector<VariantMap> profiles;
+  for (const auto &p : resources.profiles)
+    profiles.push_back({{"name", sdbus::Variant(p.name)},
+                        {"type", sdbus::Variant(p.type_id)},
+                        {"framebuffer_mb", sdbus::Variant(static_cast<std::uint32_t>(p.framebuffer_mb))},
+                        {"available", sdbus::Variant(static_cast<std::uint32_t>(p.available))}});
+  out.emplace("profiles", sdbus::Variant(profiles));
+  std::vector<VariantMap> devices;
+  for (const auto &d : resources.devices)
+    devices.push_back({{"name", sdbus::Variant(d.name)},
+                       {"pci_address", sdbus::Variant(d.pci_address)},
+                       {"available", sdbus::Variant(d.available)}});
+  out.emplace("devices", sdbus::Variant(devices));
+  return out;
+}
+
+VariantMap report_map(const core::HostReport &report) {
+  VariantMap out;
+  out.emplace("iommu_enabled", sdbus::Variant(report.iommu_enabled));
+  out.emplace("vfio_available", sdbus::Variant(report.vfio_available()));
+  out.emplace("vfio_pci_available", sdbus::Variant(report.vfio_pci_available));
+  out.emplace("vfio_iommu_type1_loaded", sdbus::Variant(report.vfio_iommu_type1_loaded));
+  out.emplace("gpu_mode", sdbus::Variant(std::string(core::gpu_mode_name(report.gpu_mode))));
+  out.emplace("gpu_count", sdbus::Variant(static_cast<std::uint32_t>(report.gpu_count)));
+  out.emplace("mdev_parent_count", sdbus::Variant(static_cast<std::uint32_t>(report.mdev_parent_count)));
+  out.emplace("hugepages_total", sdbus::Variant(static_cast<std::uint64_t>(report.hugepages_total)));
+  out.emplace("hugepages_free", sdbus::Variant(static_cast<std::uint64_t>(report.hugepages_free)));
+  out.emplace("hugepage_size_kb", sdbus::Variant(static_cast<std::uint64_t>(report.hugepage_size_kb)));
+  std::vector<std::string> problems, hints;
+  for (const auto &p : report.problems) {
+    problems.push_back(p.message);
+    hints.push_back(p.hint);
+  }
+  out.emplace("problems", sdbus::Variant(problems));
+  out.emplace("hints", sdbus::Variant(hints));
+  return out;
+}
+
+VariantMap stats_map(const core::ReconcileStats &stats) {
+  VariantMap out;
+  out.emplace("destroyed", sdbus::Variant(static_cast<std::uint32_t>(stats.destroyed)));
+  out.emplace("skipped_not_ours", sdbus::Variant(static_cast<std::uint32_t>(stats.skipped_not_ours)));
+  out.emplace("skipped_in_use", sdbus::Variant(static_cast<std::uint32_t>(stats.skipped_in_use)));
+  out.emplace("cleared_attachments", sdbus::Variant(static_cast<std::uint32_t>(stats.cleared_attachments)));
+  out.emplace("errors", sdbus::Variant(stats.errors));
+  return out;
+}
+
+} // namespace hostdev::daemon

@@ -1,0 +1,488 @@
+#include "daemon/objects.hpp"
+
+#include "config.h"
+#include "core/validate.hpp"
+#include "daemon/convert.hpp"
+#include "daemon/errors.hpp"
+#include "daemon/options.hpp"
+#include "names.hpp"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#include "org_hostdev_passthrough1_adaptor.h"
+#pragma GCC diagnostic pop
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include <algorithm>
+#include <utility>
+
+namespace hostdev::daemon {
+namespace {
+
+namespace gen = org::hostdev::Passthrough1;
+
+// The async method pattern: `body` runs now on the bus thread (parses options, may throw) and returns the Job
+// for the worker; any failure, now or later, becomes the error reply.
+template <class... R, class Body>
+void async_call(Backend &backend, const sdbus::IObject &object, sdbus::Result<R...> &&result, Body body) {
+  auto res = std::make_shared<sdbus::Result<R...>>(std::move(result));
+  try {
+    Job job = body(res);
+    const auto *msg = object.getCurrentlyProcessedMessage();
+    job.sender = msg != nullptr ? msg->getSender() : std::string();
+    if (job.sender.empty())
+      core::fail(core::Errc::NotAuthorized, "the call has no sender");
+    job.fail = [res](const sdbus::Error &e) { res->returnError(e); };
+    backend.submit(std::move(job));
+  } catch (...) {
+    res->returnError(to_dbus_error(std::current_exception()));
+  }
+}
+
+// Reads answer directly; errors are thrown as sdbus::Error, which sdbus-c++ turns into the error reply.
+template <class F> auto read_call(F f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (...) {
+    throw to_dbus_error(std::current_exception());
+  }
+}
+
+void validate_ref(const std::string &ref, const char *what) {
+  if (!core::is_object_id(ref) && !core::is_valid_name(ref))
+    core::fail(core::Errc::InvalidName, "'" + (ref.size() > 80 ? ref.substr(0, 80) + "..." : ref) +
+                                            "' is neither a " + what + " id nor a valid " + what + " name");
+}
+
+const DeviceView &find_device(const Snapshot &snap, const std::string &ref) {
+  validate_ref(ref, "device");
+  auto it = snap.devices.find(ref);
+  if (it != snap.devices.end())
+    return it->second;
+  for (const auto &[id, view] : snap.devices)
+    if (view.record.name == ref)
+      return view;
+  core::fail(core::Errc::NotFound, "no registered device '" + ref + "'; ListDevices lists them");
+}
+
+const InstanceView &find_instance(const Snapshot &snap, const std::string &ref) {
+  validate_ref(ref, "instance");
+  auto it = snap.instances.find(ref);
+  if (it != snap.instances.end())
+    return it->second;
+  for (const auto &[id, view] : snap.instances)
+    if (view.record.name == ref)
+      return view;
+  core::fail(core::Errc::NotFound, "no instance '" + ref + "'; ListInstances lists them");
+}
+
+template <class Map> std::vector<sdbus::ObjectPath> sorted_paths(const Map &map, std::string (*path)(const std::string &)) {
+  std::vector<std::pair<std::string, std::string>> items;
+  for (const auto &[id, view] : map)
+    items.emplace_back(view.record.name, id);
+  std::sort(items.begin(), items.end());
+  std::vector<sdbus::ObjectPath> out;
+  for (const auto &[name, id] : items)
+    out.emplace_back(path(id));
+  return out;
+}
+
+Details device_details(const core::DeviceRecord &rec) {
+  return {{"device", rec.name}, {"pci_address", rec.pci_address}};
+}
+
+// Delete of an instance by id or name: shared by Instances.Delete and Instance.Delete.
+Reply delete_instance(WorkContext &ctx, const std::string &ref, std::string_view method,
+                      const std::shared_ptr<sdbus::Result<>> &res) {
+  const auto inst = ctx.service.get_instance(ref); // NotFound / InvalidName before asking anyone
+  ctx.authorize(method, {{"instance", inst.name}}, inst.owner_uid);
+  ctx.service.delete_instance(inst.id);
+  return [res] { res->returnResults(); };
+}
+
+} // namespace
+
+// ------------------------------------------------------------------------------------------------ root object
+
+class RootObject final : public sdbus::AdaptorInterfaces<gen::Devices_adaptor, gen::Instances_adaptor,
+                                                         sdbus::ObjectManager_adaptor, sdbus::Properties_adaptor> {
+public:
+  RootObject(sdbus::IConnection &connection, Backend &backend, Objects &objects)
+      : AdaptorInterfaces(connection, names::kRootPath), backend_(backend), objects_(objects) {
+    registerAdaptor();
+  }
+  ~RootObject() { unregisterAdaptor(); }
+
+  using Properties_adaptor::emitPropertiesChangedSignal;
+
+private:
+  // Devices
+  std::vector<VariantMap> ListAvailable(const VariantMap &options) override {
+    return read_call([&] {
+      const auto opts = Options::parse(options, {{"all", "b"}});
+      const bool all = opts.get_bool("all", false);
+      std::vector<VariantMap> out;
+      for (const auto &dev : backend_.snapshot().available)
+        if (all || dev.function.is_gpu())
+          out.push_back(available_entry(dev));
+      return out;
+    });
+  }
+
+  void Register(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, std::string pci_address,
+                VariantMap options) override {
+    async_call(backend_, getObject(), std::move(result), [&](auto res) {
+      const auto opts = Options::parse(options, {});
+      Job job;
+      job.interactive = opts.interactive();
+      job.work = [res, name, pci_address](WorkContext &ctx) -> Reply {
+        ctx.authorize("Devices.Register", {{"pci_address", pci_address}, {"device", name}});
+        const auto path = sdbus::ObjectPath(device_path(ctx.service.register_device(name, pci_address).id));
+        return [res, path] { res->returnResults(path); };
+      };
+      return job;
+    });
+  }
+
+  void Unregister(sdbus::Result<> &&result, std::string device, VariantMap options) override {
+    async_call(backend_, getObject(), std::move(result), [&](auto res) {
+      const auto opts = Options::parse(options, {});
+      Job job;
+      job.interactive = opts.interactive();
+      job.work = [res, device](WorkContext &ctx) -> Reply {
+        const auto rec = ctx.service.get_device(device);
+        ctx.authorize("Devices.Unregister", device_details(rec));
+        ctx.service.unregister_device(rec.id);
+        return [res] { res->returnResults(); };
+      };
+      return job;
+    });
+  }
+
+  sdbus::ObjectPath GetDevice(const std::string &device) override {
+    return read_call([&] { return sdbus::ObjectPath(device_path(find_device(backend_.snapshot(), device).record.id)); });
+  }
+
+  std::vector<sdbus::ObjectPath> ListDevices() override {
+    return read_call([&] { return sorted_paths(backend_.snapshot().devices, &device_path); });
+  }
+
+  VariantMap GetGpuResources() override { return read_call([&] { return resources_map(backend_.snapshot().resources); }); }
+
+  VariantMap CheckHost() override { return read_call([&] { return report_map(backend_.snapshot().report); }); }
+
+  void Reconcile(sdbus::Result<VariantMap> &&result, VariantMap options) override {
+    async_call(backend_, getObject(), std::move(result), [&](auto res) {
+      const auto opts = Options::parse(options, {});
+      Job job;
+      job.interactive = opts.interactive();
+      job.work = [res](WorkContext &ctx) -> Reply {
+        ctx.authorize("Devices.Reconcile", {});
+        const auto stats = ctx.service.reconcile();
+        return [res, stats] { res->returnResults(stats_map(stats)); };
+      };
+      return job;
+    });
+  }
+
+  std::string GpuMode() override { return core::gpu_mode_name(objects_.current().report.gpu_mode); }
+  bool IommuEnabled() override { return objects_.current().report.iommu_enabled; }
+  bool VfioAvailable() override { return objects_.current().report.vfio_available(); }
+  std::string Version() override { return HOSTDEV_VERSION; }
+
+  // Instances
+  void Create(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, VariantMap spec) override {
+    async_call(backend_, getObject(), std::move(result), [&](auto res) {
+      const auto opts = Options::parse(spec, {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}}, "spec key");
+      core::InstanceSpec s;
+      s.devices = opts.get_strings("devices");
+      s.gpu_profile = opts.get_string("gpu_profile");
+      s.image = opts.get_string("image");
+      Job job;
+      job.interactive = opts.interactive();
+      job.work = [res, name, s](WorkContext &ctx) -> Reply {
+        Details details{{"instance", name}};
+        if (!s.gpu_profile.empty())
+          details["profile"] = s.gpu_profile;
+        std::string devices, addresses;
+        for (const auto &ref : s.devices) {
+          devices += (devices.empty() ? "" : ",") + ref;
+          const auto *rec = ctx.service.store().find_device(ref);
+          if (rec != nullptr)
+            addresses += (addresses.empty() ? "" : ",") + rec->pci_address;
+        }
+        if (!devices.empty())
+          details["device"] = devices;
+        if (!addresses.empty())
+          details["pci_address"] = addresses;
+        ctx.authorize("Instances.Create", details);
+        const auto path = sdbus::ObjectPath(instance_path(ctx.service.create_instance(name, s, ctx.caller.uid).id));
+        return [res, path] { res->returnResults(path); };
+      };
+      return job;
+    });
+  }
+
+  void Delete(sdbus::Result<> &&result, std::string instance, VariantMap options) override {
+    async_call(backend_, getObject(), std::move(result), [&](auto res) {
+      const auto opts = Options::parse(options, {});
+      Job job;
+      job.interactive = opts.interactive();
+      job.work = [res, instance](WorkContext &ctx) { return delete_instance(ctx, instance, "Instances.Delete", res); };
+      return job;
+    });
+  }
+
+  sdbus::ObjectPath GetInstance(const std::string &instance) override {
+    return read_call(
+        [&] { return sdbus::ObjectPath(instance_path(find_instance(backend_.snapshot(), instance).record.id)); });
+  }
+
+  std::vector<sdbus::ObjectPath> ListInstances() override {
+    return read_call([&] { return sorted_paths(backend_.snapshot().instances, &instance_path); });
+  }
+
+  Backend &backend_;
+  Objects &objects_;
+};
+
+// ---------------------------------------------------------------------------------------------- device objects
+
+class DeviceObject final
+    : public sdbus::AdaptorInterfaces<gen::Device_adaptor, sdbus::ManagedObject_adaptor, sdbus::Properties_adaptor> {
+public:
+  DeviceObject(sdbus::IConnection &connection, Backend &backend, Objects &objects, std::string id)
+      : AdaptorInterfaces(connection, device_path(id)), backend_(backend), objects_(objects), id_(std::move(id)) {
+    registerAdaptor();
+  }
+  ~DeviceObject() { unregisterAdaptor(); }
+
+  using Properties_adaptor::emitPropertiesChangedSignal;
+
+  // The properties that differ between two views of this device.
+  static std::vector<std::string> changed(const DeviceView &a, const DeviceView &b) {
+    std::vector<std::string> out;
+    if (a.vendor_name != b.vendor_name) out.emplace_back("VendorName");
+    if (a.device_name != b.device_name) out.emplace_back("DeviceName");
+    if (a.record.iommu_group != b.record.iommu_group) out.emplace_back("IommuGroup");
+    if (a.driver != b.driver) out.emplace_back("Driver");
+    if ((a.driver == names::kVfioDriver) != (b.driver == names::kVfioDriver)) out.emplace_back("BoundToVfio");
+    if (a.record.attached_to != b.record.attached_to) out.emplace_back("AttachedTo");
+    return out;
+  }
+
+private:
+  void mutate(sdbus::Result<> &&result, VariantMap options, const char *method,
+              const core::DeviceRecord &(core::Service::*op)(const std::string &)) {
+    async_call(backend_, getObject(), std::move(result), [&](auto res) {
+      const auto opts = Options::parse(options, {});
+      Job job;
+      job.interactive = opts.interactive();
+      job.work = [res, id = id_, method, op](WorkContext &ctx) -> Reply {
+        const auto rec = ctx.service.get_device(id);
+        ctx.authorize(method, device_details(rec));
+        (ctx.service.*op)(id);
+        return [res] { res->returnResults(); };
+      };
+      return job;
+    });
+  }
+
+  void BindVfio(sdbus::Result<> &&result, VariantMap options) override {
+    mutate(std::move(result), std::move(options), "Device.BindVfio", &core::Service::bind_device);
+  }
+  void UnbindVfio(sdbus::Result<> &&result, VariantMap options) override {
+    mutate(std::move(result), std::move(options), "Device.UnbindVfio", &core::Service::unbind_device);
+  }
+  void Restore(sdbus::Result<> &&result, VariantMap options) override {
+    mutate(std::move(result), std::move(options), "Device.Restore", &core::Service::restore_device);
+  }
+
+  const DeviceView &view() const {
+    static const DeviceView empty;
+    auto it = objects_.current().devices.find(id_);
+    return it == objects_.current().devices.end() ? empty : it->second;
+  }
+
+  std::string Id() override { return id_; }
+  std::string Name() override { return view().record.name; }
+  std::string Type() override { return view().record.type; }
+  std::string PciAddress() override { return view().record.pci_address; }
+  std::string VendorId() override { return view().record.vendor_id; }
+  std::string DeviceId() override { return view().record.device_id; }
+  std::string VendorName() override { return view().vendor_name; }
+  std::string DeviceName() override { return view().device_name; }
+  int32_t IommuGroup() override { return view().record.iommu_group.value_or(-1); }
+  std::string Driver() override { return view().driver; }
+  bool BoundToVfio() override { return view().driver == names::kVfioDriver; }
+  sdbus::ObjectPath AttachedTo() override {
+    const auto &att = view().record.attached_to;
+    return sdbus::ObjectPath(att.empty() ? std::string("/") : instance_path(att));
+  }
+  uint64_t CreatedAt() override { return view().record.created_at; }
+  std::string SysfsPath() override { return view().sysfs_path; }
+
+  Backend &backend_;
+  Objects &objects_;
+  std::string id_;
+};
+
+// -------------------------------------------------------------------------------------------- instance objects
+
+class InstanceObject final
+    : public sdbus::AdaptorInterfaces<gen::Instance_adaptor, sdbus::ManagedObject_adaptor, sdbus::Properties_adaptor> {
+public:
+  InstanceObject(sdbus::IConnection &connection, Backend &backend, Objects &objects, std::string id)
+      : AdaptorInterfaces(connection, instance_path(id)), backend_(backend), objects_(objects), id_(std::move(id)) {
+    registerAdaptor();
+  }
+  ~InstanceObject() { unregisterAdaptor(); }
+
+  using Properties_adaptor::emitPropertiesChangedSignal;
+
+  static std::vector<std::string> changed(const InstanceView &a, const InstanceView &b) {
+    std::vector<std::string> out;
+    if (a.record.devices != b.record.devices) out.emplace_back("Devices");
+    if (a.record.gpu_profile != b.record.gpu_profile) out.emplace_back("GpuProfile");
+    if (a.record.mdev_uuid != b.record.mdev_uuid) out.emplace_back("MdevUuid");
+    if (a.paths.device_paths != b.paths.device_paths) out.emplace_back("DevicePaths");
+    if (a.paths.qemu_args != b.paths.qemu_args) out.emplace_back("QemuArgs");
+    if (a.paths.cloud_hypervisor_args != b.paths.cloud_hypervisor_args) out.emplace_back("CloudHypervisorArgs");
+    return out;
+  }
+
+private:
+  void Delete(sdbus::Result<> &&result, VariantMap options) override {
+    async_call(backend_, getObject(), std::move(result), [&](auto res) {
+      const auto opts = Options::parse(options, {});
+      Job job;
+      job.interactive = opts.interactive();
+      job.work = [res, id = id_](WorkContext &ctx) { return delete_instance(ctx, id, "Instance.Delete", res); };
+      return job;
+    });
+  }
+
+  const InstanceView &view() const {
+    static const InstanceView empty;
+    auto it = objects_.current().instances.find(id_);
+    return it == objects_.current().instances.end() ? empty : it->second;
+  }
+
+  std::string Id() override { return id_; }
+  std::string Name() override { return view().record.name; }
+  std::string Image() override { return view().record.image; }
+  std::vector<sdbus::ObjectPath> Devices() override {
+    std::vector<sdbus::ObjectPath> out;
+    for (const auto &id : view().record.devices)
+      out.emplace_back(device_path(id));
+    return out;
+  }
+  std::string GpuProfile() override { return view().record.gpu_profile; }
+  std::string MdevUuid() override { return view().record.mdev_uuid; }
+  std::vector<std::string> DevicePaths() override { return view().paths.device_paths; }
+  std::vector<std::string> QemuArgs() override { return view().paths.qemu_args; }
+  std::vector<std::string> CloudHypervisorArgs() override { return view().paths.cloud_hypervisor_args; }
+  uint32_t Owner() override { return view().record.owner_uid; }
+  uint64_t CreatedAt() override { return view().record.created_at; }
+
+  Backend &backend_;
+  Objects &objects_;
+  std::string id_;
+};
+
+// ------------------------------------------------------------------------------------------------------ Objects
+
+Objects::Objects(sdbus::IConnection &connection, Backend &backend) : connection_(connection), backend_(backend) {}
+
+Objects::~Objects() = default;
+
+void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_, *this); }
+
+void Objects::apply(Snapshot next) {
+  Snapshot old = std::exchange(current_, std::move(next));
+  const auto &now = current_;
+
+  // 1. New objects.
+  for (const auto &[id, view] : now.devices)
+    if (!devices_.count(id)) {
+      devices_[id] = std::make_unique<DeviceObject>(connection_, backend_, *this, id);
+      devices_[id]->emitInterfacesAddedSignal();
+    }
+  for (const auto &[id, view] : now.instances)
+    if (!instances_.count(id)) {
+      instances_[id] = std::make_unique<InstanceObject>(connection_, backend_, *this, id);
+      instances_[id]->emitInterfacesAddedSignal();
+    }
+
+  // 2. Changed properties.
+  std::vector<std::string> root_changed;
+  if (old.report.gpu_mode != now.report.gpu_mode) root_changed.emplace_back("GpuMode");
+  if (old.report.iommu_enabled != now.report.iommu_enabled) root_changed.emplace_back("IommuEnabled");
+  if (old.report.vfio_available() != now.report.vfio_available()) root_changed.emplace_back("VfioAvailable");
+  if (root_ && !root_changed.empty())
+    root_->emitPropertiesChangedSignal(names::kDevicesInterface, root_changed);
+  for (const auto &[id, view] : now.devices) {
+    auto it = old.devices.find(id);
+    if (it == old.devices.end())
+      continue;
+    auto props = DeviceObject::changed(it->second, view);
+    if (!props.empty())
+      devices_[id]->emitPropertiesChangedSignal(names::kDeviceInterface, props);
+  }
+  for (const auto &[id, view] : now.instances) {
+    auto it = old.instances.find(id);
+    if (it == old.instances.end())
+      continue;
+    auto props = InstanceObject::changed(it->second, view);
+    if (!props.empty())
+      instances_[id]->emitPropertiesChangedSignal(names::kInstanceInterface, props);
+  }
+
+  // 3. Vanished objects.
+  for (auto it = instances_.begin(); it != instances_.end();) {
+    if (now.instances.count(it->first)) {
+      ++it;
+      continue;
+    }
+    it->second->emitInterfacesRemovedSignal();
+    dead_instances_.push_back(std::move(it->second));
+    it = instances_.erase(it);
+  }
+  for (auto it = devices_.begin(); it != devices_.end();) {
+    if (now.devices.count(it->first)) {
+      ++it;
+      continue;
+    }
+    it->second->emitInterfacesRemovedSignal();
+    dead_devices_.push_back(std::move(it->second));
+    it = devices_.erase(it);
+  }
+}
+
+void Objects::bury() {
+  dead_instances_.clear();
+  dead_devices_.clear();
+}
+
+void Objects::emit(const std::vector<PendingSignal> &signals) {
+  if (!root_)
+    return;
+  for (const auto &s : signals) {
+    switch (s.kind) {
+    case PendingSignal::Kind::MdevCreated:
+      root_->emitMdevCreated(s.uuid, s.profile, s.parent, sdbus::ObjectPath(instance_path(s.instance_id)));
+      break;
+    case PendingSignal::Kind::MdevDestroyed:
+      root_->emitMdevDestroyed(s.uuid, sdbus::ObjectPath(s.instance_id.empty() ? std::string("/")
+                                                                             : instance_path(s.instance_id)));
+      break;
+    case PendingSignal::Kind::Reconciled:
+      root_->emitMdevsReconciled(stats_map(s.stats));
+      break;
+    }
+  }
+}
+
+} // namespace hostdev::daemon

@@ -1,0 +1,72 @@
+#include "daemon/snapshot.hpp"
+
+#include "names.hpp"
+
+#include <utility>
+
+namespace hostdev::daemon {
+
+std::string device_path(const std::string &id) { return names::kDevicesPathPrefix + id; }
+std::string instance_path(const std::string &id) { return names::kInstancesPathPrefix + id; }
+
+Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs) {
+  Snapshot snap;
+  snap.report = service.host_report();
+  snap.available = service.list_available(true);
+  snap.resources = service.gpu_resources();
+  std::map<std::string, const core::PciFunction *> by_address;
+  for (const auto &dev : snap.available)
+    by_address[dev.function.address] = &dev.function;
+  for (const auto &rec : service.list_devices()) {
+    DeviceView view;
+    view.record = rec;
+    auto it = by_address.find(rec.pci_address);
+    if (it != by_address.end()) {
+      view.driver = it->second->driver.value_or("");
+      view.vendor_name = it->second->vendor_name;
+      view.device_name = it->second->device_name;
+      if (!view.record.iommu_group)
+        view.record.iommu_group = it->second->iommu_group;
+    }
+    view.sysfs_path = sysfs.display_path(core::pci_device_path(rec.pci_address));
+    snap.devices.emplace(rec.id, std::move(view));
+  }
+  for (const auto &rec : service.list_instances()) {
+    InstanceView view;
+    view.record = rec;
+    view.paths = service.instance_paths(rec);
+    snap.instances.emplace(rec.id, std::move(view));
+  }
+  snap.taken = std::chrono::steady_clock::now();
+  return snap;
+}
+
+void EventQueue::mdev_created(const std::string &uuid, const std::string &profile, const std::string &parent,
+                              const std::string &instance_id) {
+  PendingSignal s;
+  s.kind = PendingSignal::Kind::MdevCreated;
+  s.uuid = uuid;
+  s.profile = profile;
+  s.parent = parent;
+  s.instance_id = instance_id;
+  pending_.push_back(std::move(s));
+}
+
+void EventQueue::mdev_destroyed(const std::string &uuid, const std::string &instance_id) {
+  PendingSignal s;
+  s.kind = PendingSignal::Kind::MdevDestroyed;
+  s.uuid = uuid;
+  s.instance_id = instance_id;
+  pending_.push_back(std::move(s));
+}
+
+void EventQueue::reconciled(const core::ReconcileStats &stats) {
+  PendingSignal s;
+  s.kind = PendingSignal::Kind::Reconciled;
+  s.stats = stats;
+  pending_.push_back(std::move(s));
+}
+
+std::vector<PendingSignal> EventQueue::take() { return std::exchange(pending_, {}); }
+
+} // namespace hostdev::daemon

@@ -1,0 +1,64 @@
+// The in-memory model reads are answered from: taken on the worker after each mutation (and at most every few
+// seconds when reads arrive), applied on the bus thread. Plain C++ data only: sdbus values are made on the bus
+// thread (see convert.hpp).
+#pragma once
+
+#include "core/service.hpp"
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace hostdev::daemon {
+
+struct DeviceView {
+  core::DeviceRecord record;
+  std::string driver; // "" when none
+  std::string vendor_name;
+  std::string device_name;
+  std::string sysfs_path;
+};
+
+struct InstanceView {
+  core::InstanceRecord record;
+  core::InstancePaths paths;
+};
+
+struct Snapshot {
+  core::HostReport report;
+  std::vector<core::AvailableDevice> available; // every function (ListAvailable all=true); GPUs filtered on read
+  core::GpuResources resources;
+  std::map<std::string, DeviceView> devices;     // by id
+  std::map<std::string, InstanceView> instances; // by id
+  std::chrono::steady_clock::time_point taken{};
+};
+
+Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs);
+
+// Object paths.
+std::string device_path(const std::string &id);
+std::string instance_path(const std::string &id);
+
+// What core::Events reported during one job, replayed as bus signals by the bus thread.
+struct PendingSignal {
+  enum class Kind { MdevCreated, MdevDestroyed, Reconciled } kind = Kind::MdevCreated;
+  std::string uuid, profile, parent, instance_id;
+  core::ReconcileStats stats;
+};
+
+// core::Events on the worker: collects signals for the bus thread (device/instance changes need no collecting:
+// the snapshot diff announces them).
+class EventQueue : public core::Events {
+public:
+  void mdev_created(const std::string &uuid, const std::string &profile, const std::string &parent,
+                    const std::string &instance_id) override;
+  void mdev_destroyed(const std::string &uuid, const std::string &instance_id) override;
+  void reconciled(const core::ReconcileStats &stats) override;
+  std::vector<PendingSignal> take();
+
+private:
+  std::vector<PendingSignal> pending_;
+};
+
+} // namespace hostdev::daemon

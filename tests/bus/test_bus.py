@@ -1,0 +1,755 @@
+#!/usr/bin/python3
+"""Bus tests of hostdevd (hostdevd-fake) on the private system bus of harness.sh, with the real polkitd.
+
+    test_bus.py TEST_NAME        (run by meson through harness.sh; /usr/bin/python3 with python3-dbus)
+
+Callers other than root run in a forked child that drops to the test user and opens its own connection.
+"""
+import os
+import pickle
+import pwd
+import signal
+import sys
+import time
+import traceback
+
+import dbus
+import dbus.mainloop.glib
+from gi.repository import GLib
+
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+
+BUS_NAME = "org.hostdev.Passthrough1"
+ROOT = "/org/hostdev/Passthrough1"
+DEVICES = "org.hostdev.Passthrough1.Devices"
+INSTANCES = "org.hostdev.Passthrough1.Instances"
+DEVICE = "org.hostdev.Passthrough1.Device"
+INSTANCE = "org.hostdev.Passthrough1.Instance"
+ERR = "org.hostdev.Passthrough1.Error."
+PROPS = "org.freedesktop.DBus.Properties"
+OM = "org.freedesktop.DBus.ObjectManager"
+
+GPU, AUDIO, NIC, BARE, BRIDGE = "0000:01:00.0", "0000:01:00.1", "0000:02:00.0", "0000:03:00.0", "0000:00:01.0"
+TEST_DIR = os.environ.get("HOSTDEV_TEST_DIR", "")
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def eq(actual, expected, what):
+    if actual != expected:
+        raise Failure("%s: expected %r, got %r" % (what, expected, actual))
+
+
+def plain(v):
+    """dbus types -> plain Python, for printing, comparing and pickling."""
+    if isinstance(v, dbus.Boolean):
+        return bool(v)
+    if isinstance(v, (dbus.ObjectPath, dbus.String)):
+        return str(v)
+    if isinstance(v, (dbus.Byte, dbus.Int16, dbus.Int32, dbus.Int64, dbus.UInt16, dbus.UInt32, dbus.UInt64)):
+        return int(v)
+    if isinstance(v, dbus.Double):
+        return float(v)
+    if isinstance(v, dict):
+        return {plain(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
+_bus = None
+
+
+def bus():
+    global _bus
+    if _bus is None:
+        _bus = dbus.SystemBus()
+    return _bus
+
+
+def call(iface, method, *args, path=ROOT, user=None, timeout=30):
+    """Calls a method as root (user None) or as a test user; returns plain values; raises dbus exceptions
+    (for a user: DBusException re-created with the same name and message)."""
+    if user is None:
+        obj = bus().get_object(BUS_NAME, path)
+        return plain(obj.get_dbus_method(method, iface)(*args, timeout=timeout))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            pw = pwd.getpwnam(user)
+            os.initgroups(user, pw.pw_gid)
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+            obj = conn.get_object(BUS_NAME, path)
+            out = ("ok", plain(obj.get_dbus_method(method, iface)(*args, timeout=timeout)))
+        except dbus.DBusException as e:
+            out = ("dbus", e.get_dbus_name(), e.get_dbus_message())
+        except BaseException as e:  # noqa: BLE001 - report anything to the parent
+            out = ("py", repr(e))
+        os.write(w, pickle.dumps(out))
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    out = pickle.loads(data)
+    if out[0] == "ok":
+        return out[1]
+    if out[0] == "dbus":
+        raise dbus.DBusException(out[2], name=out[1])
+    raise Failure("child for %s failed: %s" % (user, out[1]))
+
+
+def expect_error(name, fn, *args, **kw):
+    try:
+        result = fn(*args, **kw)
+    except dbus.DBusException as e:
+        got = e.get_dbus_name()
+        if got != (ERR + name if "." not in name else name):
+            raise Failure("expected error %s, got %s: %s" % (name, got, e.get_dbus_message()))
+        check(e.get_dbus_message(), "error %s without a message" % name)
+        return e.get_dbus_message()
+    raise Failure("expected error %s, got a result: %r" % (name, result))
+
+
+def prop(path, iface, name):
+    return call(PROPS, "Get", iface, name, path=path)
+
+
+def props(path, iface):
+    return call(PROPS, "GetAll", iface, path=path)
+
+
+def sv(**kw):
+    return dbus.Dictionary(kw, signature="sv")
+
+
+def no_opts():
+    return dbus.Dictionary({}, signature="sv")
+
+
+# ---------------------------------------------------------------------------------------------- signal capture
+
+class Recorder:
+    """Every signal on the bus this connection can see, in order: (interface, member, path, args)."""
+
+    def __init__(self):
+        self.seen = []
+        bus().add_signal_receiver(self._on, interface_keyword="iface", member_keyword="member",
+                                  path_keyword="path")
+
+    def _on(self, *args, iface=None, member=None, path=None):
+        self.seen.append((str(iface), str(member), str(path), plain(list(args))))
+
+    def pump(self, seconds=0.0):
+        ctx = GLib.MainContext.default()
+        end = time.monotonic() + seconds
+        while True:
+            while ctx.iteration(False):
+                pass
+            if time.monotonic() >= end:
+                return
+            time.sleep(0.005)
+
+    def wait_for(self, iface, member, path=None, seconds=5.0, pred=None):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.pump()
+            for s in self.seen:
+                if s[0] == iface and s[1] == member and (path is None or s[2] == path) and (pred is None or pred(s)):
+                    return s
+            time.sleep(0.005)
+        raise Failure("no %s.%s%s signal within %.1f s; seen: %s" % (
+            iface, member, " on " + path if path else "", seconds,
+            "\n  ".join(repr(x) for x in self.seen) or "nothing"))
+
+    def clear(self):
+        self.pump()
+        self.seen = []
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+def register(address, name="", user=None):
+    return call(DEVICES, "Register", name, address, no_opts(), user=user)
+
+
+def daemon_pid():
+    dbus_obj = bus().get_object("org.freedesktop.DBus", "/org/freedesktop/DBus")
+    return int(dbus_obj.GetConnectionUnixProcessID(BUS_NAME, dbus_interface="org.freedesktop.DBus"))
+
+
+def name_has_owner():
+    dbus_obj = bus().get_object("org.freedesktop.DBus", "/org/freedesktop/DBus")
+    return bool(dbus_obj.NameHasOwner(BUS_NAME, dbus_interface="org.freedesktop.DBus"))
+
+
+def kill_daemon():
+    pid = daemon_pid()
+    os.kill(pid, signal.SIGKILL)
+    end = time.monotonic() + 5
+    while name_has_owner() and time.monotonic() < end:
+        time.sleep(0.01)
+    check(not name_has_owner(), "the daemon still owns the name after kill -9")
+    return pid
+
+
+def write_rules(name, text):
+    path = "/etc/polkit-1/rules.d/" + name
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+
+
+def wait_until(fn, what, seconds=5.0):
+    end = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < end:
+        try:
+            if fn():
+                return
+        except dbus.DBusException as e:
+            last = e
+        time.sleep(0.02)
+    raise Failure("timed out waiting for %s (last error: %s)" % (what, last))
+
+
+# ------------------------------------------------------------------------------------------------------- tests
+
+def test_activation():
+    check(not name_has_owner(), "hostdevd runs before anyone asked for it")
+    t0 = time.monotonic()
+    version = prop(ROOT, DEVICES, "Version")
+    ms = (time.monotonic() - t0) * 1000
+    check(name_has_owner(), "no owner of %s after the first call" % BUS_NAME)
+    eq(version, "0.1.0", "Version")
+    call("org.freedesktop.DBus.Peer", "Ping")
+    intro = call("org.freedesktop.DBus.Introspectable", "Introspect")
+    for iface in (DEVICES, INSTANCES, OM):
+        check(iface in intro, "Introspect of the root lacks " + iface)
+    print("activation to first reply: %.1f ms (pid %d)" % (ms, daemon_pid()))
+
+
+def test_properties_passthrough():
+    p = props(ROOT, DEVICES)
+    eq(p["GpuMode"], "passthrough", "GpuMode")
+    eq(p["IommuEnabled"], True, "IommuEnabled")
+    eq(p["VfioAvailable"], True, "VfioAvailable")
+    eq(p["Version"], "0.1.0", "Version")
+
+
+def test_properties_vgpu():
+    p = props(ROOT, DEVICES)
+    eq(p["GpuMode"], "vgpu", "GpuMode")
+    eq(p["IommuEnabled"], True, "IommuEnabled")
+    res = call(DEVICES, "GetGpuResources")
+    eq(res["mode"], "vgpu", "GetGpuResources mode")
+    check(res["total_slots"] > 0, "vgpu host with no slots: %r" % res)
+    eq(res["used_slots"], 0, "used_slots")
+    names = sorted(p["name"] for p in res["profiles"])
+    check("NVIDIA L40S-4Q" in names, "profiles lack NVIDIA L40S-4Q: %r" % names)
+    q4 = [p for p in res["profiles"] if p["name"] == "NVIDIA L40S-4Q"][0]
+    eq(q4["framebuffer_mb"], 4096, "L40S-4Q framebuffer_mb")
+    eq(q4["type"], "nvidia-1157", "L40S-4Q type")
+
+
+def test_properties_no_iommu():
+    p = props(ROOT, DEVICES)
+    eq(p["GpuMode"], "none", "GpuMode")
+    eq(p["IommuEnabled"], False, "IommuEnabled")
+    eq(p["VfioAvailable"], False, "VfioAvailable")
+    report = call(DEVICES, "CheckHost")
+    eq(report["iommu_enabled"], False, "CheckHost iommu_enabled")
+    check(len(report["problems"]) > 0 and len(report["problems"]) == len(report["hints"]),
+          "CheckHost problems/hints: %r" % report)
+    expect_error("IommuUnavailable", register, "0000:01:00.0")
+
+
+def test_reads():
+    gpus = call(DEVICES, "ListAvailable", no_opts())
+    eq(sorted(d["pci_address"] for d in gpus), [GPU, AUDIO], "ListAvailable GPUs (NVIDIA functions)")
+    gpu = [d for d in gpus if d["pci_address"] == GPU][0]
+    for key in ("vendor_id", "device_id", "class", "iommu_group", "driver", "is_gpu", "numa_node",
+                "reset_method", "iommu_group_members", "registered"):
+        check(key in gpu, "ListAvailable entry lacks %s: %r" % (key, sorted(gpu)))
+    eq(gpu["vendor_id"], "10de", "vendor_id")
+    eq(gpu["device_id"], "27b8", "device_id")
+    eq(gpu["class"], "0x030200", "class")
+    eq(gpu["driver"], "nvidia", "driver")
+    eq(gpu["registered"], "/", "registered before Register")
+    everything = call(DEVICES, "ListAvailable", sv(all=True))
+    eq(sorted(d["pci_address"] for d in everything), [BRIDGE, GPU, AUDIO, NIC, BARE], "ListAvailable all=true")
+    check("driver" not in [d for d in everything if d["pci_address"] == BARE][0],
+          "a driverless function should leave out driver (null)")
+    expect_error("InvalidArgument", call, DEVICES, "ListAvailable", sv(bogus=True))
+    expect_error("InvalidArgument", call, DEVICES, "ListAvailable", sv(all="yes"))
+    call(DEVICES, "ListAvailable", sv(interactive=True))
+    res = call(DEVICES, "GetGpuResources")
+    eq(res["mode"], "passthrough", "resources mode")
+    eq([d["pci_address"] for d in res["devices"]], [GPU], "passthrough devices (display class only)")
+    report = call(DEVICES, "CheckHost")
+    eq(report["iommu_enabled"], True, "CheckHost iommu_enabled")
+    eq(report["vfio_available"], True, "CheckHost vfio_available")
+    eq(report["gpu_mode"], "passthrough", "CheckHost gpu_mode")
+    eq(call(DEVICES, "ListDevices"), [], "ListDevices on a fresh store")
+    eq(call(INSTANCES, "ListInstances"), [], "ListInstances on a fresh store")
+    expect_error("NotFound", call, DEVICES, "GetDevice", "nosuch")
+    expect_error("InvalidName", call, DEVICES, "GetDevice", "../etc")
+    expect_error("NotFound", call, INSTANCES, "GetInstance", "nosuch")
+    expect_error("InvalidName", call, INSTANCES, "GetInstance", "bad name!")
+    # reads are open to everyone
+    eq(len(call(DEVICES, "ListAvailable", no_opts(), user="hdtest")), 2, "ListAvailable as hdtest")
+    eq(call(PROPS, "Get", DEVICES, "GpuMode", user="hdtest"), "passthrough", "GpuMode as hdtest")
+
+
+def test_devices():
+    path = register(NIC, "nic0")
+    check(path.startswith(ROOT + "/devices/"), "Register returned %s" % path)
+    eq(call(DEVICES, "GetDevice", "nic0"), path, "GetDevice by name")
+    p = props(path, DEVICE)
+    eq(call(DEVICES, "GetDevice", p["Id"]), path, "GetDevice by id")
+    eq(p["Name"], "nic0", "Name")
+    eq(p["PciAddress"], NIC, "PciAddress")
+    eq(p["Type"], "pci", "Type")
+    eq((p["VendorId"], p["DeviceId"]), ("8086", "1533"), "ids")
+    eq(p["IommuGroup"], 2, "IommuGroup")
+    eq(p["Driver"], "igb", "Driver")
+    eq(p["BoundToVfio"], False, "BoundToVfio")
+    eq(p["AttachedTo"], "/", "AttachedTo")
+    check(p["CreatedAt"] > 1600000000 * 10**6, "CreatedAt in µs: %r" % p["CreatedAt"])
+    check(p["SysfsPath"].endswith("/sys/bus/pci/devices/" + NIC), "SysfsPath %r" % p["SysfsPath"])
+    eq(call(DEVICES, "ListDevices"), [path], "ListDevices")
+    nic = [d for d in call(DEVICES, "ListAvailable", sv(all=True)) if d["pci_address"] == NIC][0]
+    eq(nic["registered"], path, "ListAvailable registered")
+    auto = register(BARE)
+    eq(prop(auto, DEVICE, "Name"), "pci-0000-03-00-0", "automatic name")
+
+    expect_error("InvalidPciAddress", register, "0000:zz:00.0")
+    expect_error("InvalidPciAddress", register, "not-an-address", "x1")
+    expect_error("InvalidName", register, GPU, "bad name!")
+    expect_error("InvalidName", register, GPU, "-leadingdash")
+    expect_error("DeviceNotFound", register, "0000:7f:00.0", "ghost")
+    expect_error("AlreadyExists", register, NIC, "nic-again")
+    expect_error("NameExists", register, GPU, "nic0")
+    expect_error("InvalidArgument", call, DEVICES, "Register", "g", GPU, sv(bogus=1))
+    expect_error("InvalidArgument", call, DEVICES, "Register", "g", GPU, sv(interactive="true"))
+
+    call(DEVICE, "BindVfio", no_opts(), path=path)
+    eq(prop(path, DEVICE, "Driver"), "vfio-pci", "Driver after BindVfio")
+    eq(prop(path, DEVICE, "BoundToVfio"), True, "BoundToVfio after BindVfio")
+    expect_error("AlreadyBound", call, DEVICE, "BindVfio", no_opts(), path=path)
+    expect_error("InvalidArgument", call, DEVICE, "BindVfio", sv(force=True), path=path)
+    call(DEVICE, "UnbindVfio", no_opts(), path=path)
+    eq(prop(path, DEVICE, "Driver"), "igb", "Driver after UnbindVfio")
+    expect_error("NotBound", call, DEVICE, "UnbindVfio", no_opts(), path=path)
+    call(DEVICE, "BindVfio", sv(interactive=False), path=path)
+    call(DEVICE, "Restore", no_opts(), path=path)
+    eq(prop(path, DEVICE, "Driver"), "igb", "Driver after Restore")
+    expect_error("InvalidArgument", call, DEVICE, "Restore", sv(interactive=1), path=path)
+
+    gpu = register(GPU, "gpu0")
+    msg = expect_error("IommuGroupConflict", call, DEVICE, "BindVfio", no_opts(), path=gpu)
+    check(AUDIO in msg, "IommuGroupConflict should name the blocker %s: %s" % (AUDIO, msg))
+
+    call(DEVICES, "Unregister", "nic0", no_opts())
+    expect_error("NotFound", call, DEVICES, "GetDevice", "nic0")
+    expect_error("NotFound", call, DEVICES, "Unregister", "nic0", no_opts())
+    expect_error("InvalidName", call, DEVICES, "Unregister", "../x", no_opts())
+    expect_error("InvalidArgument", call, DEVICES, "Unregister", "gpu0", sv(all=True))
+    expect_error("org.freedesktop.DBus.Error.UnknownObject", call, DEVICE, "BindVfio", no_opts(), path=path)
+
+
+def test_instances():
+    gpu = register(GPU, "gpu0")
+    audio = register(AUDIO, "gpu0-audio")
+    inst = call(INSTANCES, "Create", "vm1", sv(devices=dbus.Array(["gpu0", "gpu0-audio"], signature="s"),
+                                                image="debian-12"))
+    check(inst.startswith(ROOT + "/instances/"), "Create returned %s" % inst)
+    eq(call(INSTANCES, "GetInstance", "vm1"), inst, "GetInstance by name")
+    p = props(inst, INSTANCE)
+    eq(call(INSTANCES, "GetInstance", p["Id"]), inst, "GetInstance by id")
+    eq(p["Name"], "vm1", "Name")
+    eq(p["Image"], "debian-12", "Image")
+    eq(p["Devices"], [gpu, audio], "Devices")
+    eq(p["Owner"], 0, "Owner")
+    eq(p["GpuProfile"], "", "GpuProfile")
+    eq(p["MdevUuid"], "", "MdevUuid")
+    eq(p["DevicePaths"], ["/sys/bus/pci/devices/%s/" % GPU, "/sys/bus/pci/devices/%s/" % AUDIO], "DevicePaths")
+    eq(p["QemuArgs"], ["-device", "vfio-pci,host=" + GPU, "-device", "vfio-pci,host=" + AUDIO], "QemuArgs")
+    eq(p["CloudHypervisorArgs"], ["--device", "path=/sys/bus/pci/devices/%s/" % GPU,
+                                  "path=/sys/bus/pci/devices/%s/" % AUDIO], "CloudHypervisorArgs")
+    check(p["CreatedAt"] > 0, "CreatedAt")
+    eq(prop(gpu, DEVICE, "AttachedTo"), inst, "gpu AttachedTo")
+    eq(prop(gpu, DEVICE, "Driver"), "vfio-pci", "gpu Driver while attached")
+    eq(call(INSTANCES, "ListInstances"), [inst], "ListInstances")
+
+    expect_error("InUse", call, INSTANCES, "Create", "vm2", sv(devices=dbus.Array(["gpu0"], signature="s")))
+    expect_error("NameExists", call, INSTANCES, "Create", "vm1", sv(image="x"))
+    expect_error("InvalidName", call, INSTANCES, "Create", "bad name", sv(image="x"))
+    expect_error("InvalidArgument", call, INSTANCES, "Create", "vm3", no_opts())
+    expect_error("InvalidArgument", call, INSTANCES, "Create", "vm3", sv(memory=4096))
+    expect_error("InvalidArgument", call, INSTANCES, "Create", "vm3", sv(devices="gpu0"))
+    expect_error("InvalidArgument", call, INSTANCES, "Create", "vm3", sv(gpu_profile=dbus.UInt32(1)))
+    expect_error("NotFound", call, INSTANCES, "Create", "vm3", sv(devices=dbus.Array(["nosuch"], signature="s")))
+    expect_error("ProfileUnavailable", call, INSTANCES, "Create", "vm3", sv(gpu_profile="NVIDIA L40S-4Q"))
+    expect_error("InUse", call, DEVICES, "Unregister", "gpu0", no_opts())
+    expect_error("InUse", call, DEVICE, "UnbindVfio", no_opts(), path=gpu)
+    expect_error("InvalidArgument", call, INSTANCE, "Delete", sv(now=True), path=inst)
+    expect_error("InvalidArgument", call, INSTANCES, "Delete", "vm1", sv(interactive="no"))
+
+    call(INSTANCE, "Delete", no_opts(), path=inst)
+    eq(call(INSTANCES, "ListInstances"), [], "ListInstances after Delete")
+    eq(prop(gpu, DEVICE, "AttachedTo"), "/", "AttachedTo after Delete")
+    eq(prop(gpu, DEVICE, "Driver"), "nvidia", "gpu given back to nvidia after Delete")
+    expect_error("NotFound", call, INSTANCES, "Delete", "vm1", no_opts())
+    expect_error("InvalidName", call, INSTANCES, "Delete", "a/b", no_opts())
+
+    inst2 = call(INSTANCES, "Create", "vm2", sv(devices=dbus.Array([gpu.rsplit("/", 1)[1], "gpu0-audio"],
+                                                                    signature="s")))
+    call(INSTANCES, "Delete", inst2.rsplit("/", 1)[1], no_opts())
+    eq(call(INSTANCES, "ListInstances"), [], "ListInstances after Instances.Delete by id")
+
+
+def test_vgpu_instances():
+    rec = Recorder()
+    inst = call(INSTANCES, "Create", "vgpu1", sv(gpu_profile="NVIDIA L40S-4Q"))
+    p = props(inst, INSTANCE)
+    eq(p["GpuProfile"], "NVIDIA L40S-4Q", "GpuProfile")
+    uuid = p["MdevUuid"]
+    check(len(uuid) == 36, "MdevUuid %r" % uuid)
+    eq(p["DevicePaths"], ["/sys/bus/mdev/devices/%s/" % uuid], "DevicePaths")
+    eq(p["QemuArgs"], ["-device", "vfio-pci,sysfsdev=/sys/bus/mdev/devices/" + uuid], "QemuArgs")
+    eq(p["CloudHypervisorArgs"], ["--device", "path=/sys/bus/mdev/devices/%s/" % uuid], "CloudHypervisorArgs")
+    s = rec.wait_for(DEVICES, "MdevCreated")
+    eq(s[3][0], uuid, "MdevCreated uuid")
+    eq(s[3][1], "NVIDIA L40S-4Q", "MdevCreated profile")
+    check(s[3][2].startswith("0000:a2:") or s[3][2].startswith("0000:c1:"), "MdevCreated parent %r" % s[3][2])
+    eq(s[3][3], inst, "MdevCreated instance")
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 1, "used_slots after Create")
+    expect_error("ProfileUnavailable", call, INSTANCES, "Create", "vgpu2", sv(gpu_profile="NVIDIA L40S-99Q"))
+    call(INSTANCES, "Delete", "vgpu1", no_opts())
+    s = rec.wait_for(DEVICES, "MdevDestroyed")
+    eq(s[3], [uuid, inst], "MdevDestroyed args")
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 0, "used_slots after Delete")
+
+
+def test_signals():
+    rec = Recorder()
+    path = register(NIC, "nic0")
+    s = rec.wait_for(OM, "InterfacesAdded", ROOT, pred=lambda s: s[3][0] == path)
+    check(DEVICE in s[3][1] and s[3][1][DEVICE]["Name"] == "nic0", "InterfacesAdded carries the properties: %r" % (s,))
+    rec.clear()
+    call(DEVICE, "BindVfio", no_opts(), path=path)
+    s = rec.wait_for(PROPS, "PropertiesChanged", path)
+    eq(s[3][0], DEVICE, "PropertiesChanged interface")
+    eq(s[3][1].get("Driver"), "vfio-pci", "PropertiesChanged Driver")
+    eq(s[3][1].get("BoundToVfio"), True, "PropertiesChanged BoundToVfio")
+    rec.clear()
+    call(DEVICE, "UnbindVfio", no_opts(), path=path)
+    s = rec.wait_for(PROPS, "PropertiesChanged", path)
+    eq(s[3][1].get("Driver"), "igb", "PropertiesChanged Driver after unbind")
+    rec.clear()
+    inst = call(INSTANCES, "Create", "vm1", sv(devices=dbus.Array(["nic0"], signature="s")))
+    rec.wait_for(OM, "InterfacesAdded", ROOT, pred=lambda s: s[3][0] == inst)
+    s = rec.wait_for(PROPS, "PropertiesChanged", path, pred=lambda s: "AttachedTo" in s[3][1])
+    eq(s[3][1]["AttachedTo"], inst, "PropertiesChanged AttachedTo")
+    rec.clear()
+    call(INSTANCES, "Delete", "vm1", no_opts())
+    s = rec.wait_for(OM, "InterfacesRemoved", ROOT, pred=lambda s: s[3][0] == inst)
+    check(INSTANCE in s[3][1], "InterfacesRemoved lists %s: %r" % (INSTANCE, (s,)))
+    s = rec.wait_for(PROPS, "PropertiesChanged", path, pred=lambda s: "AttachedTo" in s[3][1])
+    eq(s[3][1]["AttachedTo"], "/", "AttachedTo after Delete")
+    rec.clear()
+    stats = call(DEVICES, "Reconcile", no_opts())
+    for key in ("destroyed", "skipped_not_ours", "skipped_in_use", "cleared_attachments", "errors"):
+        check(key in stats, "Reconcile stats lack %s: %r" % (key, stats))
+    s = rec.wait_for(DEVICES, "MdevsReconciled")
+    eq(s[3][0], stats, "MdevsReconciled carries the stats")
+    rec.clear()
+    call(DEVICES, "Unregister", "nic0", no_opts())
+    rec.wait_for(OM, "InterfacesRemoved", ROOT, pred=lambda s: s[3][0] == path)
+    managed = call(OM, "GetManagedObjects")
+    check(path not in managed, "GetManagedObjects still lists %s" % path)
+
+
+def test_object_manager():
+    dev = register(GPU, "gpu0")
+    register(AUDIO, "gpu0-audio")
+    inst = call(INSTANCES, "Create", "vm1", sv(devices=dbus.Array(["gpu0", "gpu0-audio"], signature="s"),
+                                                image="img"))
+    managed = call(OM, "GetManagedObjects")
+    check(dev in managed and DEVICE in managed[dev], "GetManagedObjects lacks the device: %r" % sorted(managed))
+    check(inst in managed and INSTANCE in managed[inst], "GetManagedObjects lacks the instance")
+    eq(managed[dev][DEVICE]["AttachedTo"], inst, "managed AttachedTo")
+    eq(managed[inst][INSTANCE]["Image"], "img", "managed Image")
+
+
+def restart_reconciles_common(rec):
+    """kill -9 after an instance with an mdev exists: the restarted daemon keeps it and says so."""
+    inst = call(INSTANCES, "Create", "keep", sv(gpu_profile="NVIDIA L40S-1Q"))
+    uuid = prop(inst, INSTANCE, "MdevUuid")
+    old = kill_daemon()
+    rec.clear()
+    eq(call(INSTANCES, "ListInstances"), [inst], "instances after kill -9 and re-activation")
+    check(daemon_pid() != old, "the daemon was not restarted")
+    s = rec.wait_for(DEVICES, "MdevsReconciled")
+    eq(s[3][0]["destroyed"], 0, "nothing to destroy after a clean kill")
+    eq(prop(inst, INSTANCE, "MdevUuid"), uuid, "the instance keeps its mdev")
+    return inst
+
+
+def test_restart_reconciles():
+    rec = Recorder()
+    restart_reconciles_common(rec)
+    # Crash between the mdev create and the instance commit: the next start destroys the orphan.
+    with open(os.path.join(TEST_DIR, "crash-at"), "w") as f:
+        f.write("after-mdev-create\n")
+    call("org.freedesktop.DBus.Peer", "Ping")  # any running daemon has read the file already: restart it
+    kill_daemon()
+    call("org.freedesktop.DBus.Peer", "Ping")  # this start reads crash-at
+    rec.clear()
+    try:
+        call(INSTANCES, "Create", "doomed", sv(gpu_profile="NVIDIA L40S-2Q"))
+        raise Failure("Create returned although the daemon should have crashed after the mdev write")
+    except dbus.DBusException as e:
+        check("NoReply" in e.get_dbus_name() or "Disconnected" in e.get_dbus_name() or
+              "ServiceUnknown" in e.get_dbus_name(), "unexpected error from the crashed call: %s" % e)
+    wait_until(lambda: not name_has_owner(), "the crashed daemon to drop the name")
+    rec.clear()
+    names = [prop(p, INSTANCE, "Name") for p in call(INSTANCES, "ListInstances")]
+    eq(names, ["keep"], "instances after the crash")
+    s = rec.wait_for(DEVICES, "MdevsReconciled")
+    eq(s[3][0]["destroyed"], 1, "the orphan mdev destroyed at start-up")
+    d = rec.wait_for(DEVICES, "MdevDestroyed")
+    check(len(d[3][0]) == 36, "MdevDestroyed uuid %r" % d[3][0])
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 1, "only the kept instance's mdev remains")
+
+
+# --------------------------------------------------------------------------------------------- authorization
+
+def authz(method_desc, setup, attempt, verify=None):
+    """hdtest denied (nothing changes), hdadmin allowed by the group rule, root allowed."""
+    ctx = setup()
+    msg = expect_error("NotAuthorized", attempt, ctx, "hdtest")
+    check("org.hostdev.passthrough1." in msg, "the denial should name the action: %s" % msg)
+    if verify:
+        verify(ctx, False)
+    attempt(ctx, "hdadmin")
+    if verify:
+        verify(ctx, True)
+    ctx = setup()
+    attempt(ctx, None)
+    if verify:
+        verify(ctx, True)
+    print("%s: hdtest denied, hdadmin and root allowed" % method_desc)
+
+
+def test_authz_register():
+    names = iter(["a1", "a2"])
+    addrs = iter([NIC, BARE])
+
+    def attempt(ctx, user):
+        return register(ctx[0], ctx[1], user=user)
+
+    def setup():
+        return (next(addrs), next(names))
+
+    authz("Register", setup, attempt,
+          lambda ctx, ok: eq(len([d for d in call(DEVICES, "ListDevices")
+                                  if prop(d, DEVICE, "Name") == ctx[1]]), 1 if ok else 0, "registered " + ctx[1]))
+
+
+def test_authz_unregister():
+    n = iter(range(10))
+
+    def setup():
+        name = "d%d" % next(n)
+        register(NIC, name)
+        return name
+
+    def attempt(name, user):
+        return call(DEVICES, "Unregister", name, no_opts(), user=user)
+
+    def verify(name, ok):
+        eq(len(call(DEVICES, "ListDevices")), 0 if ok else 1, "devices after Unregister of " + name)
+
+    authz("Unregister", setup, attempt, verify)
+
+
+def device_method_authz(method, prepare, driver_after_ok, driver_after_denied):
+    n = iter(range(10))
+
+    def setup():
+        for p in call(DEVICES, "ListDevices"):
+            call(DEVICE, "Restore", no_opts(), path=p)
+            call(DEVICES, "Unregister", p.rsplit("/", 1)[1], no_opts())
+        path = register(NIC, "nic%d" % next(n))
+        prepare(path)
+        return path
+
+    def attempt(path, user):
+        return call(DEVICE, method, no_opts(), path=path, user=user)
+
+    def verify(path, ok):
+        eq(prop(path, DEVICE, "Driver"), driver_after_ok if ok else driver_after_denied, "Driver after " + method)
+
+    authz(method, setup, attempt, verify)
+
+
+def test_authz_bind():
+    device_method_authz("BindVfio", lambda p: None, "vfio-pci", "igb")
+
+
+def test_authz_unbind():
+    device_method_authz("UnbindVfio", lambda p: call(DEVICE, "BindVfio", no_opts(), path=p), "igb", "vfio-pci")
+
+
+def test_authz_restore():
+    device_method_authz("Restore", lambda p: call(DEVICE, "BindVfio", no_opts(), path=p), "igb", "vfio-pci")
+
+
+def test_authz_reconcile():
+    authz("Reconcile", lambda: None, lambda ctx, user: call(DEVICES, "Reconcile", no_opts(), user=user))
+
+
+def test_authz_create():
+    n = iter(range(10))
+
+    def setup():
+        return "vm%d" % next(n)
+
+    def attempt(name, user):
+        return call(INSTANCES, "Create", name, sv(gpu_profile="NVIDIA L40S-1Q"), user=user)
+
+    def verify(name, ok):
+        found = [p for p in call(INSTANCES, "ListInstances") if prop(p, INSTANCE, "Name") == name]
+        eq(len(found), 1 if ok else 0, "instance " + name)
+        if ok:
+            eq(prop(found[0], INSTANCE, "Owner"), {"vm0": 4712, "vm1": 0}[name], "Owner of " + name)
+
+    authz("Create", setup, attempt, verify)
+
+
+def delete_authz(method):
+    n = iter(range(10))
+
+    def setup():
+        # root-owned: everyone but root needs manage-all-instances; hdadmin has it via the group rule
+        return call(INSTANCES, "Create", "vm%d" % next(n), sv(gpu_profile="NVIDIA L40S-1Q"))
+
+    def attempt(path, user):
+        if method == "Instance.Delete":
+            return call(INSTANCE, "Delete", no_opts(), path=path, user=user)
+        return call(INSTANCES, "Delete", prop(path, INSTANCE, "Name"), no_opts(), user=user)
+
+    def verify(path, ok):
+        eq(path not in call(INSTANCES, "ListInstances"), ok, "instance deleted by " + method)
+
+    authz(method, setup, attempt, verify)
+
+
+def test_authz_delete():
+    delete_authz("Instances.Delete")
+
+
+def test_authz_instance_delete():
+    delete_authz("Instance.Delete")
+
+
+def test_authz_delete_other_user():
+    # hdtest may manage its own instances (an extra rule), not other users'.
+    write_rules("60-hdtest.rules", """
+polkit.addRule(function(action, subject) {
+    if (action.id == "org.hostdev.passthrough1.manage-instances" && subject.user == "hdtest")
+        return polkit.Result.YES;
+});
+""")
+    wait_until(lambda: call(INSTANCES, "Create", "probe", sv(gpu_profile="NVIDIA L40S-1Q"), user="hdtest"),
+               "polkitd to load the hdtest rule")
+    mine = call(INSTANCES, "GetInstance", "probe")
+    eq(prop(mine, INSTANCE, "Owner"), 4711, "Owner of hdtest's instance")
+    theirs = call(INSTANCES, "Create", "admins", sv(gpu_profile="NVIDIA L40S-1Q"), user="hdadmin")
+    eq(prop(theirs, INSTANCE, "Owner"), 4712, "Owner of hdadmin's instance")
+    msg = expect_error("NotAuthorized", call, INSTANCES, "Delete", "admins", no_opts(), user="hdtest")
+    check("manage-all-instances" in msg, "the denial should name manage-all-instances: %s" % msg)
+    expect_error("NotAuthorized", call, INSTANCE, "Delete", no_opts(), path=theirs, user="hdtest")
+    call(INSTANCES, "Delete", "probe", no_opts(), user="hdtest")
+    call(INSTANCES, "Delete", "admins", no_opts(), user="hdadmin")
+    mine = call(INSTANCES, "Create", "probe2", sv(gpu_profile="NVIDIA L40S-1Q"), user="hdtest")
+    call(INSTANCE, "Delete", no_opts(), path=mine, user="hdadmin")  # hdadmin has manage-all-instances
+    eq(call(INSTANCES, "ListInstances"), [], "all deleted")
+    # hdtest still may not touch devices
+    expect_error("NotAuthorized", register, NIC, "n", user="hdtest")
+
+
+def test_authz_polkit_missing():
+    # polkit gone (not activatable, not running): everyone but root is refused.
+    os.rename(os.path.join(TEST_DIR, "gen/services/org.freedesktop.PolicyKit1.service"),
+              os.path.join(TEST_DIR, "gen/polkit.service.off"))
+    call("org.freedesktop.DBus", "ReloadConfig", path="/org/freedesktop/DBus") if False else None
+    dbus_obj = bus().get_object("org.freedesktop.DBus", "/org/freedesktop/DBus")
+    dbus_obj.ReloadConfig(dbus_interface="org.freedesktop.DBus")
+    if dbus_obj.NameHasOwner("org.freedesktop.PolicyKit1", dbus_interface="org.freedesktop.DBus"):
+        os.kill(int(dbus_obj.GetConnectionUnixProcessID("org.freedesktop.PolicyKit1",
+                                                        dbus_interface="org.freedesktop.DBus")), signal.SIGKILL)
+    wait_until(lambda: not dbus_obj.NameHasOwner("org.freedesktop.PolicyKit1", dbus_interface="org.freedesktop.DBus"),
+               "polkitd to go")
+    msg = expect_error("NotAuthorized", register, NIC, "n1", user="hdadmin")
+    check("polkit" in msg, "the denial should say polkit failed: %s" % msg)
+    register(NIC, "n1")  # root needs no polkit
+    eq(len(call(DEVICES, "ListDevices", user="hdadmin")), 1, "reads still open")
+
+
+def test_idle_exit():
+    # run with HOSTDEV_FAKE_EXTRA="--idle-exit 1" (see meson.build)
+    register(NIC, "nic0")
+    pid = daemon_pid()
+    t0 = time.monotonic()
+    wait_until(lambda: not name_has_owner(), "the idle daemon to exit", seconds=5)
+    waited = time.monotonic() - t0
+    check(waited >= 0.5, "exited after %.2f s, before its idle time" % waited)
+    eq(call(DEVICES, "ListDevices") != [], True, "the store survives an idle exit")
+    check(daemon_pid() != pid, "re-activated daemon has a new pid")
+    print("idle exit after %.2f s" % waited)
+
+
+TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in TESTS:
+        print("usage: test_bus.py " + "|".join(sorted(TESTS)), file=sys.stderr)
+        return 2
+    name = sys.argv[1]
+    t0 = time.monotonic()
+    try:
+        TESTS[name]()
+    except Failure as e:
+        print("FAIL %s: %s" % (name, e))
+        traceback.print_exc()
+        return 1
+    except dbus.DBusException as e:
+        print("FAIL %s: unexpected D-Bus error %s: %s" % (name, e.get_dbus_name(), e.get_dbus_message()))
+        traceback.print_exc()
+        return 1
+    print("PASS %s (%.0f ms)" % (name, (time.monotonic() - t0) * 1000))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
