@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds hostdev and runs every test suite. Installs what it needs (Debian 12, as root).
-#   ./test.sh            unit tests (plain and under ASan/UBSan), then the lab suites
-#   ./test.sh --unit     unit tests only
+#   ./test.sh            unit, bus and cli-bus suites (plain and under ASan/UBSan), then the lab suites
+#   ./test.sh --unit     everything but the lab VM
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -38,10 +38,11 @@ run() { # label, meson test args...
 }
 
 ninja -C build >/dev/null
-run "unit tests" -C build --suite unit
+run "unit tests, then the daemon and CLI on a private system bus with the real polkitd" \
+  -C build --suite unit --suite bus --suite cli-bus
 ninja -C build-asan >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run "unit tests under ASan/UBSan" -C build-asan --suite unit
+  run "the same under ASan/UBSan" -C build-asan --suite unit --suite bus --suite cli-bus
 if [ $mode = all ] && [ -n "$(meson test -C build --list 2>/dev/null | grep -E '^(hostdev:)?(lab|e2e) /' || true)" ]; then
   run "lab and e2e suites (QEMU VM with a real kernel; nested guest)" -C build --suite lab --suite e2e --num-processes 1
 fi

@@ -1,4 +1,7 @@
 // hostdevctl — the command line of hostdev.
+#include "cli/bus.hpp"
+#include "cli/commands.hpp"
+#include "cli/errors.hpp"
 #include "cli/inspect.hpp"
 
 #include "config.h"
@@ -10,18 +13,48 @@
 
 namespace {
 
-constexpr int kExitUsage = 2;
+using hostdev::cli::Invocation;
+using hostdev::cli::kExitUsage;
 
 void usage(std::ostream &out) {
-  out << "Usage: hostdevctl [--help] [--version] COMMAND [OPTIONS]\n"
+  out << "Usage: hostdevctl [OPTIONS] COMMAND [ARGUMENTS]\n"
          "\n"
-         "Commands:\n"
+         "Commands (ask hostdevd over D-Bus):\n"
+         "  status                    host report (IOMMU, vfio, hugepages, problems) and GPU resources\n"
+         "  available [--all]         passthrough candidates (GPUs; --all: every PCI function)\n"
+         "  register [NAME|-] ADDRESS register a PCI function; without NAME (or \"-\") it is named pci-DDDD-BB-DD-F\n"
+         "  devices                   registered devices\n"
+         "  device NAME               one device\n"
+         "  bind NAME                 bind a device to vfio-pci\n"
+         "  unbind NAME               give a device back to its host driver\n"
+         "  restore NAME              recovery: unbind, clear the override, re-probe (also clears a busy mark)\n"
+         "  unregister NAME           forget a device (refused while an instance uses it)\n"
+         "  profiles                  vGPU profiles with their free slots\n"
+         "  create NAME [--device D]... [--gpu-profile P] [--image I]\n"
+         "                            create an instance with devices and/or a vGPU\n"
+         "  instances                 instances\n"
+         "  instance NAME             one instance: device paths, QEMU and Cloud Hypervisor arguments\n"
+         "  delete NAME               delete an instance (unbinds its devices, destroys its vGPU)\n"
+         "  reconcile                 destroy orphaned mdevs, clear stale attachments\n"
+         "  monitor                   print the daemon's signals live, one line each, until Ctrl-C\n"
+         "\n"
+         "Command without the daemon:\n"
          "  inspect [--sysfs-root DIR] [--json] [--all]\n"
          "      The host report (IOMMU, vfio, hugepages, GPU mode, problems) and the passthrough candidates,\n"
          "      read straight from sysfs without the daemon. --all lists every PCI function, --sysfs-root reads a\n"
          "      captured tree (DIR/sys/...) instead of this machine's.\n"
          "\n"
-         "Exit status: 0 success, 1 failure, 2 usage error.\n";
+         "Options:\n"
+         "  --json                    machine-readable output (see hostdevctl(1) for the keys)\n"
+         "  --bus system|session|ADDRESS\n"
+         "                            the bus to use (default: system; DBUS_SYSTEM_BUS_ADDRESS is honoured)\n"
+         "  --no-ask-password         never ask for a password (on a terminal polkit may ask by default)\n"
+         "  -h, --help                this text\n"
+         "  --version                 the version\n"
+         "\n"
+         "Exit status: 0 success, 1 failure, 2 usage error or invalid argument, 3 not found, 4 not authorized,\n"
+         "5 busy or in use (or exists already), 6 kernel error or timeout, 7 unavailable on this host (IOMMU, vfio,\n"
+         "profile, capacity), 8 daemon or bus not reachable.\n";
 }
 
 int bad_usage(const std::string &message) {
@@ -29,8 +62,9 @@ int bad_usage(const std::string &message) {
   return kExitUsage;
 }
 
-int cmd_inspect(const std::vector<std::string> &args) {
+int cmd_inspect(const std::vector<std::string> &args, bool json) {
   hostdev::cli::InspectOptions options;
+  options.json = json;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto &a = args[i];
     if (a == "--json") {
@@ -52,23 +86,158 @@ int cmd_inspect(const std::vector<std::string> &args) {
   return hostdev::cli::run_inspect(options, std::cout, std::cerr);
 }
 
+struct CommandSpec {
+  const char *name;
+  std::size_t min_args, max_args;
+  bool all_option;    // --all
+  bool create_option; // --device, --gpu-profile, --image
+  const char *synopsis;
+};
+
+constexpr CommandSpec kCommands[] = {
+    {"status", 0, 0, false, false, "status"},
+    {"available", 0, 0, true, false, "available [--all]"},
+    {"register", 1, 2, false, false, "register [NAME|-] ADDRESS"},
+    {"devices", 0, 0, false, false, "devices"},
+    {"device", 1, 1, false, false, "device NAME"},
+    {"bind", 1, 1, false, false, "bind NAME"},
+    {"unbind", 1, 1, false, false, "unbind NAME"},
+    {"restore", 1, 1, false, false, "restore NAME"},
+    {"unregister", 1, 1, false, false, "unregister NAME"},
+    {"profiles", 0, 0, false, false, "profiles"},
+    {"create", 1, 1, false, true, "create NAME [--device D]... [--gpu-profile P] [--image I]"},
+    {"instances", 0, 0, false, false, "instances"},
+    {"instance", 1, 1, false, false, "instance NAME"},
+    {"delete", 1, 1, false, false, "delete NAME"},
+    {"reconcile", 0, 0, false, false, "reconcile"},
+    {"monitor", 0, 0, false, false, "monitor"},
+};
+
+// "--opt VALUE" or "--opt=VALUE"; returns false when `a` is not this option.
+bool take_value(const std::vector<std::string> &args, std::size_t &i, const std::string &opt, std::string &value,
+                std::string &error) {
+  const auto &a = args[i];
+  if (a == opt) {
+    if (i + 1 >= args.size() || args[i + 1].empty()) {
+      error = opt + " needs a value";
+      return true;
+    }
+    value = args[++i];
+    return true;
+  }
+  if (a.rfind(opt + "=", 0) == 0) {
+    value = a.substr(opt.size() + 1);
+    if (value.empty())
+      error = opt + " needs a value";
+    return true;
+  }
+  return false;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty())
-    return usage(std::cerr), kExitUsage;
-  const std::string cmd = args.front();
-  args.erase(args.begin());
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+  const std::vector<std::string> raw(argv + 1, argv + argc);
+  Invocation inv;
+  std::vector<std::string> rest; // the command's own arguments, in order (for inspect)
+  bool help = false, version = false, options_end = false;
+  bool saw_all = false, saw_create = false, saw_bus = false, saw_ask = false;
+  std::string error;
+  for (std::size_t i = 0; i < raw.size() && error.empty(); ++i) {
+    const auto &a = raw[i];
+    std::string value;
+    if (options_end || a == "-" || a.empty() || a[0] != '-') {
+      if (inv.command.empty())
+        inv.command = a;
+      else
+        rest.push_back(a);
+      continue;
+    }
+    if (inv.command == "inspect") { // inspect keeps its own parser; the global options it shares are --json, --help
+      if (a == "-h" || a == "--help")
+        help = true;
+      else
+        rest.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      options_end = true;
+    } else if (a == "-h" || a == "--help") {
+      help = true;
+    } else if (a == "--version") {
+      version = true;
+    } else if (a == "--json") {
+      inv.json = true;
+    } else if (a == "--no-ask-password") {
+      inv.no_ask_password = saw_ask = true;
+    } else if (take_value(raw, i, "--bus", value, error)) {
+      if (error.empty() && !hostdev::cli::valid_bus_option(value))
+        error = "--bus wants system, session or a D-Bus address such as unix:path=/run/dbus/system_bus_socket";
+      inv.bus = value;
+      saw_bus = true;
+    } else if (a == "--all") {
+      inv.all = saw_all = true;
+    } else if (take_value(raw, i, "--device", value, error)) {
+      saw_create = true;
+      std::size_t start = 0;
+      while (error.empty() && start <= value.size()) { // "a,b" is two devices
+        const auto comma = value.find(',', start);
+        const auto part = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (part.empty())
+          error = "--device wants device names separated by commas";
+        else
+          inv.devices.push_back(part);
+        if (comma == std::string::npos)
+          break;
+        start = comma + 1;
+      }
+    } else if (take_value(raw, i, "--gpu-profile", value, error)) {
+      inv.gpu_profile = value;
+      saw_create = true;
+    } else if (take_value(raw, i, "--image", value, error)) {
+      inv.image = value;
+      saw_create = true;
+    } else {
+      error = "unknown option '" + a + "'";
+    }
+  }
+  if (!error.empty())
+    return bad_usage(error);
+  if (help || inv.command == "help") {
     usage(std::cout);
     return 0;
   }
-  if (cmd == "--version") {
+  if (version) {
     std::cout << "hostdevctl " << HOSTDEV_VERSION << '\n';
     return 0;
   }
-  if (cmd == "inspect")
-    return cmd_inspect(args);
-  return bad_usage("unknown command '" + cmd + "'");
+  if (inv.command.empty())
+    return usage(std::cerr), kExitUsage;
+  if (inv.command == "inspect") {
+    if (saw_bus || saw_ask)
+      return bad_usage("inspect reads sysfs directly: --bus and --no-ask-password do not apply");
+    return cmd_inspect(rest, inv.json);
+  }
+  const CommandSpec *spec = nullptr;
+  for (const auto &c : kCommands)
+    if (inv.command == c.name)
+      spec = &c;
+  if (spec == nullptr)
+    return bad_usage("unknown command '" + inv.command + "'");
+  const std::string synopsis = std::string("usage: hostdevctl ") + spec->synopsis;
+  if (saw_all && !spec->all_option)
+    return bad_usage(inv.command + ": --all does not apply; " + synopsis);
+  if (saw_create && !spec->create_option)
+    return bad_usage(inv.command + ": --device, --gpu-profile and --image belong to create; " + synopsis);
+  if (rest.size() < spec->min_args)
+    return bad_usage(inv.command + ": missing argument; " + synopsis);
+  if (rest.size() > spec->max_args)
+    return bad_usage(inv.command + ": too many arguments; " + synopsis);
+  for (const auto &a : rest)
+    if (a.empty() || (a == "-" && !(inv.command == "register" && &a == &rest.front() && rest.size() == 2)))
+      return bad_usage(inv.command + ": empty or '-' argument; " + synopsis);
+  inv.args = rest;
+  if (inv.command == "monitor")
+    return hostdev::cli::run_monitor(inv, std::cout, std::cerr);
+  return hostdev::cli::run_bus_command(inv, std::cout, std::cerr);
 }

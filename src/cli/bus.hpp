@@ -1,0 +1,87 @@
+// hostdevctl's side of the bus: the connection, the generated proxies, and D-Bus values as JSON.
+#pragma once
+
+#include "hostdevctl_passthrough1_proxy.h"
+
+#include <sdbus-c++/sdbus-c++.h>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hostdev::cli {
+
+using VariantMap = std::map<std::string, sdbus::Variant>;
+using ManagedObjects = std::map<sdbus::ObjectPath, std::map<std::string, VariantMap>>;
+
+// Any D-Bus value hostdev uses, as JSON (object paths and signatures become strings).
+nlohmann::json variant_json(const sdbus::Variant &v);
+nlohmann::json map_json(const VariantMap &m);
+// "PciAddress" -> "pci_address"
+std::string snake_case(const std::string &camel);
+// The properties of a Device or Instance object as JSON: keys in snake_case; "" and "/" become null, and so does
+// IommuGroup -1.
+nlohmann::json properties_json(const VariantMap &props);
+
+// "system" (honours DBUS_SYSTEM_BUS_ADDRESS), "session", or a D-Bus address such as unix:path=/run/x.
+// Throws sdbus::Error when the bus cannot be reached.
+std::unique_ptr<sdbus::IConnection> connect_bus(const std::string &bus);
+bool valid_bus_option(const std::string &bus);
+
+namespace gen = org::hostdev::Passthrough1;
+
+// The root object: Devices, Instances and the ObjectManager. The signal hooks are for `monitor`.
+class RootProxy final : public sdbus::ProxyInterfaces<gen::Devices_proxy, gen::Instances_proxy, sdbus::ObjectManager_proxy> {
+public:
+  explicit RootProxy(sdbus::IConnection &connection);
+  ~RootProxy();
+  RootProxy(const RootProxy &) = delete;
+  RootProxy &operator=(const RootProxy &) = delete;
+
+  std::function<void(const std::string &, const std::string &, const std::string &, const sdbus::ObjectPath &)>
+      on_mdev_created;
+  std::function<void(const std::string &, const sdbus::ObjectPath &)> on_mdev_destroyed;
+  std::function<void(const VariantMap &)> on_mdevs_reconciled;
+  std::function<void(const sdbus::ObjectPath &, const std::map<std::string, VariantMap> &)> on_interfaces_added;
+  std::function<void(const sdbus::ObjectPath &, const std::vector<std::string> &)> on_interfaces_removed;
+
+private:
+  void onMdevCreated(const std::string &uuid, const std::string &profile, const std::string &parent,
+                     const sdbus::ObjectPath &instance) override;
+  void onMdevDestroyed(const std::string &uuid, const sdbus::ObjectPath &instance) override;
+  void onMdevsReconciled(const VariantMap &stats) override;
+  void onInterfacesAdded(const sdbus::ObjectPath &path, const std::map<std::string, VariantMap> &ifaces) override;
+  void onInterfacesRemoved(const sdbus::ObjectPath &path, const std::vector<std::string> &ifaces) override;
+};
+
+class DeviceProxy final : public sdbus::ProxyInterfaces<gen::Device_proxy> {
+public:
+  DeviceProxy(sdbus::IConnection &connection, const std::string &path);
+  ~DeviceProxy();
+  DeviceProxy(const DeviceProxy &) = delete;
+  DeviceProxy &operator=(const DeviceProxy &) = delete;
+};
+
+// A snapshot of every device and instance object with its properties (one GetManagedObjects call).
+struct Objects {
+  struct Object {
+    std::string path;
+    VariantMap props;
+  };
+  std::vector<Object> devices;   // sorted by Name
+  std::vector<Object> instances; // sorted by Name
+
+  static Objects fetch(RootProxy &root);
+  const Object *device(const std::string &path) const;
+  const Object *instance(const std::string &path) const;
+  // The Name property of a device or instance object; the last path element when unknown; "" for "/".
+  std::string name_of(const std::string &path) const;
+  // properties_json plus "path" and the resolved names ("attached_to_name"; "device_names").
+  nlohmann::json device_json(const Object &o) const;
+  nlohmann::json instance_json(const Object &o) const;
+};
+
+} // namespace hostdev::cli
