@@ -86,7 +86,9 @@ public:
 
     objects_ = std::make_unique<Objects>(*bus_, *this);
     objects_->export_root();
-    objects_->emit(events_.take()); // MdevDestroyed for what reconcile removed, then MdevsReconciled
+    // MdevDestroyed for what reconcile removed, then MdevsReconciled: sent once the name is ours, since
+    // clients match signals on the well-known name and would never see them from a nameless connection.
+    auto startup_signals = events_.take();
     objects_->apply(take_snapshot(*service_, sysfs_));
     objects_->bury();
     worker_ = std::thread([this] { worker_loop(); });
@@ -97,6 +99,7 @@ public:
       log(Level::Error, "cannot own " + std::string(names::kBusName) + ": " + e.getMessage());
       return 1;
     }
+    objects_->emit(std::move(startup_signals));
     log(Level::Info, std::string("serving ") + names::kBusName + " (sysfs root " + sysfs_.root() + ", state " +
                          store_.dir() + ")",
         {{"HOSTDEV_SYSFS_ROOT", sysfs_.root()}, {"HOSTDEV_STATE_DIR", store_.dir()}});
