@@ -16,6 +16,6 @@ exec 9>"$results/payload.lock"
 flock 9
 # -u -p: an unchanged binary keeps its time stamp, so suite.sh reuses the boot until something changes.
 for b in "$@"; do cp -u -p "$b" "$payload/bin/"; done
-cp -u -p "$here/payload/run" "$here/payload/bus.sh" "$payload/"
+cp -u -p "$here/payload/run" "$here/payload/bus.sh" "$here/../../scripts/tour.sh" "$payload/"
 flock -u 9
 exec "$here/suite.sh" "$name" --payload "$payload" --results "$results" "${with[@]}"
