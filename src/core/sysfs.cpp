@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -31,6 +32,8 @@ public:
   }
   Fd(const Fd &) = delete;
   Fd &operator=(const Fd &) = delete;
+  Fd(Fd &&other) noexcept : fd_(other.release()) {}
+  Fd &operator=(Fd &&) = delete;
   int get() const noexcept { return fd_; }
   int release() noexcept { return std::exchange(fd_, -1); }
 
@@ -67,16 +70,97 @@ int openat2_beneath(int dirfd, const std::string &path, int flags) {
   return static_cast<int>(::syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
 }
 
+std::deque<std::string> components(std::string_view path) {
+  std::deque<std::string> out;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos)
+      end = path.size();
+    if (end > start)
+      out.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// What openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) does, done by hand for when openat2 is unusable (a
+// kernel before 5.6, or a seccomp filter such as systemd's RestrictSUIDSGID=, which cannot look into openat2's
+// flags and so refuses the call): one component at a time, relative symlinks expanded here, absolute ones
+// refused, ".." never above the root, every step O_NOFOLLOW so a component swapped for a link mid-walk fails.
+int userspace_beneath(int root_fd, const std::string &path, int flags) {
+  std::deque<std::string> todo = components(path);
+  std::vector<Fd> dirs; // below the root; the root itself is not ours to close
+  auto top = [&] { return dirs.empty() ? root_fd : dirs.back().get(); };
+  int links = 0;
+  while (!todo.empty()) {
+    const std::string comp = std::move(todo.front());
+    todo.pop_front();
+    if (comp == ".")
+      continue;
+    if (comp == "..") {
+      if (dirs.empty()) {
+        errno = EXDEV;
+        return -1;
+      }
+      dirs.pop_back();
+      continue;
+    }
+    const bool last = todo.empty();
+    struct stat st {};
+    if (::fstatat(top(), comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+      return -1;
+    if (S_ISLNK(st.st_mode)) {
+      if ((last && (flags & O_NOFOLLOW)) || ++links > 40) {
+        errno = ELOOP;
+        return -1;
+      }
+      char buf[4096];
+      ssize_t n = ::readlinkat(top(), comp.c_str(), buf, sizeof buf);
+      if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf)
+        return -1;
+      if (n == 0 || buf[0] == '/') {
+        errno = EXDEV;
+        return -1;
+      }
+      auto target = components(std::string_view(buf, static_cast<std::size_t>(n)));
+      todo.insert(todo.begin(), target.begin(), target.end());
+      continue;
+    }
+    if (last)
+      return ::openat(top(), comp.c_str(), flags | O_NOFOLLOW | O_CLOEXEC);
+    if (!S_ISDIR(st.st_mode)) {
+      errno = ENOTDIR;
+      return -1;
+    }
+    Fd dir(::openat(top(), comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (dir.get() < 0)
+      return -1;
+    dirs.push_back(std::move(dir));
+  }
+  return ::openat(top(), ".", flags | O_CLOEXEC);
+}
+
 std::string errno_text(int err) { return std::strerror(err); }
 
 } // namespace
 
-Sysfs::Sysfs(const std::string &root) : root_(root.empty() ? "/" : root) {
+Sysfs::Sysfs(const std::string &root, Resolver resolver) : root_(root.empty() ? "/" : root) {
   while (root_.size() > 1 && root_.back() == '/')
     root_.pop_back();
   root_fd_ = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd_ < 0)
     fail(Errc::InvalidArgument, "cannot open root directory '" + root_ + "': " + errno_text(errno));
+  if (resolver == Resolver::Auto) {
+    Fd probe(openat2_beneath(root_fd_, ".", O_PATH));
+    resolver = probe.get() >= 0 ? Resolver::Kernel : Resolver::Userspace;
+  }
+  resolver_ = resolver;
+}
+
+int Sysfs::resolve(const std::string &rel, int flags) const {
+  return resolver_ == Resolver::Kernel ? openat2_beneath(root_fd_, rel, flags)
+                                       : userspace_beneath(root_fd_, rel, flags);
 }
 
 Sysfs::~Sysfs() {
@@ -96,7 +180,7 @@ int Sysfs::open_beneath(std::string_view path, int flags) const {
     errno = EINVAL;
     return -1;
   }
-  return openat2_beneath(root_fd_, *rel, flags);
+  return resolve(*rel, flags);
 }
 
 std::optional<std::string> Sysfs::read(std::string_view path) const {
@@ -137,7 +221,7 @@ std::optional<std::string> Sysfs::readlink(std::string_view path) const {
   auto slash = rel->rfind('/');
   std::string parent = slash == std::string::npos ? "." : rel->substr(0, slash);
   std::string name = slash == std::string::npos ? *rel : rel->substr(slash + 1);
-  Fd dir(openat2_beneath(root_fd_, parent, O_PATH | O_DIRECTORY));
+  Fd dir(resolve(parent, O_PATH | O_DIRECTORY));
   if (dir.get() < 0)
     return std::nullopt;
   char buf[4096];
@@ -191,7 +275,7 @@ void Sysfs::write(std::string_view path, std::string_view value, std::chrono::mi
   if (!rel)
     fail(Errc::InvalidArgument, "refusing to write to '" + std::string(path) + "'");
   // O_TRUNC matters only for fixture trees (regular files); sysfs attributes ignore it.
-  Fd fd(openat2_beneath(root_fd_, *rel, O_WRONLY | O_TRUNC | O_NOCTTY | O_NOFOLLOW));
+  Fd fd(resolve(*rel, O_WRONLY | O_TRUNC | O_NOCTTY | O_NOFOLLOW));
   if (fd.get() < 0)
     fail(Errc::KernelError, "cannot open " + display_path(*rel) + " for writing: " + errno_text(errno));
 

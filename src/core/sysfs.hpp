@@ -1,6 +1,7 @@
 // Every read, readlink, listing and write of hostdev goes through one Sysfs object, relative to one root
 // directory file descriptor ("/" on a real host; a captured tree in tests and diagnosis). Paths are resolved
-// with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): nothing can escape the root, whatever the path says.
+// with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) — or, where openat2 is unusable (old kernels, seccomp
+// filters that refuse it), by an equivalent walk in user space: nothing can escape the root, whatever the path says.
 #pragma once
 
 #include <chrono>
@@ -16,8 +17,11 @@ class Sysfs {
 public:
   static constexpr std::chrono::milliseconds kDefaultDeadline{10000};
 
+  // How paths are resolved beneath the root: Auto probes openat2 once and falls back to Userspace.
+  enum class Resolver { Auto, Kernel, Userspace };
+
   // Opens `root` as the root directory. Throws Error(InvalidArgument) when it is not a directory.
-  explicit Sysfs(const std::string &root = "/");
+  explicit Sysfs(const std::string &root = "/", Resolver resolver = Resolver::Auto);
   ~Sysfs();
   Sysfs(const Sysfs &) = delete;
   Sysfs &operator=(const Sysfs &) = delete;
@@ -53,9 +57,13 @@ public:
   // An O_CLOEXEC file descriptor beneath the root, or -1 with errno set.
   int open_beneath(std::string_view path, int flags) const;
 
+  Resolver resolver() const noexcept { return resolver_; }
+
 private:
+  int resolve(const std::string &rel, int flags) const;
   std::string root_;
   int root_fd_ = -1;
+  Resolver resolver_ = Resolver::Kernel;
   WriteHook hook_;
 };
 

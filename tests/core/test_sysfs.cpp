@@ -14,7 +14,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class SysfsTest : public ::testing::Test {
+// Every test runs with both resolvers: openat2 and the user-space walk used where openat2 is refused.
+class SysfsTest : public ::testing::TestWithParam<Sysfs::Resolver> {
 protected:
   void SetUp() override {
     char tmpl[] = "/tmp/hostdev-sysfs-XXXXXX";
@@ -44,8 +45,8 @@ protected:
 
 } // namespace
 
-TEST_F(SysfsTest, ReadsThroughRelativeSymlinksBeneathTheRoot) {
-  Sysfs s(root_.string());
+TEST_P(SysfsTest, ReadsThroughRelativeSymlinksBeneathTheRoot) {
+  Sysfs s(root_.string(), GetParam());
   EXPECT_EQ(s.read("sys/bus/pci/devices/0000:00:02.0/vendor"), "0x8086\n");
   EXPECT_EQ(s.read_trimmed("/sys/bus/pci/devices/0000:00:02.0/vendor"), "0x8086");
   EXPECT_EQ(s.link_name("sys/bus/pci/devices/0000:00:02.0/driver"), "e1000e");
@@ -58,8 +59,8 @@ TEST_F(SysfsTest, ReadsThroughRelativeSymlinksBeneathTheRoot) {
   EXPECT_EQ(s.read("sys/nope"), std::nullopt);
 }
 
-TEST_F(SysfsTest, NothingEscapesTheRoot) {
-  Sysfs s(root_.string());
+TEST_P(SysfsTest, NothingEscapesTheRoot) {
+  Sysfs s(root_.string(), GetParam());
   EXPECT_EQ(s.read("../secret"), std::nullopt);
   EXPECT_EQ(s.read("sys/../../secret"), std::nullopt);
   EXPECT_EQ(s.read("sys/escape"), std::nullopt);   // relative link leaving the root
@@ -74,8 +75,8 @@ TEST_F(SysfsTest, NothingEscapesTheRoot) {
   EXPECT_EQ(content, "top secret\n");
 }
 
-TEST_F(SysfsTest, WritesReplaceTheValueAndCallTheHook) {
-  Sysfs s(root_.string());
+TEST_P(SysfsTest, WritesReplaceTheValueAndCallTheHook) {
+  Sysfs s(root_.string(), GetParam());
   std::vector<std::string> seen;
   s.set_write_hook([&](const std::string &path, std::string_view value) {
     seen.push_back(path + "=" + std::string(value));
@@ -87,8 +88,8 @@ TEST_F(SysfsTest, WritesReplaceTheValueAndCallTheHook) {
   EXPECT_EQ(seen[0], "sys/bus/pci/devices/0000:00:02.0/driver_override=vfio-pci");
 }
 
-TEST_F(SysfsTest, WriteErrorsCarryTheKernelsReason) {
-  Sysfs s(root_.string());
+TEST_P(SysfsTest, WriteErrorsCarryTheKernelsReason) {
+  Sysfs s(root_.string(), GetParam());
   s.set_write_hook([](const std::string &, std::string_view) { return EBUSY; });
   try {
     s.write("sys/bus/pci/devices/0000:00:02.0/driver_override", "vfio-pci");
@@ -106,8 +107,8 @@ TEST_F(SysfsTest, WriteErrorsCarryTheKernelsReason) {
   EXPECT_FALSE(fs::exists(root_ / "sys/devices/pci0000:00/0000:00:02.0/absent")); // never created
 }
 
-TEST_F(SysfsTest, AWriteThatHangsBecomesTimeout) {
-  Sysfs s(root_.string());
+TEST_P(SysfsTest, AWriteThatHangsBecomesTimeout) {
+  Sysfs s(root_.string(), GetParam());
   auto release = std::make_shared<std::atomic<bool>>(false); // outlives the test: the writer is detached
   s.set_write_hook([release](const std::string &, std::string_view) {
     while (!*release)
@@ -125,12 +126,47 @@ TEST_F(SysfsTest, AWriteThatHangsBecomesTimeout) {
   std::this_thread::sleep_for(20ms); // let the detached writer finish
 }
 
-TEST_F(SysfsTest, DisplayPath) {
-  Sysfs s(root_.string());
+TEST_P(SysfsTest, DisplayPath) {
+  Sysfs s(root_.string(), GetParam());
   EXPECT_EQ(s.display_path("sys/bus/pci"), root_.string() + "/sys/bus/pci");
   Sysfs real("/");
   EXPECT_EQ(real.display_path("sys/bus/pci"), "/sys/bus/pci");
 }
+
+TEST_P(SysfsTest, ResolvesWithTheResolverAsked) {
+  Sysfs s(root_.string(), GetParam());
+  EXPECT_EQ(s.resolver(), GetParam());
+}
+
+TEST_P(SysfsTest, DotDotNeverClimbsAboveTheRoot) {
+  Sysfs s(root_.string(), GetParam());
+  fs::create_directories(root_ / "a/b");
+  fs::create_directory_symlink("../../..", root_ / "a/b/up3");
+  fs::create_directory_symlink("../..", root_ / "a/b/up2");
+  std::ofstream(root_ / "top") << "at the root\n";
+  EXPECT_EQ(s.read("a/b/up2/top"), "at the root\n");
+  EXPECT_EQ(s.read("a/b/up3/secret"), std::nullopt);
+  EXPECT_EQ(s.read("a/b/up3/root/top"), std::nullopt);
+  EXPECT_FALSE(s.exists("a/b/up3"));
+}
+
+TEST_P(SysfsTest, WriteNeverFollowsALinkAtTheEnd) {
+  Sysfs s(root_.string(), GetParam());
+  fs::create_symlink("devices/pci0000:00/0000:00:02.0/driver_override", root_ / "sys/link");
+  EXPECT_THROW(s.write("sys/link", "x"), Error);
+  EXPECT_EQ(get("sys/devices/pci0000:00/0000:00:02.0/driver_override"), "(null)\n");
+}
+
+TEST(SysfsRoot, AutoPicksTheKernelResolverWhereOpenat2Works) {
+  Sysfs s("/");
+  EXPECT_EQ(s.resolver(), Sysfs::Resolver::Kernel) << "this kernel has openat2";
+}
+
+INSTANTIATE_TEST_SUITE_P(Resolvers, SysfsTest,
+                         ::testing::Values(Sysfs::Resolver::Kernel, Sysfs::Resolver::Userspace),
+                         [](const auto &param_info) {
+                           return param_info.param == Sysfs::Resolver::Kernel ? std::string("Kernel") : std::string("Userspace");
+                         });
 
 TEST(SysfsRoot, MissingRootIsInvalidArgument) {
   try {

@@ -119,6 +119,22 @@ TEST_F(LabTest, Inspect) {
     std::sort(members.begin(), members.end());
     EXPECT_EQ(fn.group_members, members);
   }
+  // The user-space resolver (used where seccomp refuses openat2, e.g. under the unit's RestrictSUIDSGID=) walks
+  // the kernel's real symlinks to the same answers.
+  Sysfs walk("/", Sysfs::Resolver::Userspace);
+  PciBus walked(walk, *names_);
+  const auto again = walked.discover();
+  ASSERT_EQ(again.size(), functions.size());
+  for (std::size_t i = 0; i < again.size(); ++i) {
+    SCOPED_TRACE(again[i].address);
+    EXPECT_EQ(again[i].address, functions[i].address);
+    EXPECT_EQ(again[i].driver, functions[i].driver);
+    EXPECT_EQ(again[i].iommu_group, functions[i].iommu_group);
+    EXPECT_EQ(again[i].group_members, functions[i].group_members);
+    EXPECT_EQ(again[i].virtfns, functions[i].virtfns);
+  }
+  EXPECT_EQ(MdevBus(walk).parent_names(), service_->mdevs().parent_names());
+  EXPECT_FALSE(walk.exists("sys/bus/pci/devices/../../../../etc/passwd"));
   // The ICH9 functions share one group.
   const auto lpc = service_->pci().find("0000:00:1f.0");
   ASSERT_TRUE(lpc);
