@@ -15,8 +15,10 @@ mkdir -p "$payload/bin"
 cp "$build/src/cli/hostdevctl" "$build/src/daemon/hostdevd" "$(command -v dbus-daemon)" "$(command -v busctl)" \
   "$payload/bin/"
 cp "$here/payload/bus.sh" "$repo/scripts/tour.sh" "$payload/"
+printf 'export NO_COLOR=%s\n' "${NO_COLOR:-}" >"$payload/env.sh"  # the VM console is a terminal
 cat >"$payload/run" <<'EOT'
 #!/bin/sh
+. /payload/env.sh
 . /lab/lib.sh
 . /payload/bus.sh
 export PATH="/payload/bin:$PATH"
