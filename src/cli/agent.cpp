@@ -36,8 +36,9 @@ bool PolkitAgent::start(const std::string &system_bus_address) {
     if (!system_bus_address.empty())
       setenv("DBUS_SYSTEM_BUS_ADDRESS", system_bus_address.c_str(), 1);
     const std::string notify = std::to_string(fds[1]);
-    std::vector<const char *> argv{binary, "--process", parent.c_str(), "--notify-fd", notify.c_str(), "--fallback",
-                                   nullptr};
+    // Registered for this process only, and not as a fallback: polkit uses a fallback agent only after finding
+    // the subject's login session, so without one (ssh without logind, a container) it would never ask.
+    std::vector<const char *> argv{binary, "--process", parent.c_str(), "--notify-fd", notify.c_str(), nullptr};
     execvp(binary, const_cast<char *const *>(argv.data()));
     const char failed = 'E';
     (void)!write(fds[1], &failed, 1);

@@ -327,7 +327,7 @@ EOT
   local tty_cmd="PATH=$bin:\$PATH $ctl bind nic0"
   script -qec "$tty_cmd" /dev/null >"$OUT" 2>&1; local rc=$?
   [ $rc -eq 0 ] && echo "ok: bind on a terminal" || fail "bind on a terminal: exit $rc: $(cat "$OUT")"
-  if grep -qE '^--process [0-9]+ --notify-fd [0-9]+ --fallback$' "$log"; then echo "ok: pkttyagent started for the process"
+  if grep -qE '^--process [0-9]+ --notify-fd [0-9]+$' "$log"; then echo "ok: pkttyagent started for the process"
   else fail "pkttyagent arguments: $(cat "$log")"; fi
   : >"$log"
   script -qec "PATH=$bin:\$PATH $ctl --no-ask-password unbind nic0" /dev/null >"$OUT" 2>&1
@@ -343,6 +343,16 @@ EOT
   # script(1) passes the exit status with -e
   [ $rc -eq 4 ] && echo "ok: not authorized on a terminal: 4" || fail "not authorized on a terminal: exit $rc: $(cat "$OUT")"
   rm -rf "$bin" "$log"
+  # The real pkttyagent and the real polkitd: an unprivileged user on a terminal is asked for the admin password
+  # (auth_admin), with the action's message; nobody answers, so it is stopped after the prompt.
+  local typescript
+  typescript=$(mktemp)
+  timeout 6 script -qc "setpriv --reuid=hdtest --regid=hdtest --init-groups $ctl register x1 $NIC" "$typescript" \
+    </dev/null >/dev/null 2>&1
+  if grep -q "AUTHENTICATING FOR org.hostdev.passthrough1.manage-devices" "$typescript" &&
+     grep -q "Password:" "$typescript"; then echo "ok: the real pkttyagent asks on the terminal"
+  else fail "no polkit prompt on the terminal: $(cat -v "$typescript")"; fi
+  rm -f "$typescript"
 }
 
 t_completion() {
