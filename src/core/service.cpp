@@ -97,12 +97,16 @@ GpuResources Service::gpu_resources() const {
     const auto *rec = store_.find_device_by_address(fn.address);
     dev.name = rec ? rec->name : (fn.device_name.empty() ? fn.address : fn.device_name);
     const bool attached = rec && !rec->attached_to.empty();
-    dev.available = fn.iommu_group && !attached && !(fn.on_vfio() && vfio_.group_in_use(*fn.iommu_group));
+    const bool held = fn.iommu_group && fn.on_vfio() && vfio_.group_in_use(*fn.iommu_group);
+    dev.available = fn.iommu_group && !attached && !held;
+    // A slot is a GPU that can be passed through at all (it has an IOMMU group); used when attached or held.
+    if (fn.iommu_group) {
+      ++res.total_slots;
+      if (attached || held)
+        ++res.used_slots;
+    }
     res.devices.push_back(std::move(dev));
   }
-  res.total_slots = static_cast<unsigned>(res.devices.size());
-  res.used_slots = static_cast<unsigned>(
-      std::count_if(res.devices.begin(), res.devices.end(), [](const auto &d) { return !d.available; }));
   return res;
 }
 

@@ -389,6 +389,16 @@ TEST_F(ServiceTest, ResourcesInPassthroughMode) {
   EXPECT_EQ(res.used_slots, 1u);
 }
 
+TEST_F(ServiceTest, ResourcesWithoutIommuOfferNoSlots) {
+  build(make_no_iommu_host);
+  auto res = service_->gpu_resources();
+  EXPECT_EQ(res.mode, GpuMode::None);
+  ASSERT_EQ(res.devices.size(), 1u);
+  EXPECT_FALSE(res.devices[0].available);
+  EXPECT_EQ(res.total_slots, 0u) << "a GPU without an IOMMU group is no slot";
+  EXPECT_EQ(res.used_slots, 0u) << "and nothing uses it";
+}
+
 TEST_F(ServiceTest, ListAvailableMarksRegisteredDevices) {
   build(make_passthrough_host);
   const auto &rec = service_->register_device("l4", kGpuAddr);
