@@ -21,7 +21,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
+LAB_TAG=lab-boot
+# shellcheck source=tests/lab/lib/machine.sh
+. "$HERE/lib/machine.sh"
 
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
@@ -42,39 +44,13 @@ done
 [[ -n $PAYLOAD && -n $OUT ]] || usage
 [[ -d $PAYLOAD ]] || { echo "boot.sh: no payload dir $PAYLOAD" >&2; exit 2; }
 PAYLOAD=$(cd "$PAYLOAD" && pwd)
-mkdir -p "$OUT" "$CACHE"
+mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-CACHE=$(cd "$CACHE" && pwd)
+lab_cache_dir "$CACHE"
 rm -f "$OUT/rc" "$OUT/console.log" "$OUT/qemu.log" "$OUT/secs" "$OUT/prepare.log"
 
-log() { printf 'lab-boot: %s\n' "$*" >&2; }
-fail_rc() { # CODE REASON
-    echo "$2" >"$OUT/rc"
-    log "$2"
-    exit "$1"
-}
-
-prc=0
-"$HERE/prepare.sh" "$CACHE" 2>"$OUT/prepare.log" || prc=$?
-cat "$OUT/prepare.log" >&2
-if ((prc == 77)); then
-    fail_rc 77 "lab-unavailable: $(sed -n 's/^lab-prepare: SKIP: //p' "$OUT/prepare.log" | tail -n1)"
-elif ((prc != 0)); then
-    fail_rc 125 "boot-failed: prepare.sh failed (exit $prc): $(grep -v '^lab-prepare: [a-z]' "$OUT/prepare.log" | tail -n3 | tr '\n' ' ')"
-fi
-read -r ABI VER KDIR <"$CACHE/current"
-KVER=$ABI-amd64
-
-STAGE=$(mktemp -d "${TMPDIR:-/tmp}/hostdev-lab.XXXXXX")
-QPID=""
-# shellcheck disable=SC2317 # invoked by trap
-cleanup() {
-    # QPID is `timeout`, which forwards TERM to QEMU (and KILLs it 10 s later).
-    if [[ -n $QPID ]]; then kill -TERM "$QPID" 2>/dev/null || true; fi
-    rm -rf "$STAGE"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT HUP
+lab_prepare "$HERE/prepare.sh" '^lab-prepare: [a-z]'
+lab_stage hostdev-lab
 
 # ---- initramfs --------------------------------------------------------------
 new_root() { # DIR: skeleton with the host's /usr-merge layout
@@ -196,82 +172,11 @@ cat "$STAGE"/base.cpio "$STAGE"/payload.cpio >"$STAGE/initrd.cpio"
 # ---- machine ----------------------------------------------------------------
 MEM=1024
 ((WITH_QEMU)) && MEM=2048
-APPEND="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet"
-machine_args() { # ACCEL-ARGS...
-    printf '%s\n' -M q35,kernel-irqchip=split "$@" -device intel-iommu,intremap=on \
-        -m "$MEM" -smp 2 -nodefaults -display none -no-reboot \
-        -kernel "$KDIR/vmlinux"
-}
-# shellcheck disable=SC2054 # commas are QEMU's
-DEVICES=(
-    -device edu
-    -device e1000e,netdev=n0 -netdev user,id=n0,restrict=on
-    -device pci-testdev
-    -device pcie-root-port,id=rp1,chassis=1
-    -device nvme-subsys,id=subsys0
-    -device nvme,serial=deadbeef,subsys=subsys0,bus=rp1,sriov_max_vfs=4,sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=10,msix_qsize=8
-)
-ACCEL_TCG=(-accel tcg -cpu max)
-ACCEL_KVM=(-accel kvm -cpu host)
-
-probe_kvm() { # -> 0 when a trivial KVM boot prints the probe marker
-    [[ -r /dev/kvm && -w /dev/kvm ]] || return 1
-    local m plog=$STAGE/probe.log
-    mapfile -t m < <(machine_args "${ACCEL_KVM[@]}")
-    timeout -k 5 20 qemu-system-x86_64 "${m[@]}" -initrd "$STAGE/base.cpio" \
-        -append "$APPEND lab.probe=1" -serial "file:$plog" </dev/null >/dev/null 2>&1 || true
-    grep -q LAB-PROBE-OK "$plog" 2>/dev/null
-}
-ACCEL=${HOSTDEV_LAB_ACCEL:-}
-if [[ -z $ACCEL ]]; then
-    key=$CACHE/accel-$ABI-$(uname -r | tr -c 'A-Za-z0-9.\n-' _)
-    if [[ -f $key ]]; then
-        ACCEL=$(<"$key")
-    else
-        log "probing KVM (up to 20 s, once per host kernel)"
-        if probe_kvm; then ACCEL=kvm; else ACCEL=tcg; fi
-        echo "$ACCEL" >"$key"
-    fi
-fi
-case $ACCEL in
-kvm) mapfile -t MARGS < <(machine_args "${ACCEL_KVM[@]}") ;;
-tcg) mapfile -t MARGS < <(machine_args "${ACCEL_TCG[@]}") ;;
-*) echo "boot.sh: HOSTDEV_LAB_ACCEL must be tcg or kvm" >&2; exit 2 ;;
-esac
+lab_accel "$STAGE/base.cpio"
+mapfile -t MARGS < <(lab_machine_args "${ACCEL_ARGS[@]}")
 
 size=$(du -m "$STAGE/initrd.cpio" | cut -f1)
 log "kernel $KVER ($VER), accel $ACCEL, ${MEM} MB, initramfs ${size} MB, timeout ${TIMEOUT} s"
-t0=$(date +%s.%N)
-qrc=0
-set +e
-timeout -k 10 "$TIMEOUT" qemu-system-x86_64 "${MARGS[@]}" \
-    -initrd "$STAGE/initrd.cpio" -append "$APPEND" \
-    -serial "file:$OUT/console.log" \
-    "${DEVICES[@]}" ${EXTRA[@]+"${EXTRA[@]}"} </dev/null >"$OUT/qemu.log" 2>&1 &
-QPID=$!
-wait "$QPID"
-qrc=$?
-QPID=""
-set -e
-t1=$(date +%s.%N)
-secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-echo "$secs" >"$OUT/secs"
-
-touch "$OUT/console.log"
-rcline=$(tr -d '\r' <"$OUT/console.log" | grep -E '^rc=[0-9]+$' | tail -n1 || true)
-if [[ -n $rcline ]]; then
-    rc=${rcline#rc=}
-    echo "$rc" >"$OUT/rc"
-    log "guest rc=$rc after $secs s (console: $OUT/console.log)"
-    exit "$rc"
-fi
-if ((qrc == 137 || qrc == 124)); then
-    reason="boot-failed: timeout after $TIMEOUT s"
-elif grep -q 'Kernel panic' "$OUT/console.log"; then
-    reason="boot-failed: kernel panic: $(tr -d '\r' <"$OUT/console.log" | grep -m1 'Kernel panic')"
-else
-    reason="boot-failed: qemu exited $qrc without an rc line: $(tail -n3 "$OUT/qemu.log" | tr '\n' ' ')"
-fi
-echo "$reason" >"$OUT/rc"
-log "$reason after $secs s"
-exit 125
+lab_qemu "${MARGS[@]}" -initrd "$STAGE/initrd.cpio" -append "$LAB_APPEND" \
+    "${LAB_DEVICES[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
+lab_finish ""

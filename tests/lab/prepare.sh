@@ -10,11 +10,9 @@
 # Never modifies the host beyond `apt-get install` of missing tools.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-CACHE=${1:-$REPO/.cache/lab}
-mkdir -p "$CACHE"
-CACHE=$(cd "$CACHE" && pwd)
+# shellcheck source=tests/lab/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+lab_cache_dir "${1:-}"
 DEBS=$CACHE/debs
 mkdir -p "$DEBS"
 

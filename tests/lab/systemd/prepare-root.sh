@@ -18,12 +18,9 @@
 # debootstrap runs in a private mount namespace.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-LAB=$(cd "$HERE/.." && pwd)
-REPO=$(cd "$LAB/../.." && pwd)
-CACHE=${1:-$REPO/.cache/lab}
-mkdir -p "$CACHE"
-CACHE=$(cd "$CACHE" && pwd)
+# shellcheck source=tests/lab/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+lab_cache_dir "${1:-}"
 SD=$CACHE/systemd
 mkdir -p "$SD/debs"
 

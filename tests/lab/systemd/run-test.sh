@@ -15,8 +15,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-LAB=$(cd "$HERE/.." && pwd)
-REPO=$(cd "$LAB/../.." && pwd)
+LAB_TAG=lab-systemd LAB_KIND="systemd lab" LAB_RC_WORD=rc
+# shellcheck source=tests/lab/lib/common.sh
+. "$HERE/../lib/common.sh"
+# shellcheck source=tests/lab/lib/results.sh
+. "$LAB/lib/results.sh"
 
 (($# == 3)) || { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 NAME=$1
@@ -29,8 +32,7 @@ DEST=$RESULTS/destdir
 BOOT=$RESULTS/boot
 DONE=$RESULTS/done
 
-exec 9>"$RESULTS/lock"
-flock 9
+lab_lock
 
 # ---- the DESTDIR, as a package would install it ------------------------------------
 if [[ ! -f $BUILD/build.ninja ]]; then
@@ -60,20 +62,17 @@ signature() { # what a boot depends on: the DESTDIR's content, the guest side, t
     {
         (cd "$DEST" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
         (cd "$DEST" && find . -type l -printf '%p -> %l\n' | LC_ALL=C sort)
-        sha256sum "$HERE"/*.sh "$HERE"/guest/* "$LAB/guest/lib.sh"
+        sha256sum "$HERE"/*.sh "$HERE"/guest/* "$LAB/guest/lib.sh" "$LAB"/lib/*.sh
         cat "$CACHE/systemd/stamp" 2>/dev/null || true
     } | sha256sum | cut -c1-32
 }
 sig=$(signature)
 need_boot() {
     [[ -f $DONE ]] || return 0
-    local dsig brc age
+    local dsig brc
     read -r dsig brc <"$DONE" || return 0
     [[ $dsig == "$sig" ]] || return 0
-    if [[ $brc != 0 ]] && ! grep -qE '^[0-9]+$' "$BOOT/rc" 2>/dev/null; then
-        age=$(($(date +%s) - $(stat -c %Y "$DONE")))
-        ((age > 120)) && return 0
-    fi
+    lab_failed_boot_stale "$brc" && return 0
     return 1
 }
 if need_boot; then
@@ -89,41 +88,6 @@ else
 fi
 
 # ---- this test's section ----------------------------------------------------------------
-rc=$(cat "$BOOT/rc" 2>/dev/null || echo "boot-failed: boot.sh wrote no rc")
-if ! [[ $rc =~ ^[0-9]+$ ]]; then
-    if [[ $rc == lab-unavailable* ]]; then
-        echo "SKIP: $rc"
-        exit 77
-    fi
-    echo "FAIL: $NAME: the systemd lab boot failed: $rc"
-    if [[ -f $BOOT/console.log ]]; then
-        echo "--- console tail ($BOOT/console.log)"
-        tr -d '\r' <"$BOOT/console.log" | tail -n 40
-    fi
-    exit 1
-fi
-section=$(tr -d '\r' <"$BOOT/console.log" | awk -v n="$NAME" '
-    !found && $0 == "=== LAB-TEST BEGIN " n { on = 1; found = 1; next }
-    on && index($0, "=== LAB-TEST END " n " rc=") == 1 { print; on = 0; next }
-    on { print }
-    END { if (!found) exit 3 }') || {
-    echo "FAIL: $NAME did not run (no '=== LAB-TEST BEGIN $NAME' in $BOOT/console.log; rc=$rc)"
-    exit 1
-}
-endline=$(tail -n1 <<<"$section")
-if [[ $endline =~ ^===\ LAB-TEST\ END\ .*\ rc=([0-9]+)\ secs=([0-9.]+)$ ]]; then
-    trc=${BASH_REMATCH[1]}
-    secs=${BASH_REMATCH[2]}
-    sed '$d' <<<"$section"
-else
-    echo "$section"
-    echo "FAIL: $NAME began but never ended (guest crashed or stopped; rc=$rc)"
-    exit 1
-fi
+lab_section "$NAME"
 echo "lab-systemd: boot $(cat "$BOOT/secs" 2>/dev/null || echo '?') s, first test at $(cat "$BOOT/boot-secs" 2>/dev/null || echo '?') s"
-case $trc in
-0) echo "lab-systemd: $NAME passed in $secs s" ;;
-77) echo "lab-systemd: $NAME skipped ($(grep -m1 "^SKIP:" <<<"$section" | sed "s/^SKIP: *//" || true))" ;;
-*) echo "lab-systemd: $NAME FAILED rc=$trc in $secs s" ;;
-esac
-exit "$trc"
+lab_verdict "$NAME"
