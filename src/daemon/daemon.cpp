@@ -21,7 +21,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <iostream>
@@ -33,6 +35,35 @@ namespace hostdev::daemon {
 namespace {
 
 constexpr auto kSnapshotMaxAge = std::chrono::seconds(2);
+constexpr int kMaxWriteTimeoutSeconds = 600;
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  std::string text = std::to_string(ms.count() / 1000);
+  if (const auto frac = ms.count() % 1000; frac != 0) {
+    std::string digits = std::to_string(frac);
+    digits.insert(0, 3 - digits.size(), '0');
+    while (digits.back() == '0')
+      digits.pop_back();
+    text += "." + digits;
+  }
+  return text;
+}
+
+// "10", "0.2", "1.5": seconds, positive, at most kMaxWriteTimeoutSeconds, to the millisecond.
+std::optional<std::chrono::milliseconds> parse_write_timeout(const std::string &text) {
+  if (text.find_first_of("0123456789") == std::string::npos ||
+      text.find_first_not_of("0123456789.") != std::string::npos || text.find('.') != text.rfind('.'))
+    return std::nullopt;
+  char *end = nullptr;
+  errno = 0;
+  const double secs = std::strtod(text.c_str(), &end);
+  if (errno != 0 || end == nullptr || *end != '\0' || !(secs > 0) || secs > kMaxWriteTimeoutSeconds)
+    return std::nullopt;
+  const auto ms = static_cast<long long>(secs * 1000.0 + 0.5);
+  if (ms < 1)
+    return std::nullopt;
+  return std::chrono::milliseconds(ms);
+}
 
 std::unique_ptr<sdbus::IConnection> connect(const std::string &bus) {
   if (bus == "system")
@@ -70,7 +101,9 @@ public:
     units_ = std::make_unique<SystemdUnits>(*worker_bus_);
     authority_ = std::make_unique<PolkitAuthority>(*worker_bus_);
     bouncer_ = std::make_unique<Bouncer>(authority_.get());
-    service_ = std::make_unique<core::Service>(sysfs_, store_, *names_, units_.get(), &events_);
+    core::ServiceOptions service_options;
+    service_options.deadline = options_.write_timeout;
+    service_ = std::make_unique<core::Service>(sysfs_, store_, *names_, units_.get(), &events_, service_options);
 
     // Discover and reconcile before anyone can call.
     const auto stats = service_->reconcile();
@@ -101,7 +134,7 @@ public:
     }
     objects_->emit(std::move(startup_signals));
     log(Level::Info, std::string("serving ") + names::kBusName + " (sysfs root " + sysfs_.root() + ", state " +
-                         store_.dir() + ")",
+                         store_.dir() + ", write timeout " + seconds_text(options_.write_timeout) + " s)",
         {{"HOSTDEV_SYSFS_ROOT", sysfs_.root()}, {"HOSTDEV_STATE_DIR", store_.dir()}});
     const int rc = loop();
     try {
@@ -331,6 +364,12 @@ void usage(std::ostream &out, const std::string &extra) {
          "  --bus system|session|ADDRESS\n"
          "                        the bus to serve on (default system)\n"
          "  --idle-exit SECONDS   exit after this long without calls or work (default 0 = never)\n"
+         "  --write-timeout SECONDS\n"
+         "                        how long one kernel write may take before the call fails with\n"
+         "                        Error.Timeout and the device is marked busy until Restore\n"
+         "                        (default "
+      << seconds_text(core::Sysfs::kDefaultDeadline) << ", fractions allowed: 0.001 to " << kMaxWriteTimeoutSeconds
+      << ")\n"
          "  --help                this text\n"
          "  --version             the version\n"
       << extra;
@@ -357,7 +396,8 @@ int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vecto
       std::cout << "hostdevd " << HOSTDEV_VERSION << "\n";
       return 0;
     }
-    if (arg == "--sysfs-root" || arg == "--state-dir" || arg == "--bus" || arg == "--idle-exit") {
+    if (arg == "--sysfs-root" || arg == "--state-dir" || arg == "--bus" || arg == "--idle-exit" ||
+        arg == "--write-timeout") {
       auto v = value(arg.c_str());
       if (!v)
         return 2;
@@ -367,7 +407,15 @@ int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vecto
         options.state_dir = *v;
       else if (arg == "--bus")
         options.bus = *v;
-      else {
+      else if (arg == "--write-timeout") {
+        auto timeout = parse_write_timeout(*v);
+        if (!timeout) {
+          std::cerr << "hostdevd: --write-timeout wants seconds from 0.001 to " << kMaxWriteTimeoutSeconds
+                    << " (fractions allowed, e.g. 0.5), not '" << *v << "'\n";
+          return 2;
+        }
+        options.write_timeout = *timeout;
+      } else {
         char *end = nullptr;
         errno = 0;
         const long secs = std::strtol(v->c_str(), &end, 10);

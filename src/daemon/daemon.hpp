@@ -15,6 +15,7 @@ struct DaemonOptions {
   std::string state_dir;       // default names::kDefaultStateDir
   std::string bus = "system";  // "system", "session" or a D-Bus address ("unix:path=...")
   std::chrono::seconds idle_exit{0}; // 0 = stay
+  std::chrono::milliseconds write_timeout = core::Sysfs::kDefaultDeadline; // per kernel write (--write-timeout)
 };
 
 // Parses argv into `options`. Returns -1 to go on, else the exit status (0 after --help/--version, 2 on a usage

@@ -728,6 +728,227 @@ def test_idle_exit():
     print("idle exit after %.2f s" % waited)
 
 
+# ------------------------------------------------------------------------------- error names from the kernel side
+
+def set_faults(text):
+    """The fake kernel's faults file (hostdevd-fake reads it again before every write): 'delay SUFFIX MS' and
+    'fail SUFFIX ERRNO' lines; replaced atomically so the daemon never reads half of it."""
+    path = os.path.join(TEST_DIR, "faults")
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.rename(path + ".new", path)
+
+
+def kernel_log():
+    try:
+        with open(os.path.join(TEST_DIR, "kernel.log")) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def store_files():
+    """Every file of the store (state dir) with its content."""
+    out = {}
+    base = os.path.join(TEST_DIR, "state")
+    for d, _, files in os.walk(base):
+        for name in files:
+            p = os.path.join(d, name)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, base)] = f.read()
+    return out
+
+
+def fixture_root(device_path):
+    """The fixture tree's root, from a registered device's SysfsPath (<root>/sys/bus/pci/devices/<addr>)."""
+    sysfs_path = prop(device_path, DEVICE, "SysfsPath")
+    return sysfs_path[:sysfs_path.index("/sys/bus/pci/devices/")]
+
+
+def sysfs_state(root, address):
+    """What the kernel says about one function: its driver and driver_override."""
+    dev = os.path.join(root, "sys/bus/pci/devices", address)
+    drv = os.path.join(dev, "driver")
+    with open(os.path.join(dev, "driver_override")) as f:
+        override = f.read().strip()
+    return {"driver": os.path.basename(os.readlink(drv)) if os.path.islink(drv) else None, "override": override}
+
+
+def world(root=None, addresses=(), mdevs=False):
+    """Everything a failed call must leave as it was: the bus's view, the store's files, the fixture's sysfs."""
+    w = {
+        "available": call(DEVICES, "ListAvailable", sv(all=True)),
+        "managed": call(OM, "GetManagedObjects"),
+        "resources": call(DEVICES, "GetGpuResources"),
+        "store": store_files(),
+    }
+    if root:
+        w["sysfs"] = {a: sysfs_state(root, a) for a in addresses}
+        if mdevs:
+            w["mdevs"] = sorted(os.listdir(os.path.join(root, "sys/bus/mdev/devices")))
+    return w
+
+
+def same_world(before, after, what):
+    for key in before:
+        eq(after[key], before[key], "%s after %s" % (key, what))
+
+
+def test_error_timeout():
+    # run with HOSTDEV_FAKE_EXTRA="--write-timeout 1.5" (see meson.build); the NIC's unbind from igb hangs 6 s
+    delay_s, timeout_s = 6.0, 1.5
+    path = register(NIC, "nic0")
+    root = fixture_root(path)
+    unbind_line = "sys/bus/pci/drivers/igb/unbind\t" + NIC
+    set_faults("delay igb/unbind %d\n" % (delay_s * 1000))
+    store_before = store_files()
+
+    result = {}
+    t0 = time.monotonic()
+    bus().get_object(BUS_NAME, path).get_dbus_method("BindVfio", DEVICE)(
+        no_opts(), timeout=30,
+        reply_handler=lambda *a: result.update(ok=time.monotonic() - t0),
+        error_handler=lambda e: result.update(error=e, at=time.monotonic() - t0))
+
+    def pump():
+        while GLib.MainContext.default().iteration(False):
+            pass
+        return result
+
+    # The kernel has the override and is stuck in the unbind: the bus must still answer, at once.
+    wait_until(lambda: [pump(), sysfs_state(root, NIC)["override"] == "vfio-pci"][1],
+               "BindVfio to reach the unbind write")
+    check(unbind_line not in kernel_log(), "the delayed unbind already returned")
+    t1 = time.monotonic()
+    call("org.freedesktop.DBus.Peer", "Ping")
+    eq(call(DEVICES, "ListDevices"), [path], "ListDevices during the hung write")
+    eq(prop(path, DEVICE, "Name"), "nic0", "Name during the hung write")
+    answered = time.monotonic() - t1
+    check(answered < 0.5, "reads took %.2f s while a kernel write hung" % answered)
+    check(not pump(), "BindVfio answered before its deadline: %r" % result)
+    end = time.monotonic() + 10
+    while not pump() and time.monotonic() < end:
+        time.sleep(0.005)
+    check("error" in result, "BindVfio with a hung unbind: expected Error.Timeout, got %r" % result)
+    e = result["error"]
+    eq(e.get_dbus_name(), ERR + "Timeout", "BindVfio error")
+    check("1500 ms" in e.get_dbus_message() and "igb/unbind" in e.get_dbus_message(),
+          "the Timeout message should name the write and the deadline: %s" % e.get_dbus_message())
+    check(timeout_s - 0.1 <= result["at"] < delay_s - 1.5,
+          "Timeout after %.2f s: should come after the %.1f s deadline, well before the %.1f s write" % (
+              result["at"], timeout_s, delay_s))
+    check(unbind_line not in kernel_log(), "the unbind should still be in flight when Timeout is answered")
+    eq(store_files(), store_before, "the store after Timeout")
+
+    # Busy until Restore: every change to the device is refused, naming the reason.
+    msg = expect_error("InUse", call, DEVICE, "BindVfio", no_opts(), path=path)
+    check("busy" in msg and "restore" in msg, "InUse should say busy and how to clear it: %s" % msg)
+    msg = expect_error("InUse", call, DEVICE, "UnbindVfio", no_opts(), path=path)
+    check("busy" in msg, "UnbindVfio of a busy device: %s" % msg)
+    expect_error("InUse", call, INSTANCES, "Create", "vm1", sv(devices=dbus.Array(["nic0"], signature="s")))
+    eq(call(INSTANCES, "ListInstances"), [], "no instance with a busy device")
+    register(BARE, "bare0")  # the worker is free again while the kernel still works on the unbind
+    check(unbind_line not in kernel_log(), "the unbind returned earlier than its delay")
+
+    wait_until(lambda: unbind_line in kernel_log(), "the delayed unbind to return", seconds=delay_s + 5)
+    call(DEVICE, "Restore", no_opts(), path=path)
+    eq(prop(path, DEVICE, "Driver"), "igb", "Driver after Restore")
+    eq(sysfs_state(root, NIC), {"driver": "igb", "override": "(null)"}, "sysfs after Restore")
+    set_faults("")
+    call(DEVICE, "BindVfio", no_opts(), path=path)
+    eq(prop(path, DEVICE, "Driver"), "vfio-pci", "Driver after a bind once Restore cleared busy")
+    call(DEVICE, "Restore", no_opts(), path=path)
+    eq(prop(path, DEVICE, "Driver"), "igb", "Driver after the last Restore")
+    print("Timeout after %.2f s (deadline %.1f s, write %.1f s); reads answered in %.0f ms meanwhile" % (
+        result["at"], timeout_s, delay_s, answered * 1000))
+
+
+def test_error_kernel_error():
+    # run with HOSTDEV_FAKE_EXTRA="--fail-writes igb/unbind=EBUSY": the NIC's driver refuses to let go
+    path = register(NIC, "nic0")
+    root = fixture_root(path)
+    before = world(root, [NIC, GPU, AUDIO])
+    msg = expect_error("KernelError", call, DEVICE, "BindVfio", no_opts(), path=path)
+    check("igb/unbind" in msg and "busy" in msg.lower(), "KernelError should name the write and errno: %s" % msg)
+    same_world(before, world(root, [NIC, GPU, AUDIO]), "a failed BindVfio")
+    msg = expect_error("KernelError", call, INSTANCES, "Create", "vm1",
+                       sv(devices=dbus.Array(["nic0"], signature="s")))
+    check("igb/unbind" in msg, "Create's KernelError should name the write: %s" % msg)
+    same_world(before, world(root, [NIC, GPU, AUDIO]), "a failed Create")
+    eq(call(INSTANCES, "ListInstances"), [], "instances after a failed Create")
+    # The same fault from the faults file, lifted again: the device was fine all along.
+    set_faults("fail igb/unbind 0\n")
+    call(DEVICE, "BindVfio", no_opts(), path=path)
+    eq(sysfs_state(root, NIC), {"driver": "vfio-pci", "override": "vfio-pci"}, "sysfs after the fault is lifted")
+    set_faults("fail vfio-pci/unbind EIO\n")
+    msg = expect_error("KernelError", call, DEVICE, "Restore", no_opts(), path=path)
+    check("vfio-pci/unbind" in msg and "Input/output error" in msg, "Restore's KernelError: %s" % msg)
+    set_faults("")
+    call(DEVICE, "Restore", no_opts(), path=path)
+    eq(sysfs_state(root, NIC), {"driver": "igb", "override": "(null)"}, "sysfs after Restore")
+
+
+def test_error_no_capacity():
+    # fixture vgpu-one-slot: one VF, one vGPU of either profile
+    res = call(DEVICES, "GetGpuResources")
+    eq((res["total_slots"], res["used_slots"]), (1, 0), "slots of the one-slot fixture")
+    pf = register("0000:a2:00.0", "pf0")  # only to find the fixture's root
+    root = fixture_root(pf)
+    inst = call(INSTANCES, "Create", "vm1", sv(gpu_profile="NVIDIA L40S-4Q"))
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 1, "used_slots with the slot taken")
+    before = world(root, mdevs=True)
+    eq(len(before["mdevs"]), 1, "mdevs with the slot taken")
+    for profile in ("NVIDIA L40S-4Q", "NVIDIA L40S-1Q", "nvidia-1155"):
+        msg = expect_error("NoCapacity", call, INSTANCES, "Create", "vm2", sv(gpu_profile=profile))
+        check(profile in msg, "NoCapacity should name the profile %s: %s" % (profile, msg))
+        same_world(before, world(root, mdevs=True), "NoCapacity for " + profile)
+    expect_error("ProfileUnavailable", call, INSTANCES, "Create", "vm2", sv(gpu_profile="NVIDIA L40S-2Q"))
+    same_world(before, world(root, mdevs=True), "ProfileUnavailable")
+    call(INSTANCE, "Delete", no_opts(), path=inst)
+    inst2 = call(INSTANCES, "Create", "vm2", sv(gpu_profile="NVIDIA L40S-1Q"))
+    eq(prop(inst2, INSTANCE, "GpuProfile"), "NVIDIA L40S-1Q", "GpuProfile once the slot is free again")
+
+
+def test_error_vfio_unavailable():
+    # fixture no-vfio: the passthrough host with vfio-pci not loaded
+    p = props(ROOT, DEVICES)
+    eq(p["VfioAvailable"], False, "VfioAvailable")
+    eq(call(DEVICES, "CheckHost")["vfio_pci_available"], False, "CheckHost vfio_pci_available")
+    nic = register(NIC, "nic0")
+    register(GPU, "gpu0")
+    register(AUDIO, "gpu0-audio")
+    root = fixture_root(nic)
+    before = world(root, [NIC, GPU, AUDIO])
+    msg = expect_error("VfioUnavailable", call, DEVICE, "BindVfio", no_opts(), path=nic)
+    check("modprobe vfio-pci" in msg, "VfioUnavailable should say how to fix it: %s" % msg)
+    same_world(before, world(root, [NIC, GPU, AUDIO]), "BindVfio without vfio-pci")
+    expect_error("VfioUnavailable", call, INSTANCES, "Create", "vm1",
+                 sv(devices=dbus.Array(["gpu0", "gpu0-audio"], signature="s")))
+    same_world(before, world(root, [NIC, GPU, AUDIO]), "Create without vfio-pci")
+    eq(call(INSTANCES, "ListInstances"), [], "instances after a refused Create")
+    expect_error("NotBound", call, DEVICE, "UnbindVfio", no_opts(), path=nic)
+
+
+def test_write_timeout_usage():
+    """Not on the bus: hostdevd's --write-timeout parsing (HOSTDEV_DAEMON = the real hostdevd)."""
+    import subprocess
+    daemon = os.environ["HOSTDEV_DAEMON"]
+    out = subprocess.run([daemon, "--help"], capture_output=True, text=True)
+    eq(out.returncode, 0, "--help exit status")
+    check("--write-timeout SECONDS" in out.stdout and "default 10" in out.stdout,
+          "--help should document --write-timeout: %s" % out.stdout)
+    for good in ("10", "0.2", ".5", "600", "0.001"):
+        r = subprocess.run([daemon, "--write-timeout", good, "--version"], capture_output=True, text=True)
+        eq((r.returncode, r.stderr), (0, ""), "--write-timeout %s" % good)
+    for bad in ("0", "-1", "0.0001", "600.5", "601", "abc", "1e3", "1.2.3", "", "10s"):
+        r = subprocess.run([daemon, "--write-timeout", bad, "--version"], capture_output=True, text=True)
+        eq(r.returncode, 2, "exit status for --write-timeout %r" % bad)
+        check("--write-timeout" in r.stderr and "0.001 to 600" in r.stderr,
+              "the usage error for %r should say what is allowed: %s" % (bad, r.stderr))
+    r = subprocess.run([daemon, "--write-timeout"], capture_output=True, text=True)
+    eq(r.returncode, 2, "exit status for --write-timeout without a value")
+
+
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
 
 
