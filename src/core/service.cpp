@@ -97,7 +97,7 @@ GpuResources Service::gpu_resources() const {
     const auto *rec = store_.find_device_by_address(fn.address);
     dev.name = rec ? rec->name : (fn.device_name.empty() ? fn.address : fn.device_name);
     const bool attached = rec && !rec->attached_to.empty();
-    const bool held = fn.iommu_group && fn.on_vfio() && vfio_.group_in_use(*fn.iommu_group);
+    const bool held = fn.iommu_group && fn.on_vfio() && !vfio_.holders_of(fn.address).empty();
     dev.available = fn.iommu_group && !attached && !held;
     // A slot is a GPU that can be passed through at all (it has an IOMMU group); used when attached or held.
     if (fn.iommu_group) {
@@ -306,20 +306,24 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
   intent.started_at = now_usec();
   store_.put_intent(intent);
 
-  std::vector<DeviceRecord> bound; // bound by us, in order
+  std::vector<DeviceRecord> bound; // bound (or being bound) by us, in order
   std::vector<std::string> addresses;
   for (const auto &dev : devices)
     addresses.push_back(dev.pci_address);
-  bool mdev_made = false;
+  bool mdev_recorded = false; // the MdevRecord exists: the create write may have happened
+  bool mdev_pending = false;  // the create write did not return (Timeout): the kernel may still make it
   try {
     for (auto &dev : devices) {
-      if (pci_.driver_of(dev.pci_address) == std::string("vfio-pci"))
+      const auto current = pci_.driver_of(dev.pci_address);
+      if (current == std::string("vfio-pci"))
         continue; // already on vfio-pci: nothing of ours to undo
-      auto previous = track_timeout(dev.pci_address, [&] { return vfio_.bind(dev.pci_address, addresses); });
-      dev.host_driver = previous;
+      // Journal first: a crash during the bind leaves a record saying whose driver to give it back to.
+      dev.host_driver = current;
+      store_.put_device(dev);
       bound.push_back(dev);
       intent.bound_devices.push_back(dev.id);
       store_.put_intent(intent);
+      track_timeout(dev.pci_address, [&] { return vfio_.bind(dev.pci_address, addresses); });
     }
     crash_point("after-bind");
     if (slot) {
@@ -332,8 +336,16 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
       store_.put_mdev(m);
       intent.mdev_uuid = m.uuid;
       store_.put_intent(intent);
-      mdev_made = true;
-      mdev_.create(m.parent, m.type_id, m.uuid, options_.deadline);
+      mdev_recorded = true;
+      try {
+        mdev_.create(m.parent, m.type_id, m.uuid, options_.deadline);
+      } catch (const Error &e) {
+        if (e.code() == Errc::Timeout) {
+          mdev_pending = true;
+          busy_mdevs_.insert(m.uuid);
+        }
+        throw;
+      }
       crash_point("after-mdev-create");
       inst.gpu_profile = slot->type.name;
       inst.mdev_uuid = m.uuid;
@@ -347,16 +359,19 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
     crash_point("before-instance-commit");
     inst.created_at = now_usec();
     store_.put_instance(inst);
-  } catch (const Error &e) {
-    // All or nothing: undo in reverse order, then keep the journal only if something could not be undone.
+  } catch (...) {
+    // All or nothing: undo in reverse order; keep the journal (for reconcile) only if something could not be undone.
     std::string undo_errors;
-    if (mdev_made) {
+    auto note = [&](const std::string &what) { undo_errors += "; " + what; };
+    if (mdev_pending) {
+      note("the kernel has not finished creating mdev " + intent.mdev_uuid + "; reconcile removes it once it has");
+    } else if (mdev_recorded) {
       try {
         if (mdev_.find(intent.mdev_uuid))
           mdev_.remove(intent.mdev_uuid, options_.deadline);
         store_.remove_mdev(intent.mdev_uuid);
-      } catch (const Error &u) {
-        undo_errors += std::string("; removing mdev ") + intent.mdev_uuid + " failed: " + u.what();
+      } catch (const std::exception &u) {
+        note("removing mdev " + intent.mdev_uuid + " failed: " + u.what());
       }
     }
     for (auto &dev : devices) {
@@ -364,27 +379,36 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
         dev.attached_to.clear();
         try {
           store_.put_device(dev);
-        } catch (const Error &u) {
-          undo_errors += std::string("; ") + u.what();
+        } catch (const std::exception &u) {
+          note(u.what());
         }
       }
     }
     for (auto it = bound.rbegin(); it != bound.rend(); ++it) {
       try {
-        if (!is_busy(it->pci_address))
+        if (is_busy(it->pci_address))
+          note(it->name + " is busy with a kernel write that has not returned; 'hostdevctl restore " + it->name +
+               "' once it has");
+        else if (pci_.driver_of(it->pci_address) == std::string("vfio-pci"))
           vfio_.unbind(it->pci_address, it->host_driver);
-      } catch (const Error &u) {
-        undo_errors += "; giving " + it->name + " back to its driver failed: " + u.what();
+      } catch (const std::exception &u) {
+        note("giving " + it->name + " back to its driver failed: " + u.what());
       }
     }
     if (undo_errors.empty()) {
       try {
         store_.remove_intent(intent.id);
-      } catch (const Error &) {
+      } catch (const std::exception &) {
       }
       throw;
     }
-    throw Error(e.code(), std::string(e.what()) + undo_errors + " (reconcile will retry)");
+    try {
+      throw;
+    } catch (const Error &e) {
+      throw Error(e.code(), std::string(e.what()) + undo_errors + " (reconcile will retry)");
+    } catch (const std::exception &e) {
+      throw Error(Errc::KernelError, std::string(e.what()) + undo_errors + " (reconcile will retry)");
+    }
   }
   store_.remove_intent(intent.id);
 
@@ -403,20 +427,22 @@ void Service::delete_instance(const std::string &id_or_name) {
   std::optional<Mdev> mdev;
   if (!inst.mdev_uuid.empty()) {
     mdev = mdev_.find(inst.mdev_uuid);
-    if (mdev && mdev->iommu_group && vfio_.group_in_use(*mdev->iommu_group))
-      fail(Errc::InUse, "mdev " + inst.mdev_uuid + " of instance " + inst.name + " is in use: " +
-                            describe_holders(find_holders(sysfs_, {"/dev/vfio/" + std::to_string(*mdev->iommu_group)})));
+    if (mdev)
+      if (auto holders = find_holders(sysfs_, vfio_device_nodes(sysfs_, "sys/bus/mdev/devices/" + mdev->uuid,
+                                                                 mdev->iommu_group));
+          !holders.empty())
+        fail(Errc::InUse, "mdev " + inst.mdev_uuid + " of instance " + inst.name + " is in use: " +
+                              describe_holders(holders));
   }
   std::vector<DeviceRecord> devices;
   for (const auto &id : inst.devices) {
     auto it = store_.devices().find(id);
-    if (it == store_.devices().end())
-      continue;
+    if (it == store_.devices().end() || it->second.attached_to != inst.id)
+      continue; // gone, or released by an earlier attempt
     guard_not_busy(it->second);
-    auto group = pci_.iommu_group_of(it->second.pci_address);
-    if (group && pci_.driver_of(it->second.pci_address) == std::string("vfio-pci") && vfio_.group_in_use(*group))
-      fail(Errc::InUse, it->second.name + " of instance " + inst.name + " is in use: " +
-                            describe_holders(vfio_.holders_of(it->second.pci_address)));
+    if (pci_.driver_of(it->second.pci_address) == std::string("vfio-pci"))
+      if (auto holders = vfio_.holders_of(it->second.pci_address); !holders.empty())
+        fail(Errc::InUse, it->second.name + " of instance " + inst.name + " is in use: " + describe_holders(holders));
     devices.push_back(it->second);
   }
 
@@ -431,8 +457,19 @@ void Service::delete_instance(const std::string &id_or_name) {
     events_->mdev_destroyed(uuid, inst.id);
   }
   for (auto &dev : devices) {
-    if (pci_.driver_of(dev.pci_address) == std::string("vfio-pci"))
-      track_timeout(dev.pci_address, [&] { return vfio_.unbind(dev.pci_address, dev.host_driver); });
+    try {
+      if (pci_.driver_of(dev.pci_address) == std::string("vfio-pci"))
+        track_timeout(dev.pci_address, [&] { return vfio_.unbind(dev.pci_address, dev.host_driver); });
+    } catch (const Error &e) {
+      if (e.code() != Errc::Timeout)
+        throw;
+      // The unbind is still in the kernel: release the device from the instance (it stays busy until
+      // 'restore'), so that neither a retried delete nor restore waits on the other.
+      dev.attached_to.clear();
+      store_.put_device(dev);
+      events_->device_changed(store_.devices().at(dev.id));
+      throw;
+    }
     dev.attached_to.clear();
     store_.put_device(dev);
     events_->device_changed(store_.devices().at(dev.id));
@@ -450,23 +487,25 @@ ReconcileStats Service::reconcile() {
     auto it = instances.find(instance_id);
     return it != instances.end() && it->second.mdev_uuid == uuid;
   };
-
-  // 1. Operations a crash interrupted: a create whose instance was never saved is undone below.
-  std::vector<std::string> to_restore;
+  // Intents of creates a crash (or a failed rollback) interrupted; those whose instance was saved are complete.
+  std::vector<Intent> unfinished;
   for (const auto &[id, intent] : std::map<std::string, Intent>(store_.intents())) {
-    if (!instances.count(intent.instance_id))
-      to_restore.insert(to_restore.end(), intent.bound_devices.begin(), intent.bound_devices.end());
-    try {
-      store_.remove_intent(id);
-    } catch (const Error &e) {
-      stats.errors.emplace_back(e.what());
+    if (instances.count(intent.instance_id)) {
+      try {
+        store_.remove_intent(id);
+      } catch (const Error &e) {
+        stats.errors.emplace_back(e.what());
+      }
+    } else {
+      unfinished.push_back(intent);
     }
   }
 
-  // 2. mdevs: only those hostdev created, only when no instance owns them, never one in use.
-  std::map<std::string, bool> present;
+  // 1. mdevs: only those hostdev created, only when no instance owns them, never one in use.
+  std::set<std::string> present;
   for (const auto &m : mdev_.list()) {
-    present[m.uuid] = true;
+    present.insert(m.uuid);
+    busy_mdevs_.erase(m.uuid); // a create that timed out has finished after all
     auto rec = store_.mdevs().find(m.uuid);
     if (rec == store_.mdevs().end()) {
       ++stats.skipped_not_ours;
@@ -474,7 +513,7 @@ ReconcileStats Service::reconcile() {
     }
     if (instance_owns_mdev(rec->second.instance_id, m.uuid))
       continue;
-    if (m.iommu_group && vfio_.group_in_use(*m.iommu_group)) {
+    if (!find_holders(sysfs_, vfio_device_nodes(sysfs_, "sys/bus/mdev/devices/" + m.uuid, m.iommu_group)).empty()) {
       ++stats.skipped_in_use;
       continue;
     }
@@ -489,34 +528,58 @@ ReconcileStats Service::reconcile() {
     }
   }
   for (const auto &[uuid, rec] : std::map<std::string, MdevRecord>(store_.mdevs())) {
-    if (!present.count(uuid) && !instance_owns_mdev(rec.instance_id, uuid)) {
+    // Absent and not being created: it is gone already, forget it. (Being created: keep it for the next round.)
+    if (!present.count(uuid) && !busy_mdevs_.count(uuid) && !instance_owns_mdev(rec.instance_id, uuid)) {
       try {
-        store_.remove_mdev(uuid); // it is gone already: forget it
+        store_.remove_mdev(uuid);
       } catch (const Error &e) {
         stats.errors.emplace_back(e.what());
       }
     }
   }
 
-  // 3. Attachments to instances that no longer exist: clear them and give the device back to its host driver.
+  // 2. Devices attached to instances that no longer exist, and devices an unfinished create bound: give them back
+  //    to their host driver first; clear the attachment only once the device is off vfio-pci, so that a device a
+  //    VM still holds is never handed to another instance.
+  std::set<std::string> not_undone; // device ids still on vfio-pci after this round
   for (const auto &[id, dev] : std::map<std::string, DeviceRecord>(store_.devices())) {
     const bool stale = !dev.attached_to.empty() && !instances.count(dev.attached_to);
-    const bool orphan = std::find(to_restore.begin(), to_restore.end(), id) != to_restore.end() &&
-                        (dev.attached_to.empty() || stale);
+    const bool orphan = (dev.attached_to.empty() || stale) &&
+                        std::any_of(unfinished.begin(), unfinished.end(), [&](const Intent &i) {
+                          return std::find(i.bound_devices.begin(), i.bound_devices.end(), id) != i.bound_devices.end();
+                        });
     if (!stale && !orphan)
       continue;
     try {
+      if (pci_.driver_of(dev.pci_address) == std::string("vfio-pci")) {
+        if (is_busy(dev.pci_address))
+          fail(Errc::InUse, "a kernel write to it has not returned");
+        vfio_.unbind(dev.pci_address, dev.host_driver);
+      }
       if (stale) {
         auto cleared = dev;
         cleared.attached_to.clear();
         store_.put_device(cleared);
         ++stats.cleared_attachments;
       }
-      if (pci_.driver_of(dev.pci_address) == std::string("vfio-pci") && !is_busy(dev.pci_address))
-        vfio_.unbind(dev.pci_address, dev.host_driver);
       events_->device_changed(store_.devices().at(id));
     } catch (const Error &e) {
+      not_undone.insert(id);
       stats.errors.push_back(dev.name + ": " + e.what());
+    }
+  }
+
+  // 3. An unfinished create's intent goes only when everything it did is undone; else the next round retries.
+  for (const auto &intent : unfinished) {
+    const bool devices_done = std::none_of(intent.bound_devices.begin(), intent.bound_devices.end(),
+                                           [&](const std::string &id) { return not_undone.count(id) != 0; });
+    const bool mdev_done = intent.mdev_uuid.empty() || !store_.mdevs().count(intent.mdev_uuid);
+    if (!devices_done || !mdev_done)
+      continue;
+    try {
+      store_.remove_intent(intent.id);
+    } catch (const Error &e) {
+      stats.errors.emplace_back(e.what());
     }
   }
   events_->reconciled(stats);

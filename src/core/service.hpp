@@ -108,6 +108,7 @@ public:
 
   // Devices whose kernel write timed out; refused with InUse until restore succeeds.
   bool is_busy(const std::string &pci_address) const { return busy_.count(pci_address) != 0; }
+  bool has_busy() const noexcept { return !busy_.empty(); }
 
   const MdevBus &mdevs() const noexcept { return mdev_; }
   const PciBus &pci() const noexcept { return pci_; }
@@ -127,7 +128,8 @@ private:
   Events *events_;
   Events no_events_;
   Options options_;
-  std::set<std::string> busy_;
+  std::set<std::string> busy_;       // PCI addresses with a kernel write that did not return
+  std::set<std::string> busy_mdevs_; // mdevs whose create write did not return
 };
 
 // Fault injection for the crash tests of the lab: when the environment variable HOSTDEV_TEST_CRASH_AT equals

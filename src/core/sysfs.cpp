@@ -242,20 +242,33 @@ std::optional<std::string> Sysfs::link_name(std::string_view path) const {
 }
 
 std::vector<std::string> Sysfs::list(std::string_view path) const {
+  return list_checked(path).value_or(std::vector<std::string>{});
+}
+
+std::optional<std::vector<std::string>> Sysfs::list_checked(std::string_view path) const {
   std::vector<std::string> names;
   Fd fd(open_beneath(path, O_RDONLY | O_DIRECTORY));
-  if (fd.get() < 0)
-    return names;
+  if (fd.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR || errno == ESRCH)
+      return names;
+    return std::nullopt;
+  }
   DIR *dir = ::fdopendir(fd.get());
   if (!dir)
-    return names;
+    return std::nullopt;
   fd.release();
+  errno = 0;
   while (auto *entry = ::readdir(dir)) {
     std::string_view n = entry->d_name;
     if (n != "." && n != "..")
       names.emplace_back(n);
   }
+  const int err = errno;
   ::closedir(dir);
+  if (err != 0 && err != ENOENT && err != ESRCH) {
+    errno = err;
+    return std::nullopt;
+  }
   std::sort(names.begin(), names.end());
   return names;
 }

@@ -40,6 +40,9 @@ public:
   std::optional<std::string> link_name(std::string_view path) const;
   // Entry names of a directory, sorted, without "." and ".."; empty when absent.
   std::vector<std::string> list(std::string_view path) const;
+  // As list(), but nullopt (errno set) when the directory exists and cannot be read (EACCES, EPERM ...): for
+  // callers that must not mistake "cannot tell" for "empty".
+  std::optional<std::vector<std::string>> list_checked(std::string_view path) const;
   bool exists(std::string_view path) const;
   bool is_dir(std::string_view path) const;
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 namespace hostdev::core {
 namespace {
@@ -39,11 +40,22 @@ std::string driver_unbind_path(const std::string &driver) {
 
 std::vector<Holder> find_holders(const Sysfs &sysfs, const std::vector<std::string> &paths) {
   std::vector<Holder> out;
+  if (paths.empty())
+    return out;
   for (const auto &pid : sysfs.list("proc")) {
     if (!all_digits(pid))
       continue;
     const std::string fd_dir = "proc/" + pid + "/fd";
-    for (const auto &fd : sysfs.list(fd_dir)) {
+    const auto fds = sysfs.list_checked(fd_dir);
+    if (!fds) {
+      Holder h;
+      h.pid = std::stoi(pid);
+      h.command = sysfs.read_trimmed("proc/" + pid + "/comm").value_or("?");
+      h.path = std::string("(unreadable: ") + std::strerror(errno) + ")";
+      out.push_back(std::move(h));
+      continue;
+    }
+    for (const auto &fd : *fds) {
       auto target = sysfs.readlink(fd_dir + "/" + fd);
       if (!target || !matches(*target, paths))
         continue;
@@ -56,6 +68,16 @@ std::vector<Holder> find_holders(const Sysfs &sysfs, const std::vector<std::stri
     }
   }
   return out;
+}
+
+std::vector<std::string> vfio_device_nodes(const Sysfs &sysfs, const std::string &device_dir, std::optional<int> group) {
+  std::vector<std::string> nodes;
+  if (group)
+    nodes.push_back("/dev/vfio/" + std::to_string(*group));
+  for (const auto &cdev : sysfs.list(device_dir + "/vfio-dev"))
+    if (is_safe_component(cdev))
+      nodes.push_back("/dev/vfio/devices/" + cdev);
+  return nodes;
 }
 
 std::string describe_holders(const std::vector<Holder> &holders) {
@@ -89,9 +111,7 @@ GroupCheck Vfio::check_group(const std::string &address, const std::vector<std::
 }
 
 std::vector<Holder> Vfio::holders_of(const std::string &address) const {
-  std::vector<std::string> paths;
-  if (auto group = bus_.iommu_group_of(address))
-    paths.push_back("/dev/vfio/" + std::to_string(*group));
+  auto paths = vfio_device_nodes(sysfs_, pci_device_path(address), bus_.iommu_group_of(address));
   auto fn = bus_.find(address);
   if (fn && fn->is_nvidia())
     paths.emplace_back("/dev/nvidia*");
@@ -128,10 +148,7 @@ std::optional<std::string> Vfio::bind(const std::string &address, const std::vec
 
   const std::string dev = pci_device_path(addr);
   const auto previous = fn->driver;
-  const bool restart_persistenced =
-      fn->is_nvidia() && units_ != nullptr && units_->is_active(names::kPersistencedUnit);
-  if (restart_persistenced)
-    units_->stop(names::kPersistencedUnit);
+  bool restart_persistenced = false;
   auto restart = [&] {
     if (restart_persistenced) {
       try {
@@ -143,6 +160,16 @@ std::optional<std::string> Vfio::bind(const std::string &address, const std::vec
   };
 
   try {
+    try {
+      if (fn->is_nvidia() && units_ != nullptr && units_->is_active(names::kPersistencedUnit)) {
+        restart_persistenced = true; // from here on it is started again, whatever happens
+        units_->stop(names::kPersistencedUnit);
+      }
+    } catch (const Error &) {
+      throw;
+    } catch (const std::exception &e) {
+      fail(Errc::KernelError, std::string("cannot stop ") + names::kPersistencedUnit + ": " + e.what());
+    }
     write(dev + "/driver_override", names::kVfioDriver);
     if (previous)
       write(driver_unbind_path(*previous), addr);
@@ -183,8 +210,8 @@ std::optional<std::string> Vfio::unbind(const std::string &address,
     fail(Errc::DeviceNotFound, "no PCI device " + addr + " on this host");
   if (!fn->on_vfio())
     fail(Errc::NotBound, addr + " is not bound to vfio-pci (driver: " + fn->driver.value_or("none") + ")");
-  if (fn->iommu_group && group_in_use(*fn->iommu_group))
-    fail(Errc::InUse, addr + " is in use: " + describe_holders(holders_of(addr)));
+  if (auto holders = holders_of(addr); !holders.empty())
+    fail(Errc::InUse, addr + " is in use: " + describe_holders(holders));
 
   const std::string dev = pci_device_path(addr);
   write(dev + "/driver_override", kOverrideClear);
@@ -203,8 +230,9 @@ std::optional<std::string> Vfio::restore(const std::string &address) const {
   auto fn = bus_.find(addr);
   if (!fn)
     fail(Errc::DeviceNotFound, "no PCI device " + addr + " on this host");
-  if (fn->on_vfio() && fn->iommu_group && group_in_use(*fn->iommu_group))
-    fail(Errc::InUse, addr + " is in use: " + describe_holders(holders_of(addr)));
+  if (fn->on_vfio())
+    if (auto holders = holders_of(addr); !holders.empty())
+      fail(Errc::InUse, addr + " is in use: " + describe_holders(holders));
 
   const std::string dev = pci_device_path(addr);
   if (fn->driver_override)

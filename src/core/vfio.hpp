@@ -19,8 +19,14 @@ struct Holder {
 };
 
 // Scans proc/<pid>/fd beneath the Sysfs root for links to any of `paths` (exact) or, for entries ending in '*',
-// any path with that prefix ("/dev/nvidia*").
+// any path with that prefix ("/dev/nvidia*"). Fails closed: a process whose open files cannot be read (an LSM
+// denial, missing privileges) is reported as a holder with path "(unreadable: <reason>)", since it may be a VM.
 std::vector<Holder> find_holders(const Sysfs &sysfs, const std::vector<std::string> &paths);
+
+// The device nodes through which a VM holds a VFIO device: "/dev/vfio/<group>" and, on kernels with VFIO device
+// cdevs, "/dev/vfio/devices/vfioN" for each entry of <device_dir>/vfio-dev ("sys/bus/pci/devices/<addr>",
+// "sys/bus/mdev/devices/<uuid>").
+std::vector<std::string> vfio_device_nodes(const Sysfs &sysfs, const std::string &device_dir, std::optional<int> group);
 // "1234 (qemu-system-x86), 99 (nvidia-smi)"; "" for none.
 std::string describe_holders(const std::vector<Holder> &holders);
 
@@ -69,6 +75,7 @@ public:
 
   // Is /dev/vfio/<group> open in some process?
   bool group_in_use(int group) const;
+  // Processes holding the device's VFIO nodes (and, for NVIDIA functions, /dev/nvidia*).
   std::vector<Holder> holders_of(const std::string &address) const;
 
 private:

@@ -495,3 +495,83 @@ TEST_F(ServiceTest, ACrashBeforeTheInstanceCommitIsUndoneToo) {
   EXPECT_EQ(service_->get_device("nic").attached_to, "");
   EXPECT_EQ(driver(kNicAddr), "igb");
 }
+
+// ------------------------------------------------------------------------------------------------ review fixes
+
+TEST_F(ServiceTest, AnMdevCreateThatTimesOutIsRememberedAndRemovedOnceItExists) {
+  build(one_slot_host);
+  host_.delay_writes("/create", 700ms); // deadline is 300 ms
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::Timeout);
+  EXPECT_EQ(store_->mdevs().size(), 1u) << "the record of an mdev the kernel may still make is kept";
+  EXPECT_EQ(store_->intents().size(), 1u);
+  auto early = service_->reconcile(); // while the kernel is still at it: the record must survive
+  EXPECT_EQ(store_->mdevs().size(), 1u);
+  EXPECT_EQ(early.destroyed, 0u);
+  std::this_thread::sleep_for(800ms); // the write lands: the mdev exists, owned by no instance
+  ASSERT_EQ(service_->mdevs().list().size(), 1u);
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.destroyed, 1u);
+  EXPECT_EQ(stats.skipped_not_ours, 0u) << "hostdev's own mdev never turns foreign";
+  EXPECT_TRUE(service_->mdevs().list().empty());
+  EXPECT_TRUE(store_->mdevs().empty());
+  EXPECT_TRUE(store_->intents().empty());
+  EXPECT_EQ(available("0000:05:00.0", "nvidia-1157"), 1u);
+}
+
+TEST_F(ServiceTest, ADeleteWhoseUnbindTimesOutReleasesTheDeviceSoRestoreAndRetryWork) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+  host_.delay_writes("drivers/vfio-pci/unbind", 700ms);
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vm1"); }), Errc::Timeout);
+  EXPECT_TRUE(service_->is_busy(kNicAddr));
+  EXPECT_EQ(service_->get_device("nic").attached_to, "") << "released from the instance";
+  std::this_thread::sleep_for(800ms);
+  host_.delay_writes("drivers/vfio-pci/unbind", 0ms);
+  service_->delete_instance("vm1"); // the retry finishes the delete
+  EXPECT_EQ(files_in("instances"), 0u);
+  service_->restore_device("nic"); // and restore clears the busy mark
+  EXPECT_FALSE(service_->is_busy(kNicAddr));
+  EXPECT_EQ(driver(kNicAddr), "igb");
+}
+
+TEST_F(ServiceTest, ReconcileKeepsTheJournalUntilItsWorkIsUndone) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  EXPECT_EXIT(
+      {
+        ::setenv("HOSTDEV_TEST_CRASH_AT", "after-bind", 1);
+        service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+        std::exit(0);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  restart();
+  ASSERT_EQ(driver(kNicAddr), "vfio-pci");
+  host_.open_fd(6060, "qemu-system-x86", "/dev/vfio/2"); // something holds it: the unbind must wait
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.errors.size(), 1u);
+  EXPECT_EQ(store_->intents().size(), 1u) << "the intent stays until the device is given back";
+  EXPECT_EQ(driver(kNicAddr), "vfio-pci");
+  host_.remove("proc/6060");
+  stats = service_->reconcile();
+  EXPECT_TRUE(stats.errors.empty());
+  EXPECT_EQ(driver(kNicAddr), "igb");
+  EXPECT_TRUE(store_->intents().empty());
+}
+
+TEST_F(ServiceTest, AStaleAttachmentIsKeptWhileAVmStillHoldsTheDevice) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  const auto inst = service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+  fs::remove(state_ / "instances" / (inst.id + ".json"));
+  restart();
+  host_.open_fd(7070, "qemu-system-x86", "/dev/vfio/2");
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.cleared_attachments, 0u);
+  EXPECT_EQ(service_->get_device("nic").attached_to, inst.id) << "never handed to another instance while held";
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"nic"}, "", ""}, 0); }), Errc::InUse);
+  host_.remove("proc/7070");
+  stats = service_->reconcile();
+  EXPECT_EQ(stats.cleared_attachments, 1u);
+  EXPECT_EQ(driver(kNicAddr), "igb");
+}

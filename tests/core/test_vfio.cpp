@@ -18,11 +18,14 @@ namespace {
 struct FakeUnits : UnitControl {
   bool present = true;
   bool active = true;
+  bool stop_throws = false; // as systemd's API can, with a non-core exception
   std::vector<std::string> calls;
   bool exists(const std::string &) override { return present; }
   bool is_active(const std::string &) override { return present && active; }
   void stop(const std::string &unit) override {
     calls.push_back("stop " + unit);
+    if (stop_throws)
+      throw std::runtime_error("Connection timed out");
     active = false;
   }
   void start(const std::string &unit) override {
@@ -227,4 +230,41 @@ TEST_F(VfioTest, HoldersMatchExactPathsAndPrefixes) {
   EXPECT_EQ(find_holders(*sysfs_, {"/dev/vfio/7"}).size(), 1u);
   EXPECT_TRUE(find_holders(*sysfs_, {"/dev/vfio/70"}).empty());
   EXPECT_EQ(describe_holders(h), "100 (nvidia-smi) holding /dev/nvidia0");
+}
+
+TEST_F(VfioTest, AFailingPersistencedStopIsAKernelErrorAndItIsStartedAgain) {
+  build(make_vgpu_host);
+  units_.stop_throws = true;
+  std::string message;
+  EXPECT_EQ(error_code_of([&] { vfio_->bind(kPf0Addr); }, &message), Errc::KernelError);
+  EXPECT_NE(message.find("nvidia-persistenced"), std::string::npos) << message;
+  EXPECT_EQ(units_.calls, (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
+  EXPECT_EQ(bus_->driver_of(kPf0Addr), "nvidia");
+}
+
+TEST_F(VfioTest, AHolderOfTheVfioDeviceCdevCountsToo) {
+  build(make_passthrough_host);
+  vfio_->bind(kNicAddr);
+  // Newer kernels give each VFIO device a cdev, /dev/vfio/devices/vfioN, named under <device>/vfio-dev/.
+  host_.write_file("sys/devices/pci0000:00/0000:02:00.0/vfio-dev/vfio0/dev", "511:0\n");
+  host_.open_fd(2024, "qemu-system-x86", "/dev/vfio/devices/vfio0");
+  std::string message;
+  EXPECT_EQ(error_code_of([&] { vfio_->unbind(kNicAddr); }, &message), Errc::InUse);
+  EXPECT_NE(message.find("/dev/vfio/devices/vfio0"), std::string::npos) << message;
+  EXPECT_EQ(bus_->driver_of(kNicAddr), "vfio-pci");
+}
+
+TEST_F(VfioTest, AProcessWhoseOpenFilesCannotBeReadCountsAsAHolder) {
+  build(make_passthrough_host);
+  vfio_->bind(kNicAddr);
+  // As root nothing in a plain tree is unreadable; a self-referencing link makes the listing fail (ELOOP) the way
+  // an LSM denial would (EACCES): hostdev cannot tell, so it must assume a VM holds the device.
+  host_.write_file("proc/4444/comm", "qemu-confined\n");
+  host_.symlink("proc/4444/fd", "fd");
+  auto holders = find_holders(*sysfs_, {"/dev/vfio/2"});
+  ASSERT_EQ(holders.size(), 1u);
+  EXPECT_EQ(holders[0].pid, 4444);
+  EXPECT_NE(holders[0].path.find("unreadable"), std::string::npos) << holders[0].path;
+  EXPECT_EQ(error_code_of([&] { vfio_->unbind(kNicAddr); }), Errc::InUse);
+  EXPECT_TRUE(find_holders(*sysfs_, {}).empty()) << "no node asked for, nothing held";
 }
