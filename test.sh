@@ -42,6 +42,7 @@ run "unit tests, then the daemon and CLI on a private system bus with the real p
   -C build --suite unit --suite bus --suite cli-bus
 ninja -C build-asan >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
   run "the same under ASan/UBSan" -C build-asan --suite unit --suite bus --suite cli-bus
 if [ $mode = all ] && [ -n "$(meson test -C build --list 2>/dev/null | grep -E '^(hostdev:)?(lab|e2e|systemd) /' || true)" ]; then
   run "lab, e2e and systemd suites (QEMU VMs with a real kernel; nested guest; systemd as init)" \
