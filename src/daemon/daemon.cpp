@@ -65,6 +65,18 @@ std::optional<std::chrono::milliseconds> parse_write_timeout(const std::string &
   return std::chrono::milliseconds(ms);
 }
 
+std::string what(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const sdbus::Error &err) {
+    return err.getName() + ": " + err.getMessage();
+  } catch (const std::exception &err) {
+    return err.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
 std::unique_ptr<sdbus::IConnection> connect(const std::string &bus) {
   if (bus == "system")
     return sdbus::createSystemBusConnection();
@@ -204,6 +216,24 @@ private:
     return uid;
   }
 
+  // Whether the caller `sender` (a unique name) is still on the bus. A call may wait long in the queue (behind
+  // another caller's interactive polkit prompt, say); when its caller has gone (its call timed out and it quit),
+  // nobody waits for the result and the change must not happen behind its back. Unique names are never reused.
+  // When the bus cannot tell, the caller is assumed present.
+  bool caller_present(const std::string &sender) {
+    if (!dbus_proxy_)
+      dbus_proxy_ = sdbus::createProxy(*worker_bus_, "org.freedesktop.DBus", "/org/freedesktop/DBus");
+    bool present = true;
+    try {
+      dbus_proxy_->callMethod("NameHasOwner").onInterface("org.freedesktop.DBus").withArguments(sender)
+          .storeResultsTo(present);
+    } catch (const sdbus::Error &e) {
+      log(Level::Warning, "cannot tell whether " + sender + " is still on the bus: " + e.getMessage());
+      return true;
+    }
+    return present;
+  }
+
   void worker_loop() {
     for (;;) {
       Queued item;
@@ -218,9 +248,14 @@ private:
       WorkContext ctx{*service_, *bouncer_, Caller{item.job.sender, 0}, item.job.interactive};
       Reply reply;
       try {
-        if (!item.job.sender.empty())
-          ctx.caller.uid = uid_of(item.job.sender);
-        reply = item.job.work(ctx);
+        if (!item.job.sender.empty() && !caller_present(item.job.sender)) {
+          log(Level::Notice, "dropping a queued call of " + item.job.sender + ": the caller has left the bus",
+              {{"HOSTDEV_CALLER", item.job.sender}});
+        } else {
+          if (!item.job.sender.empty())
+            ctx.caller.uid = uid_of(item.job.sender);
+          reply = item.job.work(ctx);
+        }
       } catch (...) {
         auto error = to_dbus_error(std::current_exception());
         if (error.getName() != error_name(core::Errc::NotAuthorized) && ctx.touched)
@@ -241,17 +276,39 @@ private:
         }
       }
       auto signals = events_.take();
+      const bool busy = service_->has_busy();
       post([this, snap = std::move(snap), signals = std::move(signals), reply = std::move(reply),
-            refresh = item.refresh]() mutable {
-        if (snap)
-          objects_->apply(std::move(*snap));
-        objects_->emit(signals);
-        if (reply)
-          reply();
-        objects_->bury();
-        if (refresh)
-          refresh_queued_ = false;
-        --in_flight_;
+            refresh = item.refresh, busy]() mutable {
+        // Whatever throws below, the job is done: the bookkeeping always happens.
+        struct Done {
+          Daemon &d;
+          bool refresh, busy;
+          ~Done() {
+            if (refresh)
+              d.refresh_queued_ = false;
+            d.busy_ = busy;
+            --d.in_flight_;
+          }
+        } done{*this, refresh, busy};
+        try {
+          if (snap)
+            objects_->apply(std::move(*snap));
+          objects_->emit(signals);
+        } catch (...) {
+          log(Level::Warning, "updating the bus objects failed: " + what(std::current_exception()));
+        }
+        // The caller gets its reply even when the objects could not be updated.
+        try {
+          if (reply)
+            reply();
+        } catch (...) {
+          log(Level::Warning, "sending a reply failed: " + what(std::current_exception()));
+        }
+        try {
+          objects_->bury();
+        } catch (...) {
+          log(Level::Warning, "removing bus objects failed: " + what(std::current_exception()));
+        }
       });
     }
   }
@@ -320,7 +377,9 @@ private:
         drain_completions();
         last_activity = std::chrono::steady_clock::now();
       }
-      if (options_.idle_exit.count() > 0 && in_flight_ == 0 &&
+      // Not while a device is busy: a kernel write that timed out may still be running, and a new daemon would
+      // not know the device is busy.
+      if (options_.idle_exit.count() > 0 && in_flight_ == 0 && !busy_ &&
           std::chrono::steady_clock::now() - last_activity >= options_.idle_exit) {
         log(Level::Info, "idle for " + std::to_string(options_.idle_exit.count()) + " s: exiting");
         break;
@@ -354,6 +413,7 @@ private:
   std::thread worker_;
   unsigned in_flight_ = 0;     // bus thread
   bool refresh_queued_ = false; // bus thread
+  bool busy_ = false;           // bus thread: the core had a busy device after the last job (no idle exit)
 };
 
 void usage(std::ostream &out, const std::string &extra) {

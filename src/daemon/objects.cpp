@@ -187,9 +187,11 @@ private:
     });
   }
 
-  std::string GpuMode() override { return core::gpu_mode_name(objects_.current().report.gpu_mode); }
-  bool IommuEnabled() override { return objects_.current().report.iommu_enabled; }
-  bool VfioAvailable() override { return objects_.current().report.vfio_available(); }
+  // Property reads (Get, GetAll, GetManagedObjects) go through backend_.snapshot() like the methods: an old
+  // snapshot queues a refresh, so a change made behind hostdev's back shows up.
+  std::string GpuMode() override { return core::gpu_mode_name(backend_.snapshot().report.gpu_mode); }
+  bool IommuEnabled() override { return backend_.snapshot().report.iommu_enabled; }
+  bool VfioAvailable() override { return backend_.snapshot().report.vfio_available(); }
   std::string Version() override { return HOSTDEV_VERSION; }
 
   // Instances
@@ -300,10 +302,12 @@ private:
     mutate(std::move(result), std::move(options), "Device.Restore", &core::Service::restore_device);
   }
 
+  // Property reads queue a refresh of an old snapshot, like the methods (see Backend::snapshot).
   const DeviceView &view() const {
     static const DeviceView empty;
-    auto it = objects_.current().devices.find(id_);
-    return it == objects_.current().devices.end() ? empty : it->second;
+    const auto &snap = backend_.snapshot();
+    auto it = snap.devices.find(id_);
+    return it == snap.devices.end() ? empty : it->second;
   }
 
   std::string Id() override { return id_; }
@@ -364,10 +368,12 @@ private:
     });
   }
 
+  // Property reads queue a refresh of an old snapshot, like the methods (see Backend::snapshot).
   const InstanceView &view() const {
     static const InstanceView empty;
-    auto it = objects_.current().instances.find(id_);
-    return it == objects_.current().instances.end() ? empty : it->second;
+    const auto &snap = backend_.snapshot();
+    auto it = snap.instances.find(id_);
+    return it == snap.instances.end() ? empty : it->second;
   }
 
   std::string Id() override { return id_; }

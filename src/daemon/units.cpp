@@ -62,7 +62,12 @@ void SystemdUnits::wait_for(const std::string &unit, bool active) {
     core::fail(core::Errc::KernelError, "systemd vanished while waiting for " + unit);
   std::string state;
   while (std::chrono::steady_clock::now() < until) {
-    state = property(*path, "ActiveState");
+    try {
+      state = property(*path, "ActiveState");
+    } catch (const sdbus::Error &e) {
+      core::fail(core::Errc::KernelError, "cannot read the state of " + unit + " from systemd while waiting for it: " +
+                                              e.getName() + ": " + e.getMessage());
+    }
     if (active ? state == "active" : (state == "inactive" || state == "failed"))
       return;
     if (active && state == "failed")

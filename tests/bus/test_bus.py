@@ -728,6 +728,95 @@ def test_idle_exit():
     print("idle exit after %.2f s" % waited)
 
 
+def test_out_of_band_change():
+    # Property reads (GetManagedObjects, Get) queue a refresh of an old model like the methods do: a driver
+    # change made behind hostdev's back shows up within a few seconds, with no method call in between.
+    path = register(NIC, "nic0")
+    root = fixture_root(path)
+    eq(prop(path, DEVICE, "Driver"), "igb", "Driver after Register")
+    link = os.path.join(root, "sys/bus/pci/devices", NIC, "driver")
+    target = os.readlink(link)
+    os.unlink(link)  # "unbound" out of band
+    time.sleep(2.2)  # older than the model's maximum age
+
+    def managed_driver():
+        return call(OM, "GetManagedObjects")[path][DEVICE]["Driver"]
+    wait_until(lambda: managed_driver() == "", "GetManagedObjects to show the out-of-band unbind", seconds=3)
+    os.symlink(target, link)  # and bound again, seen through Properties.Get alone
+    time.sleep(2.2)
+    wait_until(lambda: prop(path, DEVICE, "Driver") == "igb", "Get(Driver) to show the out-of-band bind",
+               seconds=3)
+    eq(props(path, DEVICE)["BoundToVfio"], False, "BoundToVfio after the out-of-band bind")
+
+
+def test_dropped_caller():
+    # A queued mutation whose caller left the bus (its call timed out behind a long job) never runs.
+    path = register(NIC, "nic0")
+    root = fixture_root(path)
+    set_faults("delay igb/unbind 3000\n")
+    result = {}
+    bus().get_object(BUS_NAME, path).get_dbus_method("BindVfio", DEVICE)(
+        no_opts(), timeout=30, reply_handler=lambda *a: result.update(ok=True),
+        error_handler=lambda e: result.update(error=e))
+
+    def pump():
+        while GLib.MainContext.default().iteration(False):
+            pass
+        return result
+
+    wait_until(lambda: [pump(), sysfs_state(root, NIC)["override"] == "vfio-pci"][1],
+               "BindVfio to reach the hung unbind")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+            conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("Register", DEVICES)(
+                "bare0", BARE, no_opts(), timeout=0.5)
+        except dbus.DBusException as e:
+            code = 0 if e.get_dbus_name() == "org.freedesktop.DBus.Error.NoReply" else 3
+        except BaseException:  # noqa: BLE001
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    eq(os.waitstatus_to_exitcode(status), 0, "the queued Register should time out in the client (exit code)")
+    end = time.monotonic() + 10
+    while not pump() and time.monotonic() < end:
+        time.sleep(0.005)
+    check(result.get("ok"), "BindVfio with a slow unbind: %r" % result)
+    set_faults("")
+    call(DEVICE, "Restore", no_opts(), path=path)  # queued after the dropped Register: it has been dealt with
+    eq(call(DEVICES, "ListDevices"), [path], "devices after a Register whose caller left")
+    with open(os.path.join(TEST_DIR, "daemon.log")) as f:
+        check("caller has left the bus" in f.read(), "the daemon should log the dropped call")
+
+
+def test_idle_exit_busy():
+    # run with HOSTDEV_FAKE_EXTRA="--idle-exit 1 --write-timeout 0.5" (see meson.build): while a device is busy
+    # (a kernel write timed out and may still run) the daemon stays, since a new one would forget the busy mark.
+    delay_s = 5.0
+    path = register(NIC, "nic0")
+    pid = daemon_pid()
+    unbind_line = "sys/bus/pci/drivers/igb/unbind\t" + NIC
+    set_faults("delay igb/unbind %d\n" % (delay_s * 1000))
+    t0 = time.monotonic()
+    expect_error("Timeout", call, DEVICE, "BindVfio", no_opts(), path=path)
+    time.sleep(2.5)  # well past the idle time, no calls to the daemon
+    check(unbind_line not in kernel_log(), "the delayed unbind returned too early for this test")
+    check(name_has_owner(), "the daemon idle-exited %.2f s after a Timeout left a device busy"
+          % (time.monotonic() - t0))
+    eq(daemon_pid(), pid, "the daemon's pid while a device is busy")
+    wait_until(lambda: unbind_line in kernel_log(), "the delayed unbind to return", seconds=delay_s + 5)
+    set_faults("")
+    call(DEVICE, "Restore", no_opts(), path=path)
+    eq(daemon_pid(), pid, "Restore served by the first daemon")
+    t1 = time.monotonic()
+    wait_until(lambda: not name_has_owner(), "the idle exit once Restore cleared busy", seconds=5)
+    waited = time.monotonic() - t1
+    check(waited >= 0.5, "exited %.2f s after Restore, before its idle time" % waited)
+    print("stayed %.2f s with a busy device; idle exit %.2f s after Restore" % (t1 - t0, waited))
+
+
 # ------------------------------------------------------------------------------- error names from the kernel side
 
 def set_faults(text):
