@@ -1018,8 +1018,8 @@ def test_error_vfio_unavailable():
     expect_error("NotBound", call, DEVICE, "UnbindVfio", no_opts(), path=nic)
 
 
-def test_write_timeout_usage():
-    """Not on the bus: hostdevd's --write-timeout parsing (HOSTDEV_DAEMON = the real hostdevd)."""
+def test_daemon_usage():
+    """Not on the bus: hostdevd's option parsing (HOSTDEV_DAEMON = the real hostdevd)."""
     import subprocess
     daemon = os.environ["HOSTDEV_DAEMON"]
     out = subprocess.run([daemon, "--help"], capture_output=True, text=True)
@@ -1036,6 +1036,17 @@ def test_write_timeout_usage():
               "the usage error for %r should say what is allowed: %s" % (bad, r.stderr))
     r = subprocess.run([daemon, "--write-timeout"], capture_output=True, text=True)
     eq(r.returncode, 2, "exit status for --write-timeout without a value")
+    # The other options: usage errors are 2 and name what is wrong; a root that is no directory stops start-up.
+    for args, says in ((["--bogus"], "--bogus"), (["--idle-exit", "-3"], "--idle-exit"),
+                       (["--idle-exit", "abc"], "--idle-exit"), (["--bus", ""], "--bus"),
+                       (["--sysfs-root"], "--sysfs-root"), (["--state-dir"], "--state-dir")):
+        r = subprocess.run([daemon] + args, capture_output=True, text=True)
+        eq(r.returncode, 2, "exit status for %r" % args)
+        check(says in r.stderr, "the usage error for %r should name %s: %s" % (args, says, r.stderr))
+    r = subprocess.run([daemon, "--sysfs-root", "/nonexistent/hostdev-root", "--bus", "unix:path=/nonexistent/bus"],
+                       capture_output=True, text=True)
+    eq(r.returncode, 1, "exit status for a missing sysfs root")
+    check("/nonexistent/hostdev-root" in r.stderr, "the error should name the root: %s" % r.stderr)
 
 
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
