@@ -165,10 +165,6 @@ InstancePaths Service::instance_paths(const InstanceRecord &instance) const {
   return paths;
 }
 
-std::optional<std::string> Service::current_driver(const DeviceRecord &device) const {
-  return pci_.driver_of(device.pci_address);
-}
-
 // ---------------------------------------------------------------------------------------------------- devices
 
 void Service::guard_not_busy(const DeviceRecord &device) const {

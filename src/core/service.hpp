@@ -91,7 +91,6 @@ public:
   std::vector<DeviceRecord> list_devices() const;
   std::vector<InstanceRecord> list_instances() const;
   InstancePaths instance_paths(const InstanceRecord &instance) const;
-  std::optional<std::string> current_driver(const DeviceRecord &device) const;
 
   // Devices
   const DeviceRecord &register_device(const std::string &name, const std::string &pci_address);

@@ -118,10 +118,6 @@ std::vector<Holder> Vfio::holders_of(const std::string &address) const {
   return find_holders(sysfs_, paths);
 }
 
-bool Vfio::group_in_use(int group) const {
-  return !find_holders(sysfs_, {"/dev/vfio/" + std::to_string(group)}).empty();
-}
-
 void Vfio::write(const std::string &path, const std::string &value) const { sysfs_.write(path, value, deadline_); }
 
 std::optional<std::string> Vfio::bind(const std::string &address, const std::vector<std::string> &companions) const {

@@ -73,8 +73,6 @@ public:
   // nvidia-persistenced for NVIDIA functions. Returns the driver now bound.
   std::optional<std::string> restore(const std::string &address) const;
 
-  // Is /dev/vfio/<group> open in some process?
-  bool group_in_use(int group) const;
   // Processes holding the device's VFIO nodes (and, for NVIDIA functions, /dev/nvidia*).
   std::vector<Holder> holders_of(const std::string &address) const;
 

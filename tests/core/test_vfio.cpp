@@ -171,8 +171,8 @@ TEST_F(VfioTest, UnbindRefusesWhileAVmHoldsTheGroup) {
   EXPECT_EQ(error_code_of([&] { vfio_->unbind(kNicAddr); }, &message), Errc::InUse);
   EXPECT_NE(message.find("777 (qemu-system-x86)"), std::string::npos) << message;
   EXPECT_EQ(bus_->driver_of(kNicAddr), "vfio-pci");
-  EXPECT_TRUE(vfio_->group_in_use(2));
-  EXPECT_FALSE(vfio_->group_in_use(3));
+  EXPECT_FALSE(vfio_->holders_of(kNicAddr).empty()) << "group 2 is held";
+  EXPECT_TRUE(vfio_->holders_of(kBareAddr).empty()) << "group 3 is not";
 }
 
 TEST_F(VfioTest, UnbindChecksTheHostDriverCameBack) {
