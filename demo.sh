@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: install what is needed, build hostdev, start the real hostdevd on a private system bus against this
-# machine's /sys and take the tour (scripts/tour.sh) as far as this machine allows — then `hostdevctl inspect` of
-# captured trees of a GPU passthrough host, a vGPU host and a host with the IOMMU off.
+# machine's /sys and take the tour (scripts/tour.sh) as far as this machine allows (scripts/demo-bus.sh) — then
+# `hostdevctl inspect` of captured trees of a GPU passthrough host, a vGPU host and a host with the IOMMU off.
 #   ./demo.sh          on this machine (as root; nothing on the machine changes unless TOUR_DEVICE/TOUR_PROFILE ask)
-#   ./demo.sh --lab    the full tour inside the lab VM (a real kernel with an IOMMU, vfio-pci and mtty vGPUs)
+#   ./demo.sh --lab    the full tour inside the lab VM (a real kernel with an IOMMU, vfio-pci and mtty vGPUs;
+#                      tests/lab/tour.sh)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -33,7 +34,6 @@ case "${1:-}" in
   "") ;;
   --lab) mode=lab ;;
   -h | --help) usage; exit 0 ;;
-  __on-private-bus) mode=bus ;; # internal: the daemon part, run by scripts/demo-bus.sh inside the namespace
   *) usage >&2; exit 2 ;;
 esac
 
@@ -42,29 +42,6 @@ B=$'\033[1m' N=$'\033[0m'
 [ -t 1 ] || B='' N=''
 step() { printf '\n%s== %s%s\n$ %s\n' "$B" "$1" "$N" "${*:2}"; "${@:2}"; }
 say() { printf '%s%s%s\n' "$B" "$*" "$N"; }
-
-if [ $mode = bus ]; then
-  # Inside the namespace: DBUS_SYSTEM_BUS_ADDRESS names the private bus; hostdevd is activated by the first call.
-  rc=0
-  HOSTDEVCTL=$ctl scripts/tour.sh || rc=$?
-  if getent passwd nobody >/dev/null; then
-    as_nobody=(setpriv --reuid=nobody --regid="$(id -gn nobody)" --clear-groups)
-    step "polkit at work: user nobody (not root, not in group hostdev) may look..." \
-      "${as_nobody[@]}" "$PWD/$ctl" devices || rc=1
-    nobody_rc=0
-    step "...but not change anything: hostdevd asks polkitd, which says no (exit 4)" \
-      "${as_nobody[@]}" "$PWD/$ctl" --no-ask-password register - "${TOUR_DEVICE:-0000:00:00.0}" || nobody_rc=$?
-    [ $nobody_rc -eq 4 ] || { say "!! expected NotAuthorized (exit 4), got exit $nobody_rc"; rc=1; }
-  fi
-  step "The same service over plain D-Bus, without hostdevctl" \
-    busctl --system get-property org.hostdev.Passthrough1 /org/hostdev/Passthrough1 \
-    org.hostdev.Passthrough1.Devices Version GpuMode IommuEnabled VfioAvailable || rc=1
-  step "What runs in the namespace: the private bus, the real hostdevd (bus-activated, its store in a temp dir), polkitd" \
-    ps -o pid,user,args -C dbus-daemon,hostdevd,polkitd || true
-  printf '\n%s== hostdevd'\''s log%s (on an installed host: journalctl -u hostdevd)\n' "$B" "$N"
-  sed 's/ HOSTDEV_[A-Z_]*=.*$//; s/^/   /' "$HOSTDEV_DEMO_DIR/hostdevd.log"
-  exit $rc
-fi
 
 scripts/install-deps.sh "$([ $mode = lab ] && echo lab || echo build)"
 if [ ! -f build/build.ninja ]; then
@@ -77,11 +54,6 @@ if ! out=$(ninja -C build 2>&1); then
 fi
 
 if [ $mode = lab ]; then
-  if [ ! -x tests/lab/tour.sh ]; then
-    echo "demo: the lab tour (tests/lab/tour.sh, which boots the lab VM and runs scripts/tour.sh in it) is coming" \
-         "but not here yet; meanwhile ./test.sh runs the lab suites in the same VM." >&2
-    exit 1
-  fi
   [ -t 1 ] || export NO_COLOR=1 # scripts/tour.sh prints bold text on a terminal (the VM's console is one)
   exec tests/lab/tour.sh build
 fi
@@ -115,7 +87,7 @@ if not d["iommu_enabled"]:
   fi
   echo
   export TOUR_DEVICE TOUR_PROFILE=${TOUR_PROFILE:-}
-  scripts/demo-bus.sh build/src/daemon/hostdevd "$PWD/demo.sh" __on-private-bus || rc=$?
+  scripts/demo-bus.sh build || rc=$?
 fi
 
 echo
