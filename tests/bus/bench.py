@@ -3,7 +3,7 @@
 activation to first reply, ListAvailable next to Peer.Ping on one connection, a polkit-checked call allowed and
 denied, idle RSS of the daemon (and of polkitd and dbus-daemon).
 
-    tests/bus/bench.sh BUILD_DIR         or: meson test -C BUILD --benchmark bus-bench --verbose
+    meson test -C BUILD --benchmark bus-bench --verbose
 """
 import os
 import pwd
