@@ -46,7 +46,8 @@ done
 PAYLOAD=$(cd "$PAYLOAD" && pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-lab_cache_dir "$CACHE"
+mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd)
 rm -f "$OUT/rc" "$OUT/console.log" "$OUT/qemu.log" "$OUT/secs" "$OUT/prepare.log"
 
 lab_prepare "$HERE/prepare.sh" '^lab-prepare: [a-z]'

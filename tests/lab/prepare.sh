@@ -10,9 +10,9 @@
 # Never modifies the host beyond `apt-get install` of missing tools.
 set -euo pipefail
 
-# shellcheck source=tests/lab/lib/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
-lab_cache_dir "${1:-}"
+CACHE=${1:-$(dirname "${BASH_SOURCE[0]}")/../../.cache/lab}
+mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd)
 DEBS=$CACHE/debs
 mkdir -p "$DEBS"
 

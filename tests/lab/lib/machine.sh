@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034 # what is set here is for the callers
 # Sourced by tests/lab/boot.sh and tests/lab/systemd/boot.sh (bash): the machine both boot and the steps around
-# QEMU.  The caller sets LAB_TAG (its log prefix), OUT, CACHE, TIMEOUT and MEM; lab_prepare sets ABI, VER, KDIR
-# and KVER, lab_stage STAGE.
+# QEMU.  Sets LAB (tests/lab) and REPO (the repository).  The caller sets LAB_TAG (its log prefix), OUT, CACHE
+# (an absolute path), TIMEOUT and MEM; lab_prepare sets ABI, VER, KDIR and KVER, lab_stage STAGE.
 #   lab_prepare SCRIPT [NOISE_RE]   runs a prepare script (log in OUT/prepare.log); stops with 77 or 125 on failure
 #   lab_stage NAME                  STAGE = a temp dir, removed on exit with QEMU stopped
 #   lab_accel PROBE_INITRD          ACCEL and ACCEL_ARGS
@@ -9,8 +9,8 @@
 #   LAB_DEVICES, LAB_APPEND         the lab's devices (edu, e1000e, pci-testdev, SR-IOV NVMe), the kernel command line
 #   lab_qemu ARGS...                one QEMU run with the serial console on OUT/console.log
 #   lab_finish NOTE                 exits with the guest's rc, or writes the boot failure to OUT/rc and exits 125
-# shellcheck source=tests/lab/lib/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO=$(cd "$LAB/../.." && pwd)
 
 log() { printf '%s: %s\n' "$LAB_TAG" "$*" >&2; }
 fail_rc() { # CODE REASON

@@ -47,7 +47,8 @@ done
 [[ -f $TEST ]] || { echo "boot.sh: no test script $TEST" >&2; exit 2; }
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-lab_cache_dir "$CACHE"
+mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd)
 rm -f "$OUT"/{rc,console.log,qemu.log,secs,boot-secs,prepare.log}
 
 lab_prepare "$HERE/prepare-root.sh"

@@ -18,9 +18,10 @@
 # debootstrap runs in a private mount namespace.
 set -euo pipefail
 
-# shellcheck source=tests/lab/lib/common.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
-lab_cache_dir "${1:-}"
+LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${1:-$LAB/../../.cache/lab}
+mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd)
 SD=$CACHE/systemd
 mkdir -p "$SD/debs"
 

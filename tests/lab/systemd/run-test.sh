@@ -16,8 +16,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_TAG=lab-systemd LAB_KIND="systemd lab" LAB_RC_WORD=rc
-# shellcheck source=tests/lab/lib/common.sh
-. "$HERE/../lib/common.sh"
+LAB=$(cd "$HERE/.." && pwd)
+REPO=$(cd "$LAB/../.." && pwd)
 # shellcheck source=tests/lab/lib/results.sh
 . "$LAB/lib/results.sh"
 
