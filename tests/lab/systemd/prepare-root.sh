@@ -3,7 +3,7 @@
 # minbase + systemd, dbus, polkitd, udev, ...) with test users and the lab's
 # kernel modules, packed as an ext4 image without loop mounts
 # (mkfs.ext4 -d), plus the busybox initramfs pieces that mount it.
-# See /work/shared/LAB.md part D.
+# How and why: tests/lab/systemd/README.md.
 #
 # Usage: tests/lab/systemd/prepare-root.sh [CACHE]   (default <repo>/.cache/lab)
 # Output: CACHE/systemd/root.img, CACHE/systemd/boot-mods/ (initramfs modules),
