@@ -1,6 +1,7 @@
 #include "core/sysfs.hpp"
 
 #include "core/error.hpp"
+#include "core/fd.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -22,24 +23,6 @@
 
 namespace hostdev::core {
 namespace {
-
-class Fd {
-public:
-  explicit Fd(int fd = -1) noexcept : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0)
-      ::close(fd_);
-  }
-  Fd(const Fd &) = delete;
-  Fd &operator=(const Fd &) = delete;
-  Fd(Fd &&other) noexcept : fd_(other.release()) {}
-  Fd &operator=(Fd &&) = delete;
-  int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-
-private:
-  int fd_;
-};
 
 // Strips leading slashes; refuses "..", empty components and NUL bytes so that a bad path fails early and
 // visibly (openat2 would refuse an escape anyway).

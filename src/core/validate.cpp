@@ -1,6 +1,7 @@
 #include "core/validate.hpp"
 
 #include "core/error.hpp"
+#include "core/lookup.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -111,6 +112,12 @@ bool is_safe_component(std::string_view c) noexcept {
 void validate_component(std::string_view component, std::string_view what) {
   if (!is_safe_component(component))
     fail(Errc::InvalidArgument, std::string(what) + " '" + printable(component) + "' is not a valid name");
+}
+
+void validate_ref(std::string_view ref, std::string_view what) {
+  if (!is_object_id(ref) && !is_valid_name(ref))
+    fail(Errc::InvalidName, "'" + printable(ref) + "' is neither a " + std::string(what) + " id nor a valid " +
+                                std::string(what) + " name");
 }
 
 } // namespace hostdev::core

@@ -277,38 +277,6 @@ TEST_F(StoreTest, OverwriteReplacesTheOneFile) {
   EXPECT_EQ(again.devices().at(kDevA).attached_to, "");
 }
 
-TEST_F(StoreTest, AtomicWriteFileWritesModeAndReplaces) {
-  const fs::path p = root_ / "file.txt";
-  atomic_write_file(p.string(), "first");
-  atomic_write_file(p.string(), "second, longer content", 0640);
-  EXPECT_EQ(read_text(p), "second, longer content");
-  struct stat st {};
-  ASSERT_EQ(::stat(p.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 07777, 0640U);
-  EXPECT_EQ(names_in(root_), std::vector<std::string>{"file.txt"});
-  atomic_write_file(p.string(), "");
-  EXPECT_EQ(read_text(p), "");
-}
-
-TEST_F(StoreTest, AtomicWriteFileFailsCleanlyWhenRenameFails) {
-  // The target is a non-empty directory: the temp file is written, the rename fails (even for root).
-  fs::create_directories(root_ / "target" / "inside");
-  try {
-    atomic_write_file((root_ / "target").string(), "data");
-    FAIL() << "no error";
-  } catch (const Error &e) {
-    EXPECT_EQ(e.code(), Errc::KernelError);
-    EXPECT_THAT(e.what(), HasSubstr((root_ / "target").string() + ": "));
-  }
-  EXPECT_EQ(names_in(root_), std::vector<std::string>{"target"});
-}
-
-TEST_F(StoreTest, AtomicWriteFileFailsWhenParentIsNotADirectory) {
-  write_text(root_ / "plain", "x");
-  EXPECT_EQ(hostdev::test::error_code_of([&] { atomic_write_file((root_ / "plain" / "f").string(), "data"); }), Errc::KernelError);
-  EXPECT_EQ(read_text(root_ / "plain"), "x");
-}
-
 TEST_F(StoreTest, FailedWriteKeepsOldFileAndMemory) {
   Store store(dir_.string());
   store.put_device(full_device());

@@ -1,0 +1,170 @@
+#include "core/records.hpp"
+
+#include <climits>
+
+namespace hostdev::core {
+namespace {
+
+constexpr int kFormatVersion = 1;
+
+const RecordJson &field(const RecordJson &j, const char *key) {
+  auto it = j.find(key);
+  if (it == j.end())
+    throw BadRecord(std::string("missing field '") + key + "'");
+  return *it;
+}
+
+[[noreturn]] void wrong_type(const char *key, const char *expected) {
+  throw BadRecord(std::string("field '") + key + "' is not " + expected);
+}
+
+std::string get_string(const RecordJson &j, const char *key) {
+  const RecordJson &v = field(j, key);
+  if (!v.is_string())
+    wrong_type(key, "a string");
+  return v.get<std::string>();
+}
+
+std::optional<std::string> get_optional_string(const RecordJson &j, const char *key) {
+  const RecordJson &v = field(j, key);
+  if (v.is_null())
+    return std::nullopt;
+  if (!v.is_string())
+    wrong_type(key, "a string or null");
+  return v.get<std::string>();
+}
+
+std::uint64_t get_u64(const RecordJson &j, const char *key) {
+  const RecordJson &v = field(j, key);
+  if (!v.is_number_unsigned())
+    wrong_type(key, "a non-negative integer");
+  return v.get<std::uint64_t>();
+}
+
+std::uint32_t get_u32(const RecordJson &j, const char *key) {
+  std::uint64_t v = get_u64(j, key);
+  if (v > UINT32_MAX)
+    wrong_type(key, "a 32-bit unsigned integer");
+  return static_cast<std::uint32_t>(v);
+}
+
+std::optional<int> get_optional_int(const RecordJson &j, const char *key) {
+  const RecordJson &v = field(j, key);
+  if (v.is_null())
+    return std::nullopt;
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() <= INT_MAX)
+    return static_cast<int>(v.get<std::uint64_t>());
+  if (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() >= INT_MIN)
+    return static_cast<int>(v.get<std::int64_t>());
+  wrong_type(key, "an integer or null");
+}
+
+std::vector<std::string> get_string_array(const RecordJson &j, const char *key) {
+  const RecordJson &v = field(j, key);
+  if (!v.is_array())
+    wrong_type(key, "an array of strings");
+  std::vector<std::string> out;
+  for (const auto &item : v) {
+    if (!item.is_string())
+      wrong_type(key, "an array of strings");
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+void check_version(const RecordJson &j) {
+  if (!j.is_object())
+    throw BadRecord("not a JSON object");
+  const RecordJson &v = field(j, "version");
+  if (!v.is_number_integer() || v.get<std::int64_t>() != kFormatVersion)
+    throw BadRecord("unsupported version " + v.dump());
+}
+
+} // namespace
+
+RecordJson to_json(const DeviceRecord &r) {
+  RecordJson j = {{"version", kFormatVersion}, {"id", r.id},           {"name", r.name},
+            {"type", r.type},            {"pci_address", r.pci_address}, {"vendor_id", r.vendor_id},
+            {"device_id", r.device_id}};
+  j["iommu_group"] = r.iommu_group ? RecordJson(*r.iommu_group) : RecordJson(nullptr);
+  j["created_at"] = r.created_at;
+  j["attached_to"] = r.attached_to;
+  j["host_driver"] = r.host_driver ? RecordJson(*r.host_driver) : RecordJson(nullptr);
+  return j;
+}
+
+RecordJson to_json(const InstanceRecord &r) {
+  return {{"version", kFormatVersion}, {"id", r.id},
+          {"name", r.name},            {"image", r.image},
+          {"devices", r.devices},      {"gpu_profile", r.gpu_profile},
+          {"mdev_uuid", r.mdev_uuid},  {"mdev_parent", r.mdev_parent},
+          {"owner_uid", r.owner_uid},  {"created_at", r.created_at}};
+}
+
+RecordJson to_json(const MdevRecord &r) {
+  return {{"version", kFormatVersion}, {"uuid", r.uuid},         {"parent", r.parent},
+          {"type_id", r.type_id},      {"instance_id", r.instance_id}, {"created_at", r.created_at}};
+}
+
+RecordJson to_json(const Intent &r) {
+  return {{"version", kFormatVersion},         {"id", r.id},
+          {"op", r.op},                        {"instance_id", r.instance_id},
+          {"bound_devices", r.bound_devices}, {"mdev_uuid", r.mdev_uuid},
+          {"started_at", r.started_at}};
+}
+
+DeviceRecord device_from_json(const RecordJson &j) {
+  check_version(j);
+  DeviceRecord r;
+  r.id = get_string(j, "id");
+  r.name = get_string(j, "name");
+  r.type = get_string(j, "type");
+  r.pci_address = get_string(j, "pci_address");
+  r.vendor_id = get_string(j, "vendor_id");
+  r.device_id = get_string(j, "device_id");
+  r.iommu_group = get_optional_int(j, "iommu_group");
+  r.created_at = get_u64(j, "created_at");
+  r.attached_to = get_string(j, "attached_to");
+  r.host_driver = get_optional_string(j, "host_driver");
+  return r;
+}
+
+InstanceRecord instance_from_json(const RecordJson &j) {
+  check_version(j);
+  InstanceRecord r;
+  r.id = get_string(j, "id");
+  r.name = get_string(j, "name");
+  r.image = get_string(j, "image");
+  r.devices = get_string_array(j, "devices");
+  r.gpu_profile = get_string(j, "gpu_profile");
+  r.mdev_uuid = get_string(j, "mdev_uuid");
+  r.mdev_parent = get_string(j, "mdev_parent");
+  r.owner_uid = get_u32(j, "owner_uid");
+  r.created_at = get_u64(j, "created_at");
+  return r;
+}
+
+MdevRecord mdev_from_json(const RecordJson &j) {
+  check_version(j);
+  MdevRecord r;
+  r.uuid = get_string(j, "uuid");
+  r.parent = get_string(j, "parent");
+  r.type_id = get_string(j, "type_id");
+  r.instance_id = get_string(j, "instance_id");
+  r.created_at = get_u64(j, "created_at");
+  return r;
+}
+
+Intent intent_from_json(const RecordJson &j) {
+  check_version(j);
+  Intent r;
+  r.id = get_string(j, "id");
+  r.op = get_string(j, "op");
+  r.instance_id = get_string(j, "instance_id");
+  r.bound_devices = get_string_array(j, "bound_devices");
+  r.mdev_uuid = get_string(j, "mdev_uuid");
+  r.started_at = get_u64(j, "started_at");
+  return r;
+}
+
+} // namespace hostdev::core

@@ -1,0 +1,85 @@
+// The records of hostdev's store and their JSON form (one document per record, format version 1). Parsing
+// checks the shape of a document: every field present with its type; the store checks the rest.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hostdev::core {
+
+struct DeviceRecord {
+  std::string id;   // 32 hex
+  std::string name; // unique
+  std::string type; // "gpu" | "pci"
+  std::string pci_address;
+  std::string vendor_id; // "10de"
+  std::string device_id; // "26b9"
+  std::optional<int> iommu_group;
+  std::uint64_t created_at = 0;   // µs since epoch
+  std::string attached_to;        // instance id, "" when free
+  std::optional<std::string> host_driver; // the driver before hostdev bound it to vfio-pci, when known
+};
+
+struct InstanceRecord {
+  std::string id;
+  std::string name;
+  std::string image;
+  std::vector<std::string> devices; // device ids
+  std::string gpu_profile;          // "" when none
+  std::string mdev_uuid;            // "" when none
+  std::string mdev_parent;
+  std::uint32_t owner_uid = 0;
+  std::uint64_t created_at = 0;
+};
+
+// An mdev hostdev created (recorded *before* the create write, removed after the remove succeeded): the only
+// mdevs reconcile may destroy.
+struct MdevRecord {
+  std::string uuid;
+  std::string parent;
+  std::string type_id;
+  std::string instance_id; // the instance it is (to be) owned by
+  std::uint64_t created_at = 0;
+};
+
+// An operation in flight: written before its first kernel write, updated after each, dropped when the result is
+// committed. What a crash leaves here is rolled back by reconcile.
+struct Intent {
+  std::string id;
+  std::string op;           // "create-instance", "delete-instance", "bind"
+  std::string instance_id;  // "" when not about an instance
+  std::vector<std::string> bound_devices; // device ids this operation bound to vfio-pci so far
+  std::string mdev_uuid;    // mdev this operation created (or is about to create)
+  std::uint64_t started_at = 0;
+};
+
+using RecordJson = nlohmann::ordered_json;
+
+// A document that is not a record of the expected kind.
+struct BadRecord : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+RecordJson to_json(const DeviceRecord &record);
+RecordJson to_json(const InstanceRecord &record);
+RecordJson to_json(const MdevRecord &record);
+RecordJson to_json(const Intent &record);
+
+// Each throws BadRecord (naming the field) unless `j` is a record of this version and kind.
+DeviceRecord device_from_json(const RecordJson &j);
+InstanceRecord instance_from_json(const RecordJson &j);
+MdevRecord mdev_from_json(const RecordJson &j);
+Intent intent_from_json(const RecordJson &j);
+
+// The key a record is stored under: its id (the UUID for mdevs).
+inline const std::string &key_of(const DeviceRecord &r) { return r.id; }
+inline const std::string &key_of(const InstanceRecord &r) { return r.id; }
+inline const std::string &key_of(const MdevRecord &r) { return r.uuid; }
+inline const std::string &key_of(const Intent &r) { return r.id; }
+
+} // namespace hostdev::core
