@@ -142,8 +142,17 @@ Sysfs::Sysfs(const std::string &root, Resolver resolver) : root_(root.empty() ? 
 }
 
 int Sysfs::resolve(const std::string &rel, int flags) const {
-  return resolver_ == Resolver::Kernel ? openat2_beneath(root_fd_, rel, flags)
-                                       : userspace_beneath(root_fd_, rel, flags);
+  if (resolver_ == Resolver::Userspace)
+    return userspace_beneath(root_fd_, rel, flags);
+  // openat2 answers EAGAIN when a rename or mount anywhere on the system raced a ".." step of the lookup (sysfs
+  // links are full of them, and every store write renames a file): try again, and after a few tries resolve
+  // this one path in user space, which gives the same answer without the race check.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const int fd = openat2_beneath(root_fd_, rel, flags);
+    if (fd >= 0 || errno != EAGAIN)
+      return fd;
+  }
+  return userspace_beneath(root_fd_, rel, flags);
 }
 
 Sysfs::~Sysfs() {

@@ -157,6 +157,32 @@ TEST_P(SysfsTest, WriteNeverFollowsALinkAtTheEnd) {
   EXPECT_EQ(get("sys/devices/pci0000:00/0000:00:02.0/driver_override"), "(null)\n");
 }
 
+TEST_P(SysfsTest, ConcurrentRenamesElsewhereNeverMakeAPathVanish) {
+  // openat2(RESOLVE_BENEATH) answers EAGAIN when any rename on the system races a ".." step of the lookup (the
+  // fixture's links are "../../../devices/..."); the store renames a file for every write. A path that exists
+  // must still be found.
+  Sysfs sysfs(root_.string(), GetParam());
+  std::atomic<bool> stop{false}, started{false};
+  std::thread renamer([&] {
+    const auto a = base_ / "a", b = base_ / "b";
+    std::ofstream(a) << "x";
+    started = true;
+    while (!stop) {
+      fs::rename(a, b);
+      fs::rename(b, a);
+    }
+  });
+  while (!started)
+    std::this_thread::yield();
+  int missed = 0, reads = 0;
+  for (const auto end = std::chrono::steady_clock::now() + 1s; std::chrono::steady_clock::now() < end; ++reads)
+    if (!sysfs.read_trimmed("sys/bus/pci/devices/0000:00:02.0/vendor"))
+      ++missed;
+  stop = true;
+  renamer.join();
+  EXPECT_EQ(missed, 0) << "of " << reads << " reads";
+}
+
 TEST(SysfsRoot, AutoPicksTheKernelResolverWhereOpenat2Works) {
   Sysfs s("/");
   EXPECT_EQ(s.resolver(), Sysfs::Resolver::Kernel) << "this kernel has openat2";
