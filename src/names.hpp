@@ -24,7 +24,4 @@ inline constexpr const char *kCli = "hostdevctl";
 inline constexpr const char *kUnit = "hostdevd.service";
 inline constexpr const char *kDefaultStateDir = "/var/lib/hostdev";
 
-inline constexpr const char *kVfioDriver = "vfio-pci";
-inline constexpr const char *kPersistencedUnit = "nvidia-persistenced.service";
-
 } // namespace hostdev::names

@@ -110,18 +110,6 @@ json properties_json(const VariantMap &props) {
   return o;
 }
 
-bool valid_bus_option(const std::string &bus) {
-  return bus == "system" || bus == "session" || bus.find(':') != std::string::npos;
-}
-
-std::unique_ptr<sdbus::IConnection> connect_bus(const std::string &bus) {
-  if (bus == "system")
-    return sdbus::createSystemBusConnection();
-  if (bus == "session")
-    return sdbus::createSessionBusConnection();
-  return sdbus::createSessionBusConnectionWithAddress(bus);
-}
-
 RootProxy::RootProxy(sdbus::IConnection &connection)
     : ProxyInterfaces(connection, names::kBusName, names::kRootPath) {
   registerProxy();

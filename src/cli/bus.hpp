@@ -1,7 +1,13 @@
 // hostdevctl's side of the bus: the connection, the generated proxies, and D-Bus values as JSON.
 #pragma once
 
-#include "hostdevctl_passthrough1_proxy.h"
+#include "common/bus.hpp"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#include "org_hostdev_passthrough1_proxy.h"
+#pragma GCC diagnostic pop
 
 #include <sdbus-c++/sdbus-c++.h>
 #include <nlohmann/json.hpp>
@@ -26,10 +32,8 @@ std::string snake_case(const std::string &camel);
 // IommuGroup -1.
 nlohmann::json properties_json(const VariantMap &props);
 
-// "system" (honours DBUS_SYSTEM_BUS_ADDRESS), "session", or a D-Bus address such as unix:path=/run/x.
-// Throws sdbus::Error when the bus cannot be reached.
-std::unique_ptr<sdbus::IConnection> connect_bus(const std::string &bus);
-bool valid_bus_option(const std::string &bus);
+using common::connect_bus;
+using common::valid_bus_option;
 
 namespace gen = org::hostdev::Passthrough1;
 

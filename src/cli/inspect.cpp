@@ -1,6 +1,7 @@
 #include "cli/inspect.hpp"
 
 #include "cli/table.hpp"
+#include "core/describe.hpp"
 #include "core/error.hpp"
 #include "core/sysfs.hpp"
 
@@ -10,71 +11,9 @@
 namespace hostdev::cli {
 namespace {
 
-template <class T> nlohmann::json or_null(const std::optional<T> &v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
-
 std::string yes_no(bool v, const char *yes, const char *no) { return v ? yes : no; }
 
 } // namespace
-
-nlohmann::json device_json(const core::PciFunction &fn) {
-  nlohmann::json j;
-  j["pci_address"] = fn.address;
-  j["vendor_id"] = core::hex4(fn.vendor_id);
-  j["device_id"] = core::hex4(fn.device_id);
-  j["subsystem_vendor_id"] = core::hex4(fn.subsystem_vendor_id);
-  j["subsystem_device_id"] = core::hex4(fn.subsystem_device_id);
-  j["vendor_name"] = fn.vendor_name;
-  j["device_name"] = fn.device_name;
-  j["class"] = core::class_hex(fn.class_code);
-  j["revision"] = fn.revision;
-  j["iommu_group"] = or_null(fn.iommu_group);
-  j["iommu_group_members"] = fn.group_members;
-  j["driver"] = or_null(fn.driver);
-  j["driver_override"] = or_null(fn.driver_override);
-  j["is_gpu"] = fn.is_gpu();
-  j["numa_node"] = fn.numa_node;
-  j["reset_method"] = fn.reset_method;
-  j["sriov_totalvfs"] = or_null(fn.sriov_totalvfs);
-  j["sriov_numvfs"] = or_null(fn.sriov_numvfs);
-  j["virtfns"] = fn.virtfns;
-  j["physfn"] = or_null(fn.physfn);
-  return j;
-}
-
-nlohmann::json inspect_json(const core::HostReport &report, const std::vector<core::PciFunction> &devices,
-                            const std::vector<core::MdevParent> &parents) {
-  nlohmann::json j;
-  j["iommu_enabled"] = report.iommu_enabled;
-  j["vfio_available"] = report.vfio_available();
-  j["vfio_pci_available"] = report.vfio_pci_available;
-  j["vfio_iommu_type1_loaded"] = report.vfio_iommu_type1_loaded;
-  j["hugepages"] = {{"total", report.hugepages_total},
-                    {"free", report.hugepages_free},
-                    {"size_kb", report.hugepage_size_kb}};
-  j["gpu_mode"] = core::gpu_mode_name(report.gpu_mode);
-  j["problems"] = nlohmann::json::array();
-  j["hints"] = nlohmann::json::array();
-  for (const auto &p : report.problems) {
-    j["problems"].push_back(p.message);
-    j["hints"].push_back(p.hint);
-  }
-  j["devices"] = nlohmann::json::array();
-  for (const auto &fn : devices)
-    j["devices"].push_back(device_json(fn));
-  j["mdev_parents"] = nlohmann::json::array();
-  for (const auto &parent : parents) {
-    nlohmann::json profiles = nlohmann::json::array();
-    for (const auto &t : parent.types)
-      profiles.push_back({{"type", t.id},
-                          {"name", t.name},
-                          {"description", t.description},
-                          {"device_api", t.device_api},
-                          {"framebuffer_mb", t.framebuffer_mb},
-                          {"available", t.available}});
-    j["mdev_parents"].push_back({{"parent", parent.name}, {"profiles", profiles}});
-  }
-  return j;
-}
 
 int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &err) {
   try {
@@ -91,7 +30,7 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
         shown.push_back(fn);
 
     if (options.json) {
-      out << inspect_json(report, shown, parents).dump(2) << '\n';
+      out << core::inspect_json(report, shown, parents).dump(2) << '\n';
       return 0;
     }
 

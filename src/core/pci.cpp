@@ -1,6 +1,7 @@
 #include "core/pci.hpp"
 
 #include "core/error.hpp"
+#include "core/host_names.hpp"
 #include "core/validate.hpp"
 
 #include <algorithm>
@@ -122,7 +123,7 @@ bool PciFunction::is_display() const noexcept {
 }
 bool PciFunction::is_gpu() const noexcept { return is_display() || is_nvidia(); }
 bool PciFunction::is_bridge() const noexcept { return (class_code >> 16) == 0x06; }
-bool PciFunction::on_vfio() const noexcept { return driver && *driver == "vfio-pci"; }
+bool PciFunction::on_vfio() const noexcept { return driver && *driver == kVfioPciDriver; }
 
 std::string hex4(std::uint16_t id) {
   char buf[8];
@@ -270,7 +271,7 @@ void read_hugepages(const Sysfs &sysfs, HostReport &report) {
 HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count) {
   HostReport r;
   r.iommu_enabled = !sysfs.list(kIommuGroups).empty() || !sysfs.list("sys/class/iommu").empty();
-  r.vfio_pci_available = sysfs.is_dir("sys/bus/pci/drivers/vfio-pci");
+  r.vfio_pci_available = sysfs.is_dir(std::string("sys/bus/pci/drivers/") + kVfioPciDriver);
   r.vfio_iommu_type1_loaded = sysfs.is_dir("sys/module/vfio_iommu_type1");
   read_hugepages(sysfs, r);
   r.mdev_parent_count = mdev_parent_count;

@@ -1,6 +1,6 @@
 #include "daemon/convert.hpp"
 
-#include "cli/inspect.hpp"
+#include "core/describe.hpp"
 #include "daemon/snapshot.hpp"
 
 #include <limits>
@@ -69,7 +69,7 @@ VariantMap json_object_to_map(const nlohmann::json &object) {
 }
 
 VariantMap available_entry(const core::AvailableDevice &device) {
-  auto out = json_object_to_map(cli::device_json(device.function));
+  auto out = json_object_to_map(core::device_json(device.function));
   out.emplace("registered", sdbus::Variant(sdbus::ObjectPath(device.registered_id.empty()
                                                                  ? std::string("/")
                                                                  : device_path(device.registered_id))));
