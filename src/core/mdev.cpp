@@ -192,9 +192,11 @@ std::optional<Mdev> MdevBus::find(const std::string &uuid) const {
   return m;
 }
 
-std::vector<ProfileSummary> MdevBus::profiles() const {
+std::vector<ProfileSummary> MdevBus::profiles() const { return summarize_profiles(parents()); }
+
+std::vector<ProfileSummary> summarize_profiles(const std::vector<MdevParent> &parents) {
   std::map<std::string, ProfileSummary> by_name;
-  for (const auto &parent : parents()) {
+  for (const auto &parent : parents) {
     for (const auto &t : parent.types) {
       auto [it, inserted] = by_name.try_emplace(t.name);
       if (inserted) {
@@ -211,10 +213,26 @@ std::vector<ProfileSummary> MdevBus::profiles() const {
   return out;
 }
 
+const ProfileSummary &resolve_profile(const std::vector<ProfileSummary> &profiles, const std::string &ref) {
+  for (const auto &p : profiles)
+    if (p.name == ref)
+      return p;
+  for (const auto &p : profiles)
+    if (p.type_id == ref)
+      return p;
+  std::vector<std::string> names;
+  for (const auto &p : profiles)
+    names.push_back(p.name);
+  const std::string shown = ref.size() > 80 ? ref.substr(0, 80) + "..." : ref;
+  fail(Errc::ProfileUnavailable, "no parent offers profile '" + shown + "'; available profiles: " +
+                                     (names.empty() ? std::string("none") : join(names)));
+}
+
 MdevBus::Slot MdevBus::find_free(const std::string &profile) const {
   bool known = false;
   unsigned offering = 0;
   std::set<std::string> names;
+  std::string shown; // the profile as name and type id
   for (const auto &parent : parents()) {
     for (const auto &t : parent.types) {
       names.insert(t.name);
@@ -222,6 +240,7 @@ MdevBus::Slot MdevBus::find_free(const std::string &profile) const {
         continue;
       known = true;
       ++offering;
+      shown = "'" + t.name + "'" + (t.name == t.id ? "" : " (type " + t.id + ")");
       if (t.available > 0)
         return Slot{parent.name, t};
     }
@@ -230,7 +249,7 @@ MdevBus::Slot MdevBus::find_free(const std::string &profile) const {
     fail(Errc::ProfileUnavailable, "no parent offers profile '" + profile + "'; available profiles: " +
                                        (names.empty() ? std::string("none") :
                                                         join(std::vector<std::string>(names.begin(), names.end()))));
-  fail(Errc::NoCapacity, "profile '" + profile + "' has no free instance: all " + std::to_string(offering) +
+  fail(Errc::NoCapacity, "profile " + shown + " has no free instance: all " + std::to_string(offering) +
                              " parent(s) offering it are in use; remove an mdev or choose a smaller profile");
 }
 

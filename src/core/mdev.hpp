@@ -44,6 +44,12 @@ struct ProfileSummary {
   unsigned available = 0; // sum of available_instances over parents
 };
 
+// The profiles of `parents`, by name: framebuffer and type id from the first parent offering it, available summed.
+std::vector<ProfileSummary> summarize_profiles(const std::vector<MdevParent> &parents);
+
+// The profile `ref` names, by name or type id. Throws ProfileUnavailable (naming the profiles there are) when none.
+const ProfileSummary &resolve_profile(const std::vector<ProfileSummary> &profiles, const std::string &ref);
+
 // Profile metadata (names, descriptions, framebuffer) is read once per parent and kept; available_instances is
 // re-read per parent on each call. rescan() forgets the cache (a parent appeared or vanished).
 class MdevBus {

@@ -3,6 +3,7 @@
 // Not thread-safe: the daemon runs every mutation on one worker thread.
 #pragma once
 
+#include "core/error.hpp"
 #include "core/mdev.hpp"
 #include "core/pci.hpp"
 #include "core/store.hpp"
@@ -56,19 +57,26 @@ struct InstancePaths {
   std::vector<std::string> cloud_hypervisor_args; // "--device", "path=<dir>", ...
 };
 
-// What happened, for the daemon's signals and PropertiesChanged. Every callback runs on the calling thread.
+// What happened to mdevs, for the daemon's signals (device and instance changes need no event: the daemon
+// compares its views before and after). Every callback runs on the calling thread.
 class Events {
 public:
   virtual ~Events() = default;
-  virtual void device_added(const DeviceRecord &) {}
-  virtual void device_changed(const DeviceRecord &) {}
-  virtual void device_removed(const DeviceRecord &) {}
-  virtual void instance_added(const InstanceRecord &) {}
-  virtual void instance_removed(const InstanceRecord &) {}
   virtual void mdev_created(const std::string & /*uuid*/, const std::string & /*profile*/,
                             const std::string & /*parent*/, const std::string & /*instance_id*/) {}
   virtual void mdev_destroyed(const std::string & /*uuid*/, const std::string & /*instance_id*/) {}
   virtual void reconciled(const ReconcileStats &) {}
+};
+
+// One reading of the host (every PCI function, every mdev parent with its types, every mdev) and what the reads
+// are answered from, derived from that one reading.
+struct HostView {
+  std::vector<PciFunction> functions; // sorted by address
+  std::vector<MdevParent> parents;
+  std::vector<Mdev> mdevs;
+  HostReport report;
+  std::vector<AvailableDevice> available; // every function, registered ones marked (ListAvailable all=true)
+  GpuResources resources;
 };
 
 struct ServiceOptions {
@@ -82,7 +90,8 @@ public:
   Service(const Sysfs &sysfs, Store &store, const PciNames &names, UnitControl *units = nullptr,
           Events *events = nullptr, Options options = {});
 
-  // Reads
+  // Reads. host_view() reads the host once for all of them; the others each read what they need.
+  HostView host_view() const;
   std::vector<AvailableDevice> list_available(bool all) const;
   HostReport host_report() const;
   GpuResources gpu_resources() const;
@@ -114,9 +123,20 @@ public:
   const Store &store() const noexcept { return store_; }
 
 private:
-  const DeviceRecord &device_or_throw(const std::string &id_or_name) const;
+  std::vector<AvailableDevice> available(std::vector<PciFunction> functions) const;
+  GpuResources resources(GpuMode mode, const std::vector<PciFunction> &functions,
+                         const std::vector<MdevParent> &parents, std::size_t mdev_count) const;
   void guard_not_busy(const DeviceRecord &device) const;
-  template <class F> auto track_timeout(const std::string &address, F &&f) -> decltype(f());
+  // Runs f(); a Timeout from it marks `address` busy.
+  template <class F> auto track_timeout(const std::string &address, F &&f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (const Error &e) {
+      if (e.code() == Errc::Timeout)
+        busy_.insert(address);
+      throw;
+    }
+  }
 
   const Sysfs &sysfs_;
   Store &store_;

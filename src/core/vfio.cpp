@@ -1,9 +1,8 @@
 #include "core/vfio.hpp"
 
 #include "core/error.hpp"
+#include "core/host_names.hpp"
 #include "core/validate.hpp"
-
-#include "names.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -90,7 +89,7 @@ std::string describe_holders(const std::vector<Holder> &holders) {
   return out;
 }
 
-bool Vfio::vfio_pci_available() const { return sysfs_.is_dir(std::string("sys/bus/pci/drivers/") + names::kVfioDriver); }
+bool Vfio::vfio_pci_available() const { return sysfs_.is_dir(std::string("sys/bus/pci/drivers/") + kVfioPciDriver); }
 
 GroupCheck Vfio::check_group(const std::string &address, const std::vector<std::string> &companions) const {
   GroupCheck check;
@@ -148,7 +147,7 @@ std::optional<std::string> Vfio::bind(const std::string &address, const std::vec
   auto restart = [&] {
     if (restart_persistenced) {
       try {
-        units_->start(names::kPersistencedUnit);
+        units_->start(kPersistencedUnit);
       } catch (const std::exception &) {
         // The bind result matters more; the daemon logs unit failures itself.
       }
@@ -157,21 +156,21 @@ std::optional<std::string> Vfio::bind(const std::string &address, const std::vec
 
   try {
     try {
-      if (fn->is_nvidia() && units_ != nullptr && units_->is_active(names::kPersistencedUnit)) {
+      if (fn->is_nvidia() && units_ != nullptr && units_->is_active(kPersistencedUnit)) {
         restart_persistenced = true; // from here on it is started again, whatever happens
-        units_->stop(names::kPersistencedUnit);
+        units_->stop(kPersistencedUnit);
       }
     } catch (const Error &) {
       throw;
     } catch (const std::exception &e) {
-      fail(Errc::KernelError, std::string("cannot stop ") + names::kPersistencedUnit + ": " + e.what());
+      fail(Errc::KernelError, std::string("cannot stop ") + kPersistencedUnit + ": " + e.what());
     }
-    write(dev + "/driver_override", names::kVfioDriver);
+    write(dev + "/driver_override", kVfioPciDriver);
     if (previous)
       write(driver_unbind_path(*previous), addr);
     write(kDriversProbe, addr);
     auto now = bus_.driver_of(addr);
-    if (now != std::string(names::kVfioDriver))
+    if (now != std::string(kVfioPciDriver))
       fail(Errc::KernelError, addr + " did not bind to vfio-pci (driver now: " + now.value_or("none") +
                                   "); see the kernel log (journalctl -k)");
   } catch (const Error &e) {
@@ -183,12 +182,12 @@ std::optional<std::string> Vfio::bind(const std::string &address, const std::vec
       // Undo what we did: no override, back to whatever driver the kernel picks.
       try {
         write(dev + "/driver_override", kOverrideClear);
-        if (bus_.driver_of(addr) == std::string(names::kVfioDriver))
-          write(driver_unbind_path(names::kVfioDriver), addr);
+        if (bus_.driver_of(addr) == std::string(kVfioPciDriver))
+          write(driver_unbind_path(kVfioPciDriver), addr);
         if (!bus_.driver_of(addr))
           write(kDriversProbe, addr);
       } catch (const Error &) {
-        message += " (and putting it back failed too: run 'hostdevctl restore')";
+        message += " (and putting it back failed too: the device needs a Restore)";
       }
     }
     restart();
@@ -211,13 +210,13 @@ std::optional<std::string> Vfio::unbind(const std::string &address,
 
   const std::string dev = pci_device_path(addr);
   write(dev + "/driver_override", kOverrideClear);
-  write(driver_unbind_path(names::kVfioDriver), addr);
+  write(driver_unbind_path(kVfioPciDriver), addr);
   write(kDriversProbe, addr);
   auto now = bus_.driver_of(addr);
   if (expected_driver && now != expected_driver)
     fail(Errc::KernelError, addr + " was released from vfio-pci but its host driver " + *expected_driver +
                                 " did not take it back (driver now: " + now.value_or("none") +
-                                "); check 'journalctl -k' and try 'hostdevctl restore'");
+                                "); the kernel log may say why, and a Restore re-probes it");
   return now;
 }
 
@@ -234,12 +233,12 @@ std::optional<std::string> Vfio::restore(const std::string &address) const {
   if (fn->driver_override)
     write(dev + "/driver_override", kOverrideClear);
   if (fn->on_vfio())
-    write(driver_unbind_path(names::kVfioDriver), addr);
+    write(driver_unbind_path(kVfioPciDriver), addr);
   if (!bus_.driver_of(addr))
     write(kDriversProbe, addr);
-  if (fn->is_nvidia() && units_ != nullptr && units_->exists(names::kPersistencedUnit) &&
-      !units_->is_active(names::kPersistencedUnit))
-    units_->start(names::kPersistencedUnit);
+  if (fn->is_nvidia() && units_ != nullptr && units_->exists(kPersistencedUnit) &&
+      !units_->is_active(kPersistencedUnit))
+    units_->start(kPersistencedUnit);
   return bus_.driver_of(addr);
 }
 

@@ -1,0 +1,227 @@
+// Instances: create (all or nothing, journalled) and delete (retryable, each step recorded as it completes).
+#include "core/service.hpp"
+
+#include "core/error.hpp"
+#include "core/host_names.hpp"
+#include "core/ids.hpp"
+#include "core/undo.hpp"
+#include "core/validate.hpp"
+
+#include <algorithm>
+
+namespace hostdev::core {
+namespace {
+
+constexpr std::size_t kMaxImageLength = 4096;
+
+void validate_image(const std::string &image) {
+  if (image.size() > kMaxImageLength)
+    fail(Errc::InvalidArgument, "image is longer than 4096 characters");
+  for (char c : image)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      fail(Errc::InvalidArgument, "image contains control characters");
+}
+
+void validate_profile(const std::string &profile) {
+  if (profile.size() > 255)
+    fail(Errc::InvalidArgument, "gpu_profile is longer than 255 characters");
+  for (char c : profile)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '/')
+      fail(Errc::InvalidArgument, "gpu_profile contains characters no profile has");
+}
+
+} // namespace
+
+const InstanceRecord &Service::create_instance(const std::string &name, const InstanceSpec &spec,
+                                               std::uint32_t owner_uid) {
+  // 1. Validate everything before the first write.
+  validate_name(name, "instance name");
+  validate_image(spec.image);
+  validate_profile(spec.gpu_profile);
+  for (const auto &[id, rec] : store_.instances())
+    if (rec.name == name)
+      fail(Errc::NameExists, "an instance named '" + name + "' already exists");
+  if (spec.devices.empty() && spec.gpu_profile.empty())
+    fail(Errc::InvalidArgument, "an instance needs at least one device or a gpu_profile");
+  std::vector<DeviceRecord> devices;
+  for (const auto &ref : spec.devices) {
+    auto rec = get_device(ref);
+    if (std::any_of(devices.begin(), devices.end(), [&](const auto &d) { return d.id == rec.id; }))
+      fail(Errc::InvalidArgument, "device '" + ref + "' is listed twice");
+    if (!rec.attached_to.empty())
+      fail(Errc::InUse, rec.name + " is already attached to instance " + rec.attached_to);
+    guard_not_busy(rec);
+    if (!pci_.find(rec.pci_address))
+      fail(Errc::DeviceNotFound, rec.name + " (" + rec.pci_address + ") is no longer present on this host");
+    devices.push_back(std::move(rec));
+  }
+  std::optional<MdevBus::Slot> slot;
+  if (!spec.gpu_profile.empty())
+    slot = mdev_.find_free(spec.gpu_profile);
+
+  InstanceRecord inst;
+  inst.id = new_object_id();
+  inst.name = name;
+  inst.image = spec.image;
+  inst.owner_uid = owner_uid;
+
+  // 2. The journal knows what we are about to do before the kernel does.
+  Intent intent;
+  intent.id = new_object_id();
+  intent.op = "create-instance";
+  intent.instance_id = inst.id;
+  intent.started_at = now_usec();
+  store_.put_intent(intent);
+
+  std::vector<std::string> addresses;
+  for (const auto &dev : devices)
+    addresses.push_back(dev.pci_address);
+
+  // 3. The changes, each preceded by the step that takes it back.
+  Undo undo;
+  try {
+    for (auto &dev : devices) {
+      const auto current = pci_.driver_of(dev.pci_address);
+      if (current == std::string(kVfioPciDriver))
+        continue; // already on vfio-pci: nothing of ours to undo
+      // Journal first: a crash during the bind leaves a record saying whose driver to give it back to.
+      dev.host_driver = current;
+      store_.put_device(dev);
+      intent.bound_devices.push_back(dev.id);
+      store_.put_intent(intent);
+      undo.push("giving " + dev.name + " back to its driver", [this, dev] {
+        if (is_busy(dev.pci_address))
+          fail(Errc::InUse, "a kernel write to it has not returned; a Restore gives it back once it has");
+        if (pci_.driver_of(dev.pci_address) == std::string(kVfioPciDriver))
+          vfio_.unbind(dev.pci_address, dev.host_driver);
+      });
+      track_timeout(dev.pci_address, [&] { return vfio_.bind(dev.pci_address, addresses); });
+    }
+    crash_point("after-bind");
+    if (slot) {
+      MdevRecord m;
+      m.uuid = new_uuid();
+      m.parent = slot->parent;
+      m.type_id = slot->type.id;
+      m.instance_id = inst.id;
+      m.created_at = now_usec();
+      // Recorded before the create write: the write may happen even if we never learn of it.
+      store_.put_mdev(m);
+      intent.mdev_uuid = m.uuid;
+      store_.put_intent(intent);
+      undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
+        if (busy_mdevs_.count(uuid))
+          fail(Errc::InUse, "the kernel has not finished creating it; reconcile removes it once it has");
+        if (mdev_.find(uuid))
+          mdev_.remove(uuid, options_.deadline);
+        store_.remove_mdev(uuid);
+      });
+      try {
+        mdev_.create(m.parent, m.type_id, m.uuid, options_.deadline);
+      } catch (const Error &e) {
+        if (e.code() == Errc::Timeout)
+          busy_mdevs_.insert(m.uuid);
+        throw;
+      }
+      crash_point("after-mdev-create");
+      inst.gpu_profile = slot->type.name;
+      inst.mdev_uuid = m.uuid;
+      inst.mdev_parent = m.parent;
+    }
+    for (auto &dev : devices) {
+      dev.attached_to = inst.id;
+      inst.devices.push_back(dev.id);
+      store_.put_device(dev);
+      undo.push("detaching " + dev.name, [this, detached = dev]() mutable {
+        detached.attached_to.clear();
+        store_.put_device(detached);
+      });
+    }
+    crash_point("before-instance-commit");
+    inst.created_at = now_usec();
+    store_.put_instance(inst);
+    undo.commit();
+  } catch (...) {
+    // All or nothing. The journal stays (for reconcile) only if something could not be undone.
+    const auto failures = undo.run();
+    if (failures.empty()) {
+      try {
+        store_.remove_intent(intent.id);
+      } catch (const std::exception &) {
+      }
+      throw;
+    }
+    std::string undo_errors;
+    for (const auto &f : failures)
+      undo_errors += "; " + f;
+    try {
+      throw;
+    } catch (const Error &e) {
+      throw Error(e.code(), std::string(e.what()) + undo_errors + " (reconcile will retry)");
+    } catch (const std::exception &e) {
+      throw Error(Errc::KernelError, std::string(e.what()) + undo_errors + " (reconcile will retry)");
+    }
+  }
+  store_.remove_intent(intent.id);
+
+  const auto &saved = store_.instances().at(inst.id);
+  if (!saved.mdev_uuid.empty())
+    events_->mdev_created(saved.mdev_uuid, saved.gpu_profile, saved.mdev_parent, saved.id);
+  return saved;
+}
+
+void Service::delete_instance(const std::string &id_or_name) {
+  auto inst = get_instance(id_or_name);
+  // Pre-flight: refuse while a VM still holds anything, before changing a thing.
+  std::optional<Mdev> mdev;
+  if (!inst.mdev_uuid.empty()) {
+    mdev = mdev_.find(inst.mdev_uuid);
+    if (mdev)
+      if (auto holders = find_holders(sysfs_, vfio_device_nodes(sysfs_, "sys/bus/mdev/devices/" + mdev->uuid,
+                                                                 mdev->iommu_group));
+          !holders.empty())
+        fail(Errc::InUse, "mdev " + inst.mdev_uuid + " of instance " + inst.name + " is in use: " +
+                              describe_holders(holders));
+  }
+  std::vector<DeviceRecord> devices;
+  for (const auto &id : inst.devices) {
+    auto it = store_.devices().find(id);
+    if (it == store_.devices().end() || it->second.attached_to != inst.id)
+      continue; // gone, or released by an earlier attempt
+    guard_not_busy(it->second);
+    if (pci_.driver_of(it->second.pci_address) == std::string(kVfioPciDriver))
+      if (auto holders = vfio_.holders_of(it->second.pci_address); !holders.empty())
+        fail(Errc::InUse, it->second.name + " of instance " + inst.name + " is in use: " + describe_holders(holders));
+    devices.push_back(it->second);
+  }
+
+  // Each step is recorded as it completes, so a failed delete can simply be retried.
+  if (!inst.mdev_uuid.empty()) {
+    const auto uuid = inst.mdev_uuid;
+    if (mdev)
+      mdev_.remove(uuid, options_.deadline);
+    store_.remove_mdev(uuid);
+    inst.mdev_uuid.clear();
+    store_.put_instance(inst);
+    events_->mdev_destroyed(uuid, inst.id);
+  }
+  for (auto &dev : devices) {
+    try {
+      if (pci_.driver_of(dev.pci_address) == std::string(kVfioPciDriver))
+        track_timeout(dev.pci_address, [&] { return vfio_.unbind(dev.pci_address, dev.host_driver); });
+    } catch (const Error &e) {
+      if (e.code() != Errc::Timeout)
+        throw;
+      // The unbind is still in the kernel: release the device from the instance (it stays busy until
+      // 'restore'), so that neither a retried delete nor restore waits on the other.
+      dev.attached_to.clear();
+      store_.put_device(dev);
+      throw;
+    }
+    dev.attached_to.clear();
+    store_.put_device(dev);
+  }
+  store_.remove_instance(inst.id);
+}
+
+} // namespace hostdev::core
