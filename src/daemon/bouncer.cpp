@@ -3,7 +3,7 @@
 #include "core/error.hpp"
 #include "names.hpp"
 
-#include <sdbus-c++/Types.h>
+#include <sdbus-c++/sdbus-c++.h>
 
 namespace hostdev::daemon {
 
@@ -30,19 +30,27 @@ const char *action_for(std::string_view method) {
 PolkitAuthority::PolkitAuthority(sdbus::IConnection &connection)
     : proxy_(sdbus::createProxy(connection, "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority")) {}
 
-bool PolkitAuthority::check(const std::string &sender, const std::string &action, const Details &details,
-                            bool interactive) {
+void PolkitAuthority::check(const std::string &sender, const std::string &action, const Details &details,
+                            bool interactive, Answer answer) {
   using Subject = sdbus::Struct<std::string, std::map<std::string, sdbus::Variant>>;
   Subject subject{std::string("system-bus-name"), std::map<std::string, sdbus::Variant>{{"name", sdbus::Variant(sender)}}};
-  sdbus::Struct<bool, bool, std::map<std::string, std::string>> result;
   const std::uint32_t flags = interactive ? 1 : 0;
-  // Interactive authentication waits for a person; give it the time an agent dialog needs.
-  proxy_->callMethod("CheckAuthorization")
-      .onInterface("org.freedesktop.PolicyKit1.Authority")
-      .withTimeout(std::chrono::seconds(interactive ? 120 : 25))
-      .withArguments(subject, action, details, flags, std::string())
-      .storeResultsTo(result);
-  return std::get<0>(result);
+  try {
+    // Interactive authentication waits for a person; give it the time an agent dialog needs.
+    proxy_->callMethodAsync("CheckAuthorization")
+        .onInterface("org.freedesktop.PolicyKit1.Authority")
+        .withTimeout(std::chrono::seconds(interactive ? 120 : 25))
+        .withArguments(subject, action, details, flags, std::string())
+        .uponReplyInvoke([answer](const sdbus::Error *error,
+                                  const sdbus::Struct<bool, bool, std::map<std::string, std::string>> &result) {
+          if (error != nullptr)
+            answer(false, "polkit failed: " + error->getName() + ": " + error->getMessage());
+          else
+            answer(std::get<0>(result), "");
+        });
+  } catch (const sdbus::Error &e) {
+    answer(false, "polkit failed: " + e.getName() + ": " + e.getMessage());
+  }
 }
 
 const char *Bouncer::action(std::string_view method, std::uint32_t caller_uid,
@@ -56,28 +64,36 @@ const char *Bouncer::action(std::string_view method, std::uint32_t caller_uid,
 }
 
 void Bouncer::authorize(const Caller &caller, std::string_view method, const Details &details, bool interactive,
-                        std::optional<std::uint32_t> instance_owner) const {
+                        std::optional<std::uint32_t> instance_owner,
+                        std::function<void(std::exception_ptr)> done) const {
   const char *act = action(method, caller.uid, instance_owner);
-  if (act == nullptr)
-    core::fail(core::Errc::NotAuthorized, "method " + std::string(method) + " is not allowed for anyone");
-  if (caller.uid == 0)
+  if (act == nullptr) {
+    done(std::make_exception_ptr(
+        core::Error(core::Errc::NotAuthorized, "method " + std::string(method) + " is not allowed for anyone")));
     return;
-  bool allowed = false;
-  std::string why;
-  try {
-    allowed = authority_ != nullptr && authority_->check(caller.sender, act, details, interactive);
-    if (authority_ == nullptr)
-      why = " (no authority to ask)";
-  } catch (const sdbus::Error &e) {
-    why = " (polkit failed: " + e.getName() + ": " + e.getMessage() + ")";
-  } catch (const std::exception &e) {
-    why = std::string(" (polkit failed: ") + e.what() + ")";
   }
-  if (!allowed)
-    core::fail(core::Errc::NotAuthorized,
-               "uid " + std::to_string(caller.uid) + " is not authorized for " + act + why +
-                   (interactive ? "" : "; pass the option interactive=true to let polkit ask for authentication") +
-                   ", or ask an administrator to grant it (e.g. membership of group hostdev with the example rules)");
+  if (caller.uid == 0) {
+    done(nullptr);
+    return;
+  }
+  auto refuse = [uid = caller.uid, action = std::string(act), interactive, done](const std::string &why) {
+    done(std::make_exception_ptr(core::Error(
+        core::Errc::NotAuthorized,
+        "uid " + std::to_string(uid) + " is not authorized for " + action + (why.empty() ? "" : " (" + why + ")") +
+            (interactive ? "" : "; pass the option interactive=true to let polkit ask for authentication") +
+            ", or ask an administrator to grant it (e.g. membership of group hostdev with the example rules)")));
+  };
+  if (authority_ == nullptr) {
+    refuse("no authority to ask");
+    return;
+  }
+  authority_->check(caller.sender, act, details, interactive,
+                    [done, refuse](bool allowed, const std::string &why) {
+                      if (allowed)
+                        done(nullptr);
+                      else
+                        refuse(why);
+                    });
 }
 
 } // namespace hostdev::daemon

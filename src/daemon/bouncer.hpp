@@ -1,11 +1,15 @@
 // Authorization: a default-deny map from each mutating method to its polkit action, and the one check every
-// mutation goes through. Reads are open. polkit absent or failing = denied (uid 0 excepted).
+// mutation goes through before it is queued. Reads are open. polkit absent or failing = denied (uid 0 excepted).
+// Asynchronous: the answer comes through a callback on the bus thread, so a person slow to type a password (or
+// an agent that never answers) delays only the call it was asked for.
 #pragma once
 
 #include <sdbus-c++/IConnection.h>
 #include <sdbus-c++/IProxy.h>
 
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,21 +32,23 @@ struct Caller {
   std::uint32_t uid = 0;
 };
 
-// The authority the bouncer asks. Throws on any failure (the bouncer then denies).
+// The authority the bouncer asks.
 class Authority {
 public:
+  // Called exactly once: allowed, or not with `why` saying what failed ("" for a plain no).
+  using Answer = std::function<void(bool allowed, const std::string &why)>;
   virtual ~Authority() = default;
-  virtual bool check(const std::string &sender, const std::string &action, const Details &details,
-                     bool interactive) = 0;
+  virtual void check(const std::string &sender, const std::string &action, const Details &details, bool interactive,
+                     Answer answer) = 0;
 };
 
 // org.freedesktop.PolicyKit1 CheckAuthorization, subject ("system-bus-name", {"name": sender}), flags 1 when
-// interactive. Uses the connection it is given (the worker's own; sd-bus connections are not thread-safe).
+// interactive, as an asynchronous call on `connection` (the bus thread's): the answer arrives through its loop.
 class PolkitAuthority : public Authority {
 public:
   explicit PolkitAuthority(sdbus::IConnection &connection);
-  bool check(const std::string &sender, const std::string &action, const Details &details,
-             bool interactive) override;
+  void check(const std::string &sender, const std::string &action, const Details &details, bool interactive,
+             Answer answer) override;
 
 private:
   std::unique_ptr<sdbus::IProxy> proxy_;
@@ -50,14 +56,16 @@ private:
 
 class Bouncer {
 public:
+  // nullptr: no authority to ask (everyone but root is refused).
   explicit Bouncer(Authority *authority) : authority_(authority) {}
 
-  // Throws core::Error(NotAuthorized) unless allowed. `instance_owner`: for the Delete methods, the owner uid of
-  // the instance; another user's instance needs manage-all-instances.
+  // Calls `done` once: with nullptr when allowed, else with a core::Error(NotAuthorized) naming the action.
+  // `instance_owner`: for the Delete methods, the owner uid of the instance; another user's instance needs
+  // manage-all-instances. Root is allowed without asking; an unknown method is refused without asking.
   void authorize(const Caller &caller, std::string_view method, const Details &details, bool interactive,
-                 std::optional<std::uint32_t> instance_owner = std::nullopt) const;
+                 std::optional<std::uint32_t> instance_owner, std::function<void(std::exception_ptr)> done) const;
 
-  // The action `authorize` would ask for (nullptr: denied outright).
+  // The action `authorize` asks for (nullptr: denied outright).
   static const char *action(std::string_view method, std::uint32_t caller_uid,
                             std::optional<std::uint32_t> instance_owner);
 

@@ -1,27 +1,11 @@
-// hostdevd: the D-Bus system service org.hostdev.Passthrough1. main() parses the command line and calls
-// run_daemon(); tests/bus builds a fake-kernel daemon around the same function.
+// hostdevd: the D-Bus system service org.hostdev.Passthrough1. main() parses the command line (cmdline.hpp) and
+// calls run_daemon(); tests/bus builds a fake-kernel daemon around the same function.
 #pragma once
 
 #include "core/sysfs.hpp"
-
-#include <chrono>
-#include <string>
-#include <vector>
+#include "daemon/cmdline.hpp"
 
 namespace hostdev::daemon {
-
-struct DaemonOptions {
-  std::string sysfs_root = "/";
-  std::string state_dir;       // default names::kDefaultStateDir
-  std::string bus = "system";  // "system", "session" or a D-Bus address ("unix:path=...")
-  std::chrono::seconds idle_exit{0}; // 0 = stay
-  std::chrono::milliseconds write_timeout = core::Sysfs::kDefaultDeadline; // per kernel write (--write-timeout)
-};
-
-// Parses argv into `options`. Returns -1 to go on, else the exit status (0 after --help/--version, 2 on a usage
-// error, with the message written). `extra_usage` is appended to --help (the fake daemon's own options).
-int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vector<std::string> *unparsed = nullptr,
-                       const std::string &extra_usage = "");
 
 // Load the store (warnings logged), discover, reconcile (MdevsReconciled), export the objects, then request the
 // name; serve until SIGTERM/SIGINT or idle. `hook` is for the fake kernel of tests only. Returns the exit status.

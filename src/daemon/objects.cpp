@@ -1,10 +1,12 @@
 #include "daemon/objects.hpp"
 
 #include "config.h"
+#include "core/host_names.hpp"
 #include "core/validate.hpp"
 #include "daemon/convert.hpp"
 #include "daemon/errors.hpp"
 #include "daemon/options.hpp"
+#include "daemon/worker.hpp"
 #include "names.hpp"
 
 #pragma GCC diagnostic push
@@ -23,19 +25,24 @@ namespace {
 
 namespace gen = org::hostdev::Passthrough1;
 
-// The async method pattern: `body` runs now on the bus thread (parses options, may throw) and returns the Job
-// for the worker; any failure, now or later, becomes the error reply.
-template <class... R, class Body>
-void async_call(Backend &backend, const sdbus::IObject &object, sdbus::Result<R...> &&result, Body body) {
+// The one shape of every mutating method: `prepare(options, result)` runs now, on the bus thread, validates and
+// resolves the arguments against the model and returns the Mutation (method, canonical details, work); the
+// backend authorizes it and queues the work. Any failure, now or later, becomes the error reply.
+template <class... R, class Prepare>
+void mutation_call(Backend &backend, const sdbus::IObject &object, sdbus::Result<R...> &&result,
+                   const VariantMap &options, const std::vector<OptionSpec> &allowed, const char *what,
+                   Prepare prepare) {
   auto res = std::make_shared<sdbus::Result<R...>>(std::move(result));
   try {
-    Job job = body(res);
     const auto *msg = object.getCurrentlyProcessedMessage();
-    job.sender = msg != nullptr ? msg->getSender() : std::string();
-    if (job.sender.empty())
+    const std::string sender = msg != nullptr ? msg->getSender() : std::string();
+    if (sender.empty())
       core::fail(core::Errc::NotAuthorized, "the call has no sender");
-    job.fail = [res](const sdbus::Error &e) { res->returnError(e); };
-    backend.submit(std::move(job));
+    const auto opts = Options::parse(options, allowed, what);
+    Mutation mutation = prepare(opts, res);
+    mutation.interactive = opts.interactive();
+    mutation.fail = [res](const sdbus::Error &e) { res->returnError(e); };
+    backend.submit(sender, std::move(mutation));
   } catch (...) {
     res->returnError(to_dbus_error(std::current_exception()));
   }
@@ -50,34 +57,6 @@ template <class F> auto read_call(F f) -> decltype(f()) {
   }
 }
 
-void validate_ref(const std::string &ref, const char *what) {
-  if (!core::is_object_id(ref) && !core::is_valid_name(ref))
-    core::fail(core::Errc::InvalidName, "'" + (ref.size() > 80 ? ref.substr(0, 80) + "..." : ref) +
-                                            "' is neither a " + what + " id nor a valid " + what + " name");
-}
-
-const DeviceView &find_device(const Snapshot &snap, const std::string &ref) {
-  validate_ref(ref, "device");
-  auto it = snap.devices.find(ref);
-  if (it != snap.devices.end())
-    return it->second;
-  for (const auto &[id, view] : snap.devices)
-    if (view.record.name == ref)
-      return view;
-  core::fail(core::Errc::NotFound, "no registered device '" + ref + "'; ListDevices lists them");
-}
-
-const InstanceView &find_instance(const Snapshot &snap, const std::string &ref) {
-  validate_ref(ref, "instance");
-  auto it = snap.instances.find(ref);
-  if (it != snap.instances.end())
-    return it->second;
-  for (const auto &[id, view] : snap.instances)
-    if (view.record.name == ref)
-      return view;
-  core::fail(core::Errc::NotFound, "no instance '" + ref + "'; ListInstances lists them");
-}
-
 template <class Map> std::vector<sdbus::ObjectPath> sorted_paths(const Map &map, std::string (*path)(const std::string &)) {
   std::vector<std::pair<std::string, std::string>> items;
   for (const auto &[id, view] : map)
@@ -89,17 +68,31 @@ template <class Map> std::vector<sdbus::ObjectPath> sorted_paths(const Map &map,
   return out;
 }
 
+// What polkit rules see of a device and of an instance: names, ids, the normalized address.
 Details device_details(const core::DeviceRecord &rec) {
-  return {{"device", rec.name}, {"pci_address", rec.pci_address}};
+  return {{"device", rec.name}, {"device_id", rec.id}, {"pci_address", rec.pci_address}};
 }
 
-// Delete of an instance by id or name: shared by Instances.Delete and Instance.Delete.
-Reply delete_instance(WorkContext &ctx, const std::string &ref, std::string_view method,
-                      const std::shared_ptr<sdbus::Result<>> &res) {
-  const auto inst = ctx.service.get_instance(ref); // NotFound / InvalidName before asking anyone
-  ctx.authorize(method, {{"instance", inst.name}}, inst.owner_uid);
-  ctx.service.delete_instance(inst.id);
-  return [res] { res->returnResults(); };
+Details instance_details(const core::InstanceRecord &rec) { return {{"instance", rec.name}, {"instance_id", rec.id}}; }
+
+// Instances.Delete and Instance.Delete.
+Mutation delete_mutation(const InstanceView &view, const char *method, const std::shared_ptr<sdbus::Result<>> &res) {
+  Mutation m;
+  m.method = method;
+  m.details = instance_details(view.record);
+  m.instance_owner = view.record.owner_uid;
+  m.work = [res, id = view.record.id](core::Service &service, const Caller &) -> Reply {
+    service.delete_instance(id);
+    return [res] { res->returnResults(); };
+  };
+  return m;
+}
+
+std::string joined(const std::vector<std::string> &items) {
+  std::string out;
+  for (const auto &item : items)
+    out += (out.empty() ? "" : ",") + item;
+  return out;
 }
 
 } // namespace
@@ -133,31 +126,33 @@ private:
 
   void Register(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, std::string pci_address,
                 VariantMap options) override {
-    async_call(backend_, getObject(), std::move(result), [&](auto res) {
-      const auto opts = Options::parse(options, {});
-      Job job;
-      job.interactive = opts.interactive();
-      job.work = [res, name, pci_address](WorkContext &ctx) -> Reply {
-        ctx.authorize("Devices.Register", {{"pci_address", pci_address}, {"device", name}});
-        const auto path = sdbus::ObjectPath(device_path(ctx.service.register_device(name, pci_address).id));
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      // polkit sees what will be registered: the normalized address and the name actually used.
+      const auto address = core::normalize_pci_address(pci_address);
+      const auto device_name = name.empty() ? core::default_device_name(address) : name;
+      core::validate_name(device_name, "device name");
+      Mutation m;
+      m.method = "Devices.Register";
+      m.details = {{"pci_address", address}, {"device", device_name}};
+      m.work = [res, device_name, address](core::Service &service, const Caller &) -> Reply {
+        const auto path = sdbus::ObjectPath(device_path(service.register_device(device_name, address).id));
         return [res, path] { res->returnResults(path); };
       };
-      return job;
+      return m;
     });
   }
 
   void Unregister(sdbus::Result<> &&result, std::string device, VariantMap options) override {
-    async_call(backend_, getObject(), std::move(result), [&](auto res) {
-      const auto opts = Options::parse(options, {});
-      Job job;
-      job.interactive = opts.interactive();
-      job.work = [res, device](WorkContext &ctx) -> Reply {
-        const auto rec = ctx.service.get_device(device);
-        ctx.authorize("Devices.Unregister", device_details(rec));
-        ctx.service.unregister_device(rec.id);
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto &view = find_device(backend_.snapshot(), device);
+      Mutation m;
+      m.method = "Devices.Unregister";
+      m.details = device_details(view.record);
+      m.work = [res, id = view.record.id](core::Service &service, const Caller &) -> Reply {
+        service.unregister_device(id);
         return [res] { res->returnResults(); };
       };
-      return job;
+      return m;
     });
   }
 
@@ -174,16 +169,14 @@ private:
   VariantMap CheckHost() override { return read_call([&] { return report_map(backend_.snapshot().report); }); }
 
   void Reconcile(sdbus::Result<VariantMap> &&result, VariantMap options) override {
-    async_call(backend_, getObject(), std::move(result), [&](auto res) {
-      const auto opts = Options::parse(options, {});
-      Job job;
-      job.interactive = opts.interactive();
-      job.work = [res](WorkContext &ctx) -> Reply {
-        ctx.authorize("Devices.Reconcile", {});
-        const auto stats = ctx.service.reconcile();
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      Mutation m;
+      m.method = "Devices.Reconcile";
+      m.work = [res](core::Service &service, const Caller &) -> Reply {
+        const auto stats = service.reconcile();
         return [res, stats] { res->returnResults(stats_map(stats)); };
       };
-      return job;
+      return m;
     });
   }
 
@@ -196,44 +189,44 @@ private:
 
   // Instances
   void Create(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, VariantMap spec) override {
-    async_call(backend_, getObject(), std::move(result), [&](auto res) {
-      const auto opts = Options::parse(spec, {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}}, "spec key");
+    mutation_call(backend_, getObject(), std::move(result), spec,
+                  {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}}, "spec key", [&](const Options &opts,
+                                                                                             auto res) {
+      core::validate_name(name, "instance name");
+      const auto &snap = backend_.snapshot();
+      // polkit sees the devices by name, id and address, and the profile by name and type id, however the
+      // caller wrote them.
       core::InstanceSpec s;
-      s.devices = opts.get_strings("devices");
-      s.gpu_profile = opts.get_string("gpu_profile");
       s.image = opts.get_string("image");
-      Job job;
-      job.interactive = opts.interactive();
-      job.work = [res, name, s](WorkContext &ctx) -> Reply {
-        Details details{{"instance", name}};
-        if (!s.gpu_profile.empty())
-          details["profile"] = s.gpu_profile;
-        std::string devices, addresses;
-        for (const auto &ref : s.devices) {
-          devices += (devices.empty() ? "" : ",") + ref;
-          const auto *rec = ctx.service.store().find_device(ref);
-          if (rec != nullptr)
-            addresses += (addresses.empty() ? "" : ",") + rec->pci_address;
-        }
-        if (!devices.empty())
-          details["device"] = devices;
-        if (!addresses.empty())
-          details["pci_address"] = addresses;
-        ctx.authorize("Instances.Create", details);
-        const auto path = sdbus::ObjectPath(instance_path(ctx.service.create_instance(name, s, ctx.caller.uid).id));
+      std::vector<std::string> names, ids, addresses;
+      for (const auto &ref : opts.get_strings("devices")) {
+        const auto &view = find_device(snap, ref);
+        names.push_back(view.record.name);
+        ids.push_back(view.record.id);
+        addresses.push_back(view.record.pci_address);
+      }
+      s.devices = ids;
+      Mutation m;
+      m.method = "Instances.Create";
+      m.details = {{"instance", name}};
+      if (!ids.empty())
+        m.details.insert({{"device", joined(names)}, {"device_id", joined(ids)}, {"pci_address", joined(addresses)}});
+      if (const auto profile = opts.get_string("gpu_profile"); !profile.empty()) {
+        const auto &p = core::resolve_profile(snap.resources.profiles, profile);
+        s.gpu_profile = p.name;
+        m.details.insert({{"profile", p.name}, {"profile_type", p.type_id}});
+      }
+      m.work = [res, name, s](core::Service &service, const Caller &caller) -> Reply {
+        const auto path = sdbus::ObjectPath(instance_path(service.create_instance(name, s, caller.uid).id));
         return [res, path] { res->returnResults(path); };
       };
-      return job;
+      return m;
     });
   }
 
   void Delete(sdbus::Result<> &&result, std::string instance, VariantMap options) override {
-    async_call(backend_, getObject(), std::move(result), [&](auto res) {
-      const auto opts = Options::parse(options, {});
-      Job job;
-      job.interactive = opts.interactive();
-      job.work = [res, instance](WorkContext &ctx) { return delete_instance(ctx, instance, "Instances.Delete", res); };
-      return job;
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      return delete_mutation(find_instance(backend_.snapshot(), instance), "Instances.Delete", res);
     });
   }
 
@@ -270,25 +263,24 @@ public:
     if (a.device_name != b.device_name) out.emplace_back("DeviceName");
     if (a.record.iommu_group != b.record.iommu_group) out.emplace_back("IommuGroup");
     if (a.driver != b.driver) out.emplace_back("Driver");
-    if ((a.driver == names::kVfioDriver) != (b.driver == names::kVfioDriver)) out.emplace_back("BoundToVfio");
+    if ((a.driver == core::kVfioPciDriver) != (b.driver == core::kVfioPciDriver)) out.emplace_back("BoundToVfio");
     if (a.record.attached_to != b.record.attached_to) out.emplace_back("AttachedTo");
     return out;
   }
 
 private:
-  void mutate(sdbus::Result<> &&result, VariantMap options, const char *method,
+  void mutate(sdbus::Result<> &&result, const VariantMap &options, const char *method,
               const core::DeviceRecord &(core::Service::*op)(const std::string &)) {
-    async_call(backend_, getObject(), std::move(result), [&](auto res) {
-      const auto opts = Options::parse(options, {});
-      Job job;
-      job.interactive = opts.interactive();
-      job.work = [res, id = id_, method, op](WorkContext &ctx) -> Reply {
-        const auto rec = ctx.service.get_device(id);
-        ctx.authorize(method, device_details(rec));
-        (ctx.service.*op)(id);
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto &view = find_device(backend_.snapshot(), id_);
+      Mutation m;
+      m.method = method;
+      m.details = device_details(view.record);
+      m.work = [res, id = id_, op](core::Service &service, const Caller &) -> Reply {
+        (service.*op)(id);
         return [res] { res->returnResults(); };
       };
-      return job;
+      return m;
     });
   }
 
@@ -320,7 +312,7 @@ private:
   std::string DeviceName() override { return view().device_name; }
   int32_t IommuGroup() override { return view().record.iommu_group.value_or(-1); }
   std::string Driver() override { return view().driver; }
-  bool BoundToVfio() override { return view().driver == names::kVfioDriver; }
+  bool BoundToVfio() override { return view().driver == core::kVfioPciDriver; }
   sdbus::ObjectPath AttachedTo() override {
     const auto &att = view().record.attached_to;
     return sdbus::ObjectPath(att.empty() ? std::string("/") : instance_path(att));
@@ -359,12 +351,8 @@ public:
 
 private:
   void Delete(sdbus::Result<> &&result, VariantMap options) override {
-    async_call(backend_, getObject(), std::move(result), [&](auto res) {
-      const auto opts = Options::parse(options, {});
-      Job job;
-      job.interactive = opts.interactive();
-      job.work = [res, id = id_](WorkContext &ctx) { return delete_instance(ctx, id, "Instance.Delete", res); };
-      return job;
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      return delete_mutation(find_instance(backend_.snapshot(), id_), "Instance.Delete", res);
     });
   }
 
@@ -407,6 +395,7 @@ Objects::~Objects() = default;
 void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_, *this); }
 
 void Objects::apply(Snapshot next) {
+  HOSTDEV_ASSERT_BUS_THREAD();
   Snapshot old = std::exchange(current_, std::move(next));
   const auto &now = current_;
 
@@ -468,11 +457,13 @@ void Objects::apply(Snapshot next) {
 }
 
 void Objects::bury() {
+  HOSTDEV_ASSERT_BUS_THREAD();
   dead_instances_.clear();
   dead_devices_.clear();
 }
 
 void Objects::emit(const std::vector<PendingSignal> &signals) {
+  HOSTDEV_ASSERT_BUS_THREAD();
   if (!root_)
     return;
   for (const auto &s : signals) {

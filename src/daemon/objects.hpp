@@ -1,4 +1,4 @@
-// The bus objects of hostdevd (bus thread only): the root object (ObjectManager, Devices, Instances) and one
+// The bus objects of hostdevd (bus thread only, see worker.hpp): the root object (ObjectManager, Devices, Instances) and one
 // object per registered device and per instance, created and removed as the snapshot changes, with
 // InterfacesAdded/InterfacesRemoved, PropertiesChanged on every change, and the Mdev* signals.
 #pragma once
@@ -19,37 +19,31 @@
 
 namespace hostdev::daemon {
 
-// What a job sees on the worker thread.
-struct WorkContext {
-  core::Service &service;
-  const Bouncer &bouncer;
-  Caller caller;
-  bool interactive = false;
-  bool touched = false; // the job got past authorization (or is internal): take a new snapshot afterwards
-
-  void authorize(std::string_view method, const Details &details,
-                 std::optional<std::uint32_t> instance_owner = std::nullopt) {
-    bouncer.authorize(caller, method, details, interactive, instance_owner);
-    touched = true;
-  }
-};
-
-// Runs on the bus thread once the job is done (sends the method reply).
+// Runs on the bus thread once the work is done (sends the method reply).
 using Reply = std::function<void()>;
 
-struct Job {
-  std::string sender;       // the caller's unique name; "" for internal jobs (no uid lookup, no authorization)
+// Every mutating method takes this one shape: the bus thread resolves and validates the arguments against the
+// model and fills in the method (for its polkit action) and the canonical details polkit rules see; the daemon
+// then asks polkit (asynchronously) and queues `work` only once the caller is allowed.
+struct Mutation {
+  std::string method;   // "Devices.Register": the bouncer's key
+  Details details;      // canonical: normalized address, names and ids, profile name and type id
+  std::optional<std::uint32_t> instance_owner; // the Delete methods: the owner of the instance
   bool interactive = false;
-  std::function<Reply(WorkContext &)> work;           // worker thread; throws to fail
-  std::function<void(const sdbus::Error &)> fail;     // bus thread; sends the error reply
+  // Worker thread: the change itself, for a caller who has been allowed; throws to fail.
+  std::function<Reply(core::Service &, const Caller &)> work;
+  // Bus thread: sends the error reply.
+  std::function<void(const sdbus::Error &)> fail;
 };
 
-// The daemon as the objects see it.
+// The daemon as the objects see it (bus thread only).
 class Backend {
 public:
   virtual ~Backend() = default;
   virtual const Snapshot &snapshot() = 0; // the current model (may queue a refresh when it is old)
-  virtual void submit(Job job) = 0;       // queue a mutation for the worker
+  // Authorizes `mutation` for `sender` (a unique bus name) and then queues it for the worker; every failure
+  // ends in mutation.fail.
+  virtual void submit(const std::string &sender, Mutation mutation) = 0;
 };
 
 class RootObject;

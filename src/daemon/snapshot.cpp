@@ -1,5 +1,6 @@
 #include "daemon/snapshot.hpp"
 
+#include "core/lookup.hpp"
 #include "names.hpp"
 
 #include <utility>
@@ -11,9 +12,10 @@ std::string instance_path(const std::string &id) { return names::kInstancesPathP
 
 Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs) {
   Snapshot snap;
-  snap.report = service.host_report();
-  snap.available = service.list_available(true);
-  snap.resources = service.gpu_resources();
+  auto host = service.host_view(); // the one reading of the host for this snapshot
+  snap.report = std::move(host.report);
+  snap.resources = std::move(host.resources);
+  snap.available = std::move(host.available);
   std::map<std::string, const core::PciFunction *> by_address;
   for (const auto &dev : snap.available)
     by_address[dev.function.address] = &dev.function;
@@ -39,6 +41,16 @@ Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs) {
   }
   snap.taken = std::chrono::steady_clock::now();
   return snap;
+}
+
+const DeviceView &find_device(const Snapshot &snap, const std::string &ref) {
+  return core::find_by_id_or_name(snap.devices, ref, "device",
+                                  [](const DeviceView &v) -> const std::string & { return v.record.name; });
+}
+
+const InstanceView &find_instance(const Snapshot &snap, const std::string &ref) {
+  return core::find_by_id_or_name(snap.instances, ref, "instance",
+                                  [](const InstanceView &v) -> const std::string & { return v.record.name; });
 }
 
 void EventQueue::mdev_created(const std::string &uuid, const std::string &profile, const std::string &parent,

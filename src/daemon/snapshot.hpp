@@ -1,5 +1,5 @@
 // The in-memory model reads are answered from: taken on the worker after each mutation (and at most every few
-// seconds when reads arrive), applied on the bus thread. Plain C++ data only: sdbus values are made on the bus
+// seconds when reads arrive), applied on the bus thread (see worker.hpp). Plain C++ data only: sdbus values are made on the bus
 // thread (see convert.hpp).
 #pragma once
 
@@ -34,7 +34,12 @@ struct Snapshot {
   std::chrono::steady_clock::time_point taken{};
 };
 
+// One reading of the host (Service::host_view) plus the store's records.
 Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs);
+
+// By id, else by name: InvalidName, NotFound.
+const DeviceView &find_device(const Snapshot &snap, const std::string &ref);
+const InstanceView &find_instance(const Snapshot &snap, const std::string &ref);
 
 // Object paths.
 std::string device_path(const std::string &id);

@@ -694,7 +694,7 @@ polkit.addRule(function(action, subject) {
     call(INSTANCE, "Delete", no_opts(), path=mine, user="hdadmin")  # hdadmin has manage-all-instances
     eq(call(INSTANCES, "ListInstances"), [], "all deleted")
     # hdtest still may not touch devices
-    expect_error("NotAuthorized", register, NIC, "n", user="hdtest")
+    expect_error("NotAuthorized", register, NIC, "nn", user="hdtest")
 
 
 def test_authz_polkit_missing():

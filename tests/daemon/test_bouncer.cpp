@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -17,31 +19,59 @@ namespace {
 struct FakeAuthority : daemon::Authority {
   bool answer = false;
   bool fail = false;
+  bool hold = false; // keep the answer back, as polkit does while a person types a password
   int calls = 0;
   std::string last_sender, last_action;
   daemon::Details last_details;
   bool last_interactive = false;
-  bool check(const std::string &sender, const std::string &action, const daemon::Details &details,
-             bool interactive) override {
+  Answer held;
+  void check(const std::string &sender, const std::string &action, const daemon::Details &details, bool interactive,
+             Answer reply) override {
     ++calls;
     last_sender = sender;
     last_action = action;
     last_details = details;
     last_interactive = interactive;
-    if (fail)
-      throw sdbus::Error("org.freedesktop.DBus.Error.ServiceUnknown", "no polkit");
-    return answer;
+    if (hold)
+      held = reply;
+    else if (fail)
+      reply(false, "polkit failed: org.freedesktop.DBus.Error.ServiceUnknown: no polkit");
+    else
+      reply(answer, "");
   }
 };
 
+// The bouncer's verdict: nullopt while it has not answered; "" when allowed; else the refusal's message.
+struct Verdict {
+  std::optional<std::string> refusal;
+  bool answered = false;
+  int answers = 0;
+};
+
+std::shared_ptr<Verdict> ask(const Bouncer &b, const Caller &c, std::string_view method,
+                             const daemon::Details &details = {}, bool interactive = false,
+                             std::optional<std::uint32_t> owner = {}) {
+  auto v = std::make_shared<Verdict>();
+  b.authorize(c, method, details, interactive, owner, [v](std::exception_ptr refused) {
+    v->answered = true;
+    ++v->answers;
+    if (!refused)
+      return;
+    try {
+      std::rethrow_exception(refused);
+    } catch (const core::Error &e) {
+      EXPECT_EQ(e.code(), core::Errc::NotAuthorized);
+      v->refusal = e.what();
+    }
+  });
+  return v;
+}
+
 bool denied(const Bouncer &b, const Caller &c, std::string_view method, std::optional<std::uint32_t> owner = {}) {
-  try {
-    b.authorize(c, method, {}, false, owner);
-    return false;
-  } catch (const core::Error &e) {
-    EXPECT_EQ(e.code(), core::Errc::NotAuthorized);
-    return true;
-  }
+  auto v = ask(b, c, method, {}, false, owner);
+  EXPECT_TRUE(v->answered);
+  EXPECT_EQ(v->answers, 1);
+  return v->refusal.has_value();
 }
 
 } // namespace
@@ -74,7 +104,7 @@ TEST(Bouncer, AsksPolkitWithSenderActionDetailsAndFlag) {
   FakeAuthority polkit;
   polkit.answer = true;
   Bouncer b(&polkit);
-  b.authorize({":1.7", 1000}, "Device.BindVfio", {{"pci_address", "0000:01:00.0"}}, true);
+  EXPECT_FALSE(ask(b, {":1.7", 1000}, "Device.BindVfio", {{"pci_address", "0000:01:00.0"}}, true)->refusal);
   EXPECT_EQ(polkit.last_sender, ":1.7");
   EXPECT_EQ(polkit.last_action, names::kActionManageDevices);
   EXPECT_EQ(polkit.last_details.at("pci_address"), "0000:01:00.0");
@@ -106,6 +136,30 @@ TEST(Bouncer, DeletingAnotherUsersInstanceNeedsManageAll) {
   FakeAuthority polkit;
   polkit.answer = true;
   Bouncer b(&polkit);
-  b.authorize({":1.9", 1000}, "Instance.Delete", {}, false, 1001u);
+  EXPECT_FALSE(ask(b, {":1.9", 1000}, "Instance.Delete", {}, false, 1001u)->refusal);
   EXPECT_EQ(polkit.last_action, names::kActionManageAllInstances);
+}
+
+TEST(Bouncer, TheAnswerMayComeLaterAndComesOnce) {
+  FakeAuthority polkit;
+  polkit.hold = true;
+  Bouncer b(&polkit);
+  auto v = ask(b, {":1.7", 1000}, "Devices.Register", {}, true);
+  EXPECT_FALSE(v->answered) << "nothing is decided while polkit has not answered";
+  ASSERT_TRUE(polkit.held);
+  polkit.held(false, "");
+  EXPECT_TRUE(v->answered);
+  EXPECT_EQ(v->answers, 1);
+  ASSERT_TRUE(v->refusal);
+  EXPECT_NE(v->refusal->find(names::kActionManageDevices), std::string::npos) << *v->refusal;
+}
+
+TEST(Bouncer, AFailingPolkitIsNamedInTheRefusal) {
+  FakeAuthority polkit;
+  polkit.fail = true;
+  Bouncer b(&polkit);
+  auto v = ask(b, {":1.7", 1000}, "Devices.Register");
+  ASSERT_TRUE(v->refusal);
+  EXPECT_NE(v->refusal->find("polkit failed"), std::string::npos) << *v->refusal;
+  EXPECT_NE(v->refusal->find("interactive=true"), std::string::npos) << "a non-interactive caller is told how";
 }

@@ -1,0 +1,28 @@
+// hostdevd's command line: the options of the service and their parsing.
+#pragma once
+
+#include "core/sysfs.hpp"
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace hostdev::daemon {
+
+struct DaemonOptions {
+  std::string sysfs_root = "/";
+  std::string state_dir;       // default names::kDefaultStateDir
+  std::string bus = "system";  // "system", "session" or a D-Bus address ("unix:path=...")
+  std::chrono::seconds idle_exit{0}; // 0 = stay
+  std::chrono::milliseconds write_timeout = core::Sysfs::kDefaultDeadline; // per kernel write (--write-timeout)
+};
+
+// Parses argv into `options`. Returns -1 to go on, else the exit status (0 after --help/--version, 2 on a usage
+// error, with the message written). `extra_usage` is appended to --help (the fake daemon's own options).
+int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vector<std::string> *unparsed = nullptr,
+                       const std::string &extra_usage = "");
+
+// "10", "0.25": a duration as hostdevd writes it, in seconds.
+std::string seconds_text(std::chrono::milliseconds ms);
+
+} // namespace hostdev::daemon
