@@ -14,9 +14,10 @@ public:
   PolkitAgent(const PolkitAgent &) = delete;
   PolkitAgent &operator=(const PolkitAgent &) = delete;
 
-  // Spawns `pkttyagent --process <our pid> --notify-fd N` (for this process only) and waits (at most a few seconds) until it
-  // has registered with polkit. `system_bus_address` (may be empty) becomes the agent's DBUS_SYSTEM_BUS_ADDRESS.
-  // Returns false (and the call goes ahead without an agent) when pkttyagent is missing or fails.
+  // Spawns `pkttyagent --process <our pid> --notify-fd N` (for this process only) and waits (at most a few seconds)
+  // until it has registered with polkit. `system_bus_address` (may be empty) becomes the agent's
+  // DBUS_SYSTEM_BUS_ADDRESS. Returns false (and the call goes ahead without an agent) when pkttyagent is missing or
+  // fails.
   bool start(const std::string &system_bus_address);
   void stop();
 

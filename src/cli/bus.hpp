@@ -38,7 +38,8 @@ using common::valid_bus_option;
 namespace gen = org::hostdev::Passthrough1;
 
 // The root object: Devices, Instances and the ObjectManager. The signal hooks are for `monitor`.
-class RootProxy final : public sdbus::ProxyInterfaces<gen::Devices_proxy, gen::Instances_proxy, sdbus::ObjectManager_proxy> {
+class RootProxy final
+    : public sdbus::ProxyInterfaces<gen::Devices_proxy, gen::Instances_proxy, sdbus::ObjectManager_proxy> {
 public:
   explicit RootProxy(sdbus::IConnection &connection);
   ~RootProxy();

@@ -467,11 +467,11 @@ std::string context_of(const Invocation &inv) {
 
 int run_bus_command(const Invocation &inv, std::ostream &out, std::ostream &err) {
   static const std::map<std::string, std::function<int(Session &, const Invocation &, std::ostream &)>> commands{
-      {"status", cmd_status},         {"available", cmd_available},   {"register", cmd_register},
-      {"devices", cmd_devices},       {"device", cmd_device},         {"bind", cmd_device_action},
-      {"unbind", cmd_device_action},  {"restore", cmd_device_action}, {"unregister", cmd_unregister},
-      {"profiles", cmd_profiles},     {"create", cmd_create},         {"instances", cmd_instances},
-      {"instance", cmd_instance},     {"delete", cmd_delete},         {"reconcile", cmd_reconcile},
+      {"status", cmd_status},        {"available", cmd_available},   {"register", cmd_register},
+      {"devices", cmd_devices},      {"device", cmd_device},         {"bind", cmd_device_action},
+      {"unbind", cmd_device_action}, {"restore", cmd_device_action}, {"unregister", cmd_unregister},
+      {"profiles", cmd_profiles},    {"create", cmd_create},         {"instances", cmd_instances},
+      {"instance", cmd_instance},    {"delete", cmd_delete},         {"reconcile", cmd_reconcile},
   };
   const auto it = commands.find(inv.command);
   if (it == commands.end())

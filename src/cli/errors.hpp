@@ -8,14 +8,14 @@ namespace hostdev::cli {
 
 enum Exit : int {
   kExitOk = 0,
-  kExitFailure = 1,      // anything not listed below
-  kExitUsage = 2,        // bad command line, or an invalid name, address or argument
-  kExitNotFound = 3,     // no such device, instance or PCI address
+  kExitFailure = 1,  // anything not listed below
+  kExitUsage = 2,    // bad command line, or an invalid name, address or argument
+  kExitNotFound = 3, // no such device, instance or PCI address
   kExitNotAuthorized = 4,
-  kExitBusy = 5,         // in use, already exists, wrong state, IOMMU group conflict
-  kExitKernel = 6,       // the kernel failed or did not answer in time
-  kExitUnavailable = 7,  // IOMMU, vfio, profile or capacity not available on this host
-  kExitNoDaemon = 8,     // the bus or hostdevd cannot be reached
+  kExitBusy = 5,        // in use, already exists, wrong state, IOMMU group conflict
+  kExitKernel = 6,      // the kernel failed or did not answer in time
+  kExitUnavailable = 7, // IOMMU, vfio, profile or capacity not available on this host
+  kExitNoDaemon = 8,    // the bus or hostdevd cannot be reached
 };
 
 struct ErrorClass {

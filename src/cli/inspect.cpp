@@ -39,8 +39,9 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
     host.add({"  IOMMU", yes_no(report.iommu_enabled, "enabled", "off")});
     host.add({"  vfio-pci", yes_no(report.vfio_pci_available, "available", "missing")});
     host.add({"  vfio_iommu_type1", yes_no(report.vfio_iommu_type1_loaded, "loaded", "missing")});
-    host.add({"  hugepages", std::to_string(report.hugepages_free) + " free of " + std::to_string(report.hugepages_total) +
-                                 (report.hugepage_size_kb ? " (" + std::to_string(report.hugepage_size_kb) + " kB)" : "")});
+    host.add(
+        {"  hugepages", std::to_string(report.hugepages_free) + " free of " + std::to_string(report.hugepages_total) +
+                            (report.hugepage_size_kb ? " (" + std::to_string(report.hugepage_size_kb) + " kB)" : "")});
     host.add({"  GPU mode", core::gpu_mode_name(report.gpu_mode)});
     host.print(out);
 
@@ -50,7 +51,8 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
         out << "  - " << p.message << "\n    hint: " << p.hint << '\n';
     }
 
-    out << '\n' << (options.all ? "PCI functions" : "Passthrough candidates (GPUs; --all shows every function)") << '\n';
+    out << '\n'
+        << (options.all ? "PCI functions" : "Passthrough candidates (GPUs; --all shows every function)") << '\n';
     if (shown.empty()) {
       out << "  none found\n";
     } else {
@@ -72,7 +74,9 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
           std::string drv;
           for (const auto &d : drivers)
             drv += (drv.empty() ? "" : ",") + d;
-          auto group = [](const core::PciFunction *f) { return f->iommu_group ? std::to_string(*f->iommu_group) : "-"; };
+          auto group = [](const core::PciFunction *f) {
+            return f->iommu_group ? std::to_string(*f->iommu_group) : "-";
+          };
           t.add({fn.address + "..", core::hex4(fn.vendor_id) + ":" + core::hex4(fn.device_id),
                  core::class_hex(fn.class_code), group(list.front()) + "-" + group(list.back()), drv,
                  std::to_string(fn.numa_node), fn.reset_method.empty() ? "-" : fn.reset_method,
@@ -87,7 +91,8 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
         if (fn.physfn)
           name += " (VF of " + *fn.physfn + ")";
         else if (fn.sriov_totalvfs)
-          name += " (SR-IOV " + std::to_string(fn.sriov_numvfs.value_or(0)) + "/" + std::to_string(*fn.sriov_totalvfs) + " VFs)";
+          name += " (SR-IOV " + std::to_string(fn.sriov_numvfs.value_or(0)) + "/" + std::to_string(*fn.sriov_totalvfs) +
+                  " VFs)";
         t.add({fn.address, core::hex4(fn.vendor_id) + ":" + core::hex4(fn.device_id), core::class_hex(fn.class_code),
                fn.iommu_group ? std::to_string(*fn.iommu_group) : "-", fn.driver.value_or("-"),
                std::to_string(fn.numa_node), fn.reset_method.empty() ? "-" : fn.reset_method, name});

@@ -131,16 +131,16 @@ int run_monitor(const Invocation &inv, std::ostream &out, std::ostream &err) {
                      {{"interface", iface}, {"changed", properties_json(changed)}, {"invalidated", invalidated}});
         });
     // hostdevd coming and going (bus activation, restarts).
-    auto owner_slot = conn->addMatch(
-        std::string("type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-                    "member='NameOwnerChanged',arg0='") +
-            names::kBusName + "'",
-        [&](sdbus::Message &msg) {
-          std::string name, old_owner, new_owner;
-          msg >> name >> old_owner >> new_owner;
-          print.emit("NameOwnerChanged", "/org/freedesktop/DBus",
-                     {{"name", name}, {"owner", new_owner.empty() ? json() : json(new_owner)}});
-        });
+    auto owner_slot =
+        conn->addMatch(std::string("type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+                                   "member='NameOwnerChanged',arg0='") +
+                           names::kBusName + "'",
+                       [&](sdbus::Message &msg) {
+                         std::string name, old_owner, new_owner;
+                         msg >> name >> old_owner >> new_owner;
+                         print.emit("NameOwnerChanged", "/org/freedesktop/DBus",
+                                    {{"name", name}, {"owner", new_owner.empty() ? json() : json(new_owner)}});
+                       });
     err << "Monitoring " << names::kBusName << " on "
         << (inv.bus == "system" || inv.bus == "session" ? "the " + inv.bus + " bus" : "bus " + inv.bus)
         << "; Ctrl-C stops." << std::endl;

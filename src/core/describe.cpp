@@ -3,7 +3,9 @@
 namespace hostdev::core {
 namespace {
 
-template <class T> nlohmann::json or_null(const std::optional<T> &v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+template <class T> nlohmann::json or_null(const std::optional<T> &v) {
+  return v ? nlohmann::json(*v) : nlohmann::json();
+}
 
 } // namespace
 
@@ -39,9 +41,8 @@ nlohmann::json inspect_json(const HostReport &report, const std::vector<PciFunct
   j["vfio_available"] = report.vfio_available();
   j["vfio_pci_available"] = report.vfio_pci_available;
   j["vfio_iommu_type1_loaded"] = report.vfio_iommu_type1_loaded;
-  j["hugepages"] = {{"total", report.hugepages_total},
-                    {"free", report.hugepages_free},
-                    {"size_kb", report.hugepage_size_kb}};
+  j["hugepages"] = {
+      {"total", report.hugepages_total}, {"free", report.hugepages_free}, {"size_kb", report.hugepage_size_kb}};
   j["gpu_mode"] = gpu_mode_name(report.gpu_mode);
   j["problems"] = nlohmann::json::array();
   j["hints"] = nlohmann::json::array();

@@ -177,11 +177,11 @@ void Service::delete_instance(const std::string &id_or_name) {
   if (!inst.mdev_uuid.empty()) {
     mdev = mdev_.find(inst.mdev_uuid);
     if (mdev)
-      if (auto holders = find_holders(sysfs_, vfio_device_nodes(sysfs_, "sys/bus/mdev/devices/" + mdev->uuid,
-                                                                 mdev->iommu_group));
+      if (auto holders =
+              find_holders(sysfs_, vfio_device_nodes(sysfs_, "sys/bus/mdev/devices/" + mdev->uuid, mdev->iommu_group));
           !holders.empty())
-        fail(Errc::InUse, "mdev " + inst.mdev_uuid + " of instance " + inst.name + " is in use: " +
-                              describe_holders(holders));
+        fail(Errc::InUse,
+             "mdev " + inst.mdev_uuid + " of instance " + inst.name + " is in use: " + describe_holders(holders));
   }
   std::vector<DeviceRecord> devices;
   for (const auto &id : inst.devices) {

@@ -43,7 +43,8 @@ std::optional<int> read_group(const Sysfs &sysfs, const std::string &path) {
 
 // One line: newlines and tabs become spaces.
 std::string single_line(std::string text) {
-  std::replace_if(text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
+  std::replace_if(
+      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
   return text;
 }
 
@@ -224,8 +225,8 @@ const ProfileSummary &resolve_profile(const std::vector<ProfileSummary> &profile
   for (const auto &p : profiles)
     names.push_back(p.name);
   const std::string shown = ref.size() > 80 ? ref.substr(0, 80) + "..." : ref;
-  fail(Errc::ProfileUnavailable, "no parent offers profile '" + shown + "'; available profiles: " +
-                                     (names.empty() ? std::string("none") : join(names)));
+  fail(Errc::ProfileUnavailable, "no parent offers profile '" + shown +
+                                     "'; available profiles: " + (names.empty() ? std::string("none") : join(names)));
 }
 
 MdevBus::Slot MdevBus::find_free(const std::string &profile) const {
@@ -246,9 +247,9 @@ MdevBus::Slot MdevBus::find_free(const std::string &profile) const {
     }
   }
   if (!known)
-    fail(Errc::ProfileUnavailable, "no parent offers profile '" + profile + "'; available profiles: " +
-                                       (names.empty() ? std::string("none") :
-                                                        join(std::vector<std::string>(names.begin(), names.end()))));
+    fail(Errc::ProfileUnavailable,
+         "no parent offers profile '" + profile + "'; available profiles: " +
+             (names.empty() ? std::string("none") : join(std::vector<std::string>(names.begin(), names.end()))));
   fail(Errc::NoCapacity, "profile " + shown + " has no free instance: all " + std::to_string(offering) +
                              " parent(s) offering it are in use; remove an mdev or choose a smaller profile");
 }

@@ -12,10 +12,10 @@
 namespace hostdev::core {
 
 struct MdevType {
-  std::string id;          // directory name under mdev_supported_types: "nvidia-1155", "mtty-2"
-  std::string name;        // the "name" attribute ("NVIDIA L40S-4Q"); the id when the attribute is absent
-  std::string description; // as the kernel gives it, single line
-  std::string device_api;  // "vfio-pci"
+  std::string id;              // directory name under mdev_supported_types: "nvidia-1155", "mtty-2"
+  std::string name;            // the "name" attribute ("NVIDIA L40S-4Q"); the id when the attribute is absent
+  std::string description;     // as the kernel gives it, single line
+  std::string device_api;      // "vfio-pci"
   unsigned framebuffer_mb = 0; // parsed from description: "framebuffer=4096M" / "4G"; 0 when absent
   unsigned available = 0;      // available_instances
 };

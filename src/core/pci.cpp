@@ -222,12 +222,9 @@ std::vector<std::string> PciBus::iommu_group_members(int group) const {
 
 const char *gpu_mode_name(GpuMode mode) noexcept {
   switch (mode) {
-  case GpuMode::Passthrough:
-    return "passthrough";
-  case GpuMode::Vgpu:
-    return "vgpu";
-  case GpuMode::None:
-    break;
+  case GpuMode::Passthrough: return "passthrough";
+  case GpuMode::Vgpu: return "vgpu";
+  case GpuMode::None: break;
   }
   return "none";
 }
@@ -290,8 +287,7 @@ HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functi
     problem("the IOMMU is not enabled: no device can be handed to a VM",
             "enable VT-d/AMD-Vi in firmware and boot with intel_iommu=on or amd_iommu=on (plus iommu=pt)");
   if (!r.vfio_pci_available)
-    problem("the vfio-pci driver is not available",
-            "modprobe vfio-pci; add it to /etc/modules-load.d/hostdev.conf");
+    problem("the vfio-pci driver is not available", "modprobe vfio-pci; add it to /etc/modules-load.d/hostdev.conf");
   if (!r.vfio_iommu_type1_loaded)
     problem("the vfio_iommu_type1 module is not loaded",
             "modprobe vfio_iommu_type1; add it to /etc/modules-load.d/hostdev.conf");
@@ -316,8 +312,8 @@ HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functi
       }
       std::vector<std::string> others;
       for (const auto &member : fn.group_members) {
-        auto it = std::find_if(functions.begin(), functions.end(),
-                               [&](const PciFunction &f) { return f.address == member; });
+        auto it =
+            std::find_if(functions.begin(), functions.end(), [&](const PciFunction &f) { return f.address == member; });
         if (!harmless_group_member(fn, it == functions.end() ? nullptr : &*it))
           others.push_back(member);
       }
@@ -325,8 +321,8 @@ HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functi
         std::string list;
         for (const auto &o : others)
           list += (list.empty() ? "" : ", ") + o;
-        problem("GPU " + fn.address + " shares IOMMU group " + std::to_string(*fn.iommu_group) +
-                    " with " + list + ", which would have to be handed over too",
+        problem("GPU " + fn.address + " shares IOMMU group " + std::to_string(*fn.iommu_group) + " with " + list +
+                    ", which would have to be handed over too",
                 "move the card to a slot with its own group, or enable ACS in firmware");
       }
     }

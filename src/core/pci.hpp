@@ -55,7 +55,7 @@ struct PciFunction {
   bool is_display() const noexcept; // class 0x0300 / 0x0302 only
   bool is_bridge() const noexcept;  // base class 0x06
   bool is_nvidia() const noexcept { return vendor_id == kNvidiaVendor; }
-  bool on_vfio() const noexcept;    // driver == vfio-pci
+  bool on_vfio() const noexcept; // driver == vfio-pci
 };
 
 // "10de" — four lower-case hex digits, no 0x.
@@ -100,7 +100,7 @@ struct HostReport {
   bool vfio_pci_available = false;      // the vfio-pci driver is registered (module loaded or built in)
   bool vfio_iommu_type1_loaded = false; // the type1 IOMMU backend is there
   bool vfio_available() const noexcept { return vfio_pci_available && vfio_iommu_type1_loaded; }
-  unsigned long hugepages_total = 0;    // default-size pages
+  unsigned long hugepages_total = 0; // default-size pages
   unsigned long hugepages_free = 0;
   unsigned long hugepage_size_kb = 0;
   unsigned mdev_parent_count = 0;

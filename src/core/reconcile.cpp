@@ -73,10 +73,10 @@ ReconcileStats Service::reconcile() {
   std::set<std::string> not_undone; // device ids still on vfio-pci after this round
   for (const auto &[id, dev] : std::map<std::string, DeviceRecord>(store_.devices())) {
     const bool stale = !dev.attached_to.empty() && !instances.count(dev.attached_to);
-    const bool orphan = (dev.attached_to.empty() || stale) &&
-                        std::any_of(unfinished.begin(), unfinished.end(), [&](const Intent &i) {
-                          return std::find(i.bound_devices.begin(), i.bound_devices.end(), id) != i.bound_devices.end();
-                        });
+    const bool orphan =
+        (dev.attached_to.empty() || stale) && std::any_of(unfinished.begin(), unfinished.end(), [&](const Intent &i) {
+          return std::find(i.bound_devices.begin(), i.bound_devices.end(), id) != i.bound_devices.end();
+        });
     if (!stale && !orphan)
       continue;
     try {

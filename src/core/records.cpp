@@ -83,9 +83,13 @@ void check_version(const RecordJson &j) {
 } // namespace
 
 RecordJson to_json(const DeviceRecord &r) {
-  RecordJson j = {{"version", kFormatVersion}, {"id", r.id},           {"name", r.name},
-            {"type", r.type},            {"pci_address", r.pci_address}, {"vendor_id", r.vendor_id},
-            {"device_id", r.device_id}};
+  RecordJson j = {{"version", kFormatVersion},
+                  {"id", r.id},
+                  {"name", r.name},
+                  {"type", r.type},
+                  {"pci_address", r.pci_address},
+                  {"vendor_id", r.vendor_id},
+                  {"device_id", r.device_id}};
   j["iommu_group"] = r.iommu_group ? RecordJson(*r.iommu_group) : RecordJson(nullptr);
   j["created_at"] = r.created_at;
   j["attached_to"] = r.attached_to;
@@ -94,22 +98,31 @@ RecordJson to_json(const DeviceRecord &r) {
 }
 
 RecordJson to_json(const InstanceRecord &r) {
-  return {{"version", kFormatVersion}, {"id", r.id},
-          {"name", r.name},            {"image", r.image},
-          {"devices", r.devices},      {"gpu_profile", r.gpu_profile},
-          {"mdev_uuid", r.mdev_uuid},  {"mdev_parent", r.mdev_parent},
-          {"owner_uid", r.owner_uid},  {"created_at", r.created_at}};
+  return {{"version", kFormatVersion},
+          {"id", r.id},
+          {"name", r.name},
+          {"image", r.image},
+          {"devices", r.devices},
+          {"gpu_profile", r.gpu_profile},
+          {"mdev_uuid", r.mdev_uuid},
+          {"mdev_parent", r.mdev_parent},
+          {"owner_uid", r.owner_uid},
+          {"created_at", r.created_at}};
 }
 
 RecordJson to_json(const MdevRecord &r) {
-  return {{"version", kFormatVersion}, {"uuid", r.uuid},         {"parent", r.parent},
-          {"type_id", r.type_id},      {"instance_id", r.instance_id}, {"created_at", r.created_at}};
+  return {{"version", kFormatVersion},    {"uuid", r.uuid},
+          {"parent", r.parent},           {"type_id", r.type_id},
+          {"instance_id", r.instance_id}, {"created_at", r.created_at}};
 }
 
 RecordJson to_json(const Intent &r) {
-  return {{"version", kFormatVersion},         {"id", r.id},
-          {"op", r.op},                        {"instance_id", r.instance_id},
-          {"bound_devices", r.bound_devices}, {"mdev_uuid", r.mdev_uuid},
+  return {{"version", kFormatVersion},
+          {"id", r.id},
+          {"op", r.op},
+          {"instance_id", r.instance_id},
+          {"bound_devices", r.bound_devices},
+          {"mdev_uuid", r.mdev_uuid},
           {"started_at", r.started_at}};
 }
 

@@ -20,8 +20,8 @@ struct DeviceRecord {
   std::string vendor_id; // "10de"
   std::string device_id; // "26b9"
   std::optional<int> iommu_group;
-  std::uint64_t created_at = 0;   // µs since epoch
-  std::string attached_to;        // instance id, "" when free
+  std::uint64_t created_at = 0;           // µs since epoch
+  std::string attached_to;                // instance id, "" when free
   std::optional<std::string> host_driver; // the driver before hostdev bound it to vfio-pci, when known
 };
 
@@ -51,10 +51,10 @@ struct MdevRecord {
 // committed. What a crash leaves here is rolled back by reconcile.
 struct Intent {
   std::string id;
-  std::string op;           // "create-instance", "delete-instance", "bind"
-  std::string instance_id;  // "" when not about an instance
+  std::string op;                         // "create-instance", "delete-instance", "bind"
+  std::string instance_id;                // "" when not about an instance
   std::vector<std::string> bound_devices; // device ids this operation bound to vfio-pci so far
-  std::string mdev_uuid;    // mdev this operation created (or is about to create)
+  std::string mdev_uuid;                  // mdev this operation created (or is about to create)
   std::uint64_t started_at = 0;
 };
 

@@ -52,8 +52,8 @@ struct GpuResources {
 };
 
 struct InstancePaths {
-  std::vector<std::string> device_paths;          // "/sys/bus/pci/devices/<addr>/", "/sys/bus/mdev/devices/<uuid>/"
-  std::vector<std::string> qemu_args;             // "-device", "vfio-pci,host=<addr>", "-device", "vfio-pci,sysfsdev=..."
+  std::vector<std::string> device_paths; // "/sys/bus/pci/devices/<addr>/", "/sys/bus/mdev/devices/<uuid>/"
+  std::vector<std::string> qemu_args;    // "-device", "vfio-pci,host=<addr>", "-device", "vfio-pci,sysfsdev=..."
   std::vector<std::string> cloud_hypervisor_args; // "--device", "path=<dir>", ...
 };
 
@@ -104,8 +104,8 @@ public:
   // Devices
   const DeviceRecord &register_device(const std::string &name, const std::string &pci_address);
   void unregister_device(const std::string &id_or_name);
-  const DeviceRecord &bind_device(const std::string &id_or_name);   // AlreadyBound, InUse when attached
-  const DeviceRecord &unbind_device(const std::string &id_or_name); // NotBound, InUse when attached
+  const DeviceRecord &bind_device(const std::string &id_or_name);    // AlreadyBound, InUse when attached
+  const DeviceRecord &unbind_device(const std::string &id_or_name);  // NotBound, InUse when attached
   const DeviceRecord &restore_device(const std::string &id_or_name); // InUse when attached
 
   // Instances

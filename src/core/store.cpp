@@ -68,7 +68,8 @@ public:
         if (::unlink(file.c_str()) == 0 || errno == ENOENT)
           warnings.push_back("removed stale temporary file " + std::string(folder) + "/" + name);
         else
-          warnings.push_back("cannot remove stale temporary file " + file + ": " + std::system_category().message(errno));
+          warnings.push_back("cannot remove stale temporary file " + file + ": " +
+                             std::system_category().message(errno));
         continue;
       }
       if (!ends_with(name, ".json"))
@@ -235,15 +236,17 @@ std::vector<std::string> Store::load() {
   devices_ = loader.dedup(kDevices, std::move(devices), [](const DeviceRecord &r) {
     return Fields{{"name", r.name}, {"address", r.pci_address}};
   });
-  instances_ = loader.dedup(kInstances, std::move(instances),
-                            [](const InstanceRecord &r) { return Fields{{"name", r.name}}; });
+  instances_ = loader.dedup(kInstances, std::move(instances), [](const InstanceRecord &r) {
+    return Fields{{"name", r.name}};
+  });
   mdevs_ = loader.to_map(std::move(mdevs));
   intents_ = loader.to_map(std::move(intents));
   return std::move(loader.warnings);
 }
 
 const DeviceRecord *Store::find_device(const std::string &id_or_name) const {
-  return lookup_by_id_or_name(devices_, id_or_name, [](const DeviceRecord &r) -> const std::string & { return r.name; });
+  return lookup_by_id_or_name(devices_, id_or_name,
+                              [](const DeviceRecord &r) -> const std::string & { return r.name; });
 }
 
 const DeviceRecord *Store::find_device_by_address(const std::string &address) const {

@@ -26,7 +26,7 @@ public:
   const std::map<std::string, MdevRecord> &mdevs() const noexcept { return mdevs_; }
   const std::map<std::string, Intent> &intents() const noexcept { return intents_; }
 
-  const DeviceRecord *find_device(const std::string &id_or_name) const;     // by id, else by name
+  const DeviceRecord *find_device(const std::string &id_or_name) const; // by id, else by name
   const DeviceRecord *find_device_by_address(const std::string &address) const;
   const InstanceRecord *find_instance(const std::string &id_or_name) const; // by id, else by name
 

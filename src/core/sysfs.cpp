@@ -320,8 +320,8 @@ void Sysfs::write(std::string_view path, std::string_view value, std::chrono::mi
   lock.unlock();
   worker.join();
   if (err != 0)
-    fail(Errc::KernelError, "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) +
-                                " failed: " + errno_text(err));
+    fail(Errc::KernelError,
+         "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) + " failed: " + errno_text(err));
 }
 
 } // namespace hostdev::core

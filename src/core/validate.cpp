@@ -43,8 +43,8 @@ bool is_pci_address(std::string_view t) noexcept {
 
 std::string normalize_pci_address(std::string_view text) {
   if (!is_pci_address(text))
-    fail(Errc::InvalidPciAddress, "'" + printable(text) +
-                                      "' is not a PCI address; expected domain:bus:device.function such as 0000:a2:00.0");
+    fail(Errc::InvalidPciAddress,
+         "'" + printable(text) + "' is not a PCI address; expected domain:bus:device.function such as 0000:a2:00.0");
   return lower(text);
 }
 

@@ -12,7 +12,8 @@ namespace hostdev::core {
 namespace {
 
 bool all_digits(const std::string &s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
 }
 
 bool matches(const std::string &target, const std::vector<std::string> &paths) {
@@ -69,7 +70,8 @@ std::vector<Holder> find_holders(const Sysfs &sysfs, const std::vector<std::stri
   return out;
 }
 
-std::vector<std::string> vfio_device_nodes(const Sysfs &sysfs, const std::string &device_dir, std::optional<int> group) {
+std::vector<std::string> vfio_device_nodes(const Sysfs &sysfs, const std::string &device_dir,
+                                           std::optional<int> group) {
   std::vector<std::string> nodes;
   if (group)
     nodes.push_back("/dev/vfio/" + std::to_string(*group));

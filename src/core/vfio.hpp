@@ -42,8 +42,9 @@ public:
 
 struct GroupCheck {
   std::optional<int> group;
-  std::vector<std::string> members;  // every member, the device included
-  std::vector<std::string> blockers; // "0000:00:1f.3 (snd_hda_intel)": members neither bridges, on vfio-pci nor driverless
+  std::vector<std::string> members; // every member, the device included
+  std::vector<std::string>
+      blockers; // "0000:00:1f.3 (snd_hda_intel)": members neither bridges, on vfio-pci nor driverless
 };
 
 class Vfio {

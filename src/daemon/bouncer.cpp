@@ -9,14 +9,10 @@ namespace hostdev::daemon {
 
 const std::map<std::string_view, const char *> &action_map() {
   static const std::map<std::string_view, const char *> map = {
-      {"Devices.Register", names::kActionManageDevices},
-      {"Devices.Unregister", names::kActionManageDevices},
-      {"Device.BindVfio", names::kActionManageDevices},
-      {"Device.UnbindVfio", names::kActionManageDevices},
-      {"Device.Restore", names::kActionManageDevices},
-      {"Devices.Reconcile", names::kActionReconcile},
-      {"Instances.Create", names::kActionManageInstances},
-      {"Instances.Delete", names::kActionManageInstances},
+      {"Devices.Register", names::kActionManageDevices},   {"Devices.Unregister", names::kActionManageDevices},
+      {"Device.BindVfio", names::kActionManageDevices},    {"Device.UnbindVfio", names::kActionManageDevices},
+      {"Device.Restore", names::kActionManageDevices},     {"Devices.Reconcile", names::kActionReconcile},
+      {"Instances.Create", names::kActionManageInstances}, {"Instances.Delete", names::kActionManageInstances},
       {"Instance.Delete", names::kActionManageInstances},
   };
   return map;
@@ -33,7 +29,8 @@ PolkitAuthority::PolkitAuthority(sdbus::IConnection &connection)
 void PolkitAuthority::check(const std::string &sender, const std::string &action, const Details &details,
                             bool interactive, Answer answer) {
   using Subject = sdbus::Struct<std::string, std::map<std::string, sdbus::Variant>>;
-  Subject subject{std::string("system-bus-name"), std::map<std::string, sdbus::Variant>{{"name", sdbus::Variant(sender)}}};
+  Subject subject{std::string("system-bus-name"),
+                  std::map<std::string, sdbus::Variant>{{"name", sdbus::Variant(sender)}}};
   const std::uint32_t flags = interactive ? 1 : 0;
   try {
     // Interactive authentication waits for a person; give it the time an agent dialog needs.
@@ -87,13 +84,12 @@ void Bouncer::authorize(const Caller &caller, std::string_view method, const Det
     refuse("no authority to ask");
     return;
   }
-  authority_->check(caller.sender, act, details, interactive,
-                    [done, refuse](bool allowed, const std::string &why) {
-                      if (allowed)
-                        done(nullptr);
-                      else
-                        refuse(why);
-                    });
+  authority_->check(caller.sender, act, details, interactive, [done, refuse](bool allowed, const std::string &why) {
+    if (allowed)
+      done(nullptr);
+    else
+      refuse(why);
+  });
 }
 
 } // namespace hostdev::daemon

@@ -31,9 +31,13 @@ std::optional<std::chrono::milliseconds> parse_write_timeout(const std::string &
 
 void usage(std::ostream &out, const std::string &extra) {
   out << "usage: hostdevd [OPTIONS]\n"
-         "The hostdev D-Bus system service " << names::kBusName << ".\n\n"
+         "The hostdev D-Bus system service "
+      << names::kBusName
+      << ".\n\n"
          "  --sysfs-root DIR      read and write DIR/sys instead of /sys (default /)\n"
-         "  --state-dir DIR       the store (default " << names::kDefaultStateDir << ")\n"
+         "  --state-dir DIR       the store (default "
+      << names::kDefaultStateDir
+      << ")\n"
          "  --bus system|session|ADDRESS\n"
          "                        the bus to serve on (default system)\n"
          "  --idle-exit SECONDS   exit after this long without calls or work (default 0 = never)\n"

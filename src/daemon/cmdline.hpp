@@ -11,8 +11,8 @@ namespace hostdev::daemon {
 
 struct DaemonOptions {
   std::string sysfs_root = "/";
-  std::string state_dir;       // default names::kDefaultStateDir
-  std::string bus = "system";  // "system", "session" or a D-Bus address ("unix:path=...")
+  std::string state_dir;             // default names::kDefaultStateDir
+  std::string bus = "system";        // "system", "session" or a D-Bus address ("unix:path=...")
   std::chrono::seconds idle_exit{0}; // 0 = stay
   std::chrono::milliseconds write_timeout = core::Sysfs::kDefaultDeadline; // per kernel write (--write-timeout)
 };

@@ -10,10 +10,8 @@ namespace hostdev::daemon {
 sdbus::Variant json_to_variant(const nlohmann::json &value) {
   using json = nlohmann::json;
   switch (value.type()) {
-  case json::value_t::string:
-    return sdbus::Variant(value.get<std::string>());
-  case json::value_t::boolean:
-    return sdbus::Variant(value.get<bool>());
+  case json::value_t::string: return sdbus::Variant(value.get<std::string>());
+  case json::value_t::boolean: return sdbus::Variant(value.get<bool>());
   case json::value_t::number_unsigned: {
     auto v = value.get<std::uint64_t>();
     if (v <= std::numeric_limits<std::uint32_t>::max())
@@ -26,10 +24,8 @@ sdbus::Variant json_to_variant(const nlohmann::json &value) {
       return sdbus::Variant(static_cast<std::int32_t>(v));
     return sdbus::Variant(v);
   }
-  case json::value_t::number_float:
-    return sdbus::Variant(value.get<double>());
-  case json::value_t::object:
-    return sdbus::Variant(json_object_to_map(value));
+  case json::value_t::number_float: return sdbus::Variant(value.get<double>());
+  case json::value_t::object: return sdbus::Variant(json_object_to_map(value));
   case json::value_t::array: {
     bool strings = true, objects = true, unsigneds = true, integers = true;
     for (const auto &item : value) {
@@ -54,8 +50,7 @@ sdbus::Variant json_to_variant(const nlohmann::json &value) {
   }
   case json::value_t::null:
   case json::value_t::binary:
-  case json::value_t::discarded:
-    break;
+  case json::value_t::discarded: break;
   }
   return sdbus::Variant(std::string());
 }
@@ -70,9 +65,8 @@ VariantMap json_object_to_map(const nlohmann::json &object) {
 
 VariantMap available_entry(const core::AvailableDevice &device) {
   auto out = json_object_to_map(core::device_json(device.function));
-  out.emplace("registered", sdbus::Variant(sdbus::ObjectPath(device.registered_id.empty()
-                                                                 ? std::string("/")
-                                                                 : device_path(device.registered_id))));
+  out.emplace("registered", sdbus::Variant(sdbus::ObjectPath(
+                                device.registered_id.empty() ? std::string("/") : device_path(device.registered_id))));
   return out;
 }
 

@@ -99,8 +99,9 @@ public:
       return 1;
     }
     objects_->emit(startup_signals);
-    log(Level::Info, std::string("serving ") + names::kBusName + " (sysfs root " + sysfs_.root() + ", state " +
-                         store_.dir() + ", write timeout " + seconds_text(options_.write_timeout) + " s)",
+    log(Level::Info,
+        std::string("serving ") + names::kBusName + " (sysfs root " + sysfs_.root() + ", state " + store_.dir() +
+            ", write timeout " + seconds_text(options_.write_timeout) + " s)",
         {{"HOSTDEV_SYSFS_ROOT", sysfs_.root()}, {"HOSTDEV_STATE_DIR", store_.dir()}});
     const int rc = loop();
     try {
@@ -140,8 +141,8 @@ public:
         .withArguments(sender)
         .uponReplyInvoke([this, m, sender, settled](const sdbus::Error *error, std::uint32_t uid) {
           if (error != nullptr) {
-            settled(std::make_exception_ptr(core::Error(
-                core::Errc::NotAuthorized, "cannot tell who " + sender + " is: " + error->getMessage())));
+            settled(std::make_exception_ptr(
+                core::Error(core::Errc::NotAuthorized, "cannot tell who " + sender + " is: " + error->getMessage())));
             return;
           }
           const Caller caller{sender, uid};
@@ -292,17 +293,17 @@ private:
   core::Sysfs sysfs_;
   core::Store store_;
   std::unique_ptr<core::PciNames> names_;
-  std::unique_ptr<sdbus::IConnection> bus_;              // bus thread
-  std::unique_ptr<sdbus::IConnection> worker_bus_;       // worker thread (systemd, NameHasOwner)
-  std::unique_ptr<sdbus::IProxy> bus_driver_;            // bus thread: GetConnectionUnixUser
-  std::unique_ptr<sdbus::IProxy> worker_bus_driver_;     // worker thread: NameHasOwner
-  std::unique_ptr<SystemdUnits> units_;                  // worker thread
-  std::unique_ptr<PolkitAuthority> authority_;           // bus thread
-  std::unique_ptr<Bouncer> bouncer_;                     // bus thread
-  EventQueue events_;                                    // worker thread (and start-up, before the worker exists)
-  std::unique_ptr<core::Service> service_;               // worker thread (and start-up)
-  std::unique_ptr<Objects> objects_;                     // bus thread
-  Worker worker_;          // declared last of the parts it uses: its thread is joined before they go
+  std::unique_ptr<sdbus::IConnection> bus_;          // bus thread
+  std::unique_ptr<sdbus::IConnection> worker_bus_;   // worker thread (systemd, NameHasOwner)
+  std::unique_ptr<sdbus::IProxy> bus_driver_;        // bus thread: GetConnectionUnixUser
+  std::unique_ptr<sdbus::IProxy> worker_bus_driver_; // worker thread: NameHasOwner
+  std::unique_ptr<SystemdUnits> units_;              // worker thread
+  std::unique_ptr<PolkitAuthority> authority_;       // bus thread
+  std::unique_ptr<Bouncer> bouncer_;                 // bus thread
+  EventQueue events_;                                // worker thread (and start-up, before the worker exists)
+  std::unique_ptr<core::Service> service_;           // worker thread (and start-up)
+  std::unique_ptr<Objects> objects_;                 // bus thread
+  Worker worker_;               // declared last of the parts it uses: its thread is joined before they go
   unsigned authorizing_ = 0;    // bus thread: mutations between their call and the end of their authorization
   bool refresh_queued_ = false; // bus thread
   bool busy_ = false;           // bus thread: the core had a busy device after the last job (no idle exit)

@@ -4,7 +4,9 @@
 
 namespace hostdev::daemon {
 
-std::string error_name(core::Errc code) { return std::string(names::kErrorPrefix) + std::string(core::errc_name(code)); }
+std::string error_name(core::Errc code) {
+  return std::string(names::kErrorPrefix) + std::string(core::errc_name(code));
+}
 
 sdbus::Error to_dbus_error(std::exception_ptr error) {
   try {

@@ -57,7 +57,8 @@ template <class F> auto read_call(F f) -> decltype(f()) {
   }
 }
 
-template <class Map> std::vector<sdbus::ObjectPath> sorted_paths(const Map &map, std::string (*path)(const std::string &)) {
+template <class Map>
+std::vector<sdbus::ObjectPath> sorted_paths(const Map &map, std::string (*path)(const std::string &)) {
   std::vector<std::pair<std::string, std::string>> items;
   for (const auto &[id, view] : map)
     items.emplace_back(view.record.name, id);
@@ -157,16 +158,21 @@ private:
   }
 
   sdbus::ObjectPath GetDevice(const std::string &device) override {
-    return read_call([&] { return sdbus::ObjectPath(device_path(find_device(backend_.snapshot(), device).record.id)); });
+    return read_call(
+        [&] { return sdbus::ObjectPath(device_path(find_device(backend_.snapshot(), device).record.id)); });
   }
 
   std::vector<sdbus::ObjectPath> ListDevices() override {
     return read_call([&] { return sorted_paths(backend_.snapshot().devices, &device_path); });
   }
 
-  VariantMap GetGpuResources() override { return read_call([&] { return resources_map(backend_.snapshot().resources); }); }
+  VariantMap GetGpuResources() override {
+    return read_call([&] { return resources_map(backend_.snapshot().resources); });
+  }
 
-  VariantMap CheckHost() override { return read_call([&] { return report_map(backend_.snapshot().report); }); }
+  VariantMap CheckHost() override {
+    return read_call([&] { return report_map(backend_.snapshot().report); });
+  }
 
   void Reconcile(sdbus::Result<VariantMap> &&result, VariantMap options) override {
     mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
@@ -189,39 +195,40 @@ private:
 
   // Instances
   void Create(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, VariantMap spec) override {
-    mutation_call(backend_, getObject(), std::move(result), spec,
-                  {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}}, "spec key", [&](const Options &opts,
-                                                                                             auto res) {
-      core::validate_name(name, "instance name");
-      const auto &snap = backend_.snapshot();
-      // polkit sees the devices by name, id and address, and the profile by name and type id, however the
-      // caller wrote them.
-      core::InstanceSpec s;
-      s.image = opts.get_string("image");
-      std::vector<std::string> names, ids, addresses;
-      for (const auto &ref : opts.get_strings("devices")) {
-        const auto &view = find_device(snap, ref);
-        names.push_back(view.record.name);
-        ids.push_back(view.record.id);
-        addresses.push_back(view.record.pci_address);
-      }
-      s.devices = ids;
-      Mutation m;
-      m.method = "Instances.Create";
-      m.details = {{"instance", name}};
-      if (!ids.empty())
-        m.details.insert({{"device", joined(names)}, {"device_id", joined(ids)}, {"pci_address", joined(addresses)}});
-      if (const auto profile = opts.get_string("gpu_profile"); !profile.empty()) {
-        const auto &p = core::resolve_profile(snap.resources.profiles, profile);
-        s.gpu_profile = p.name;
-        m.details.insert({{"profile", p.name}, {"profile_type", p.type_id}});
-      }
-      m.work = [res, name, s](core::Service &service, const Caller &caller) -> Reply {
-        const auto path = sdbus::ObjectPath(instance_path(service.create_instance(name, s, caller.uid).id));
-        return [res, path] { res->returnResults(path); };
-      };
-      return m;
-    });
+    mutation_call(
+        backend_, getObject(), std::move(result), spec, {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}},
+        "spec key", [&](const Options &opts, auto res) {
+          core::validate_name(name, "instance name");
+          const auto &snap = backend_.snapshot();
+          // polkit sees the devices by name, id and address, and the profile by name and type id, however the
+          // caller wrote them.
+          core::InstanceSpec s;
+          s.image = opts.get_string("image");
+          std::vector<std::string> names, ids, addresses;
+          for (const auto &ref : opts.get_strings("devices")) {
+            const auto &view = find_device(snap, ref);
+            names.push_back(view.record.name);
+            ids.push_back(view.record.id);
+            addresses.push_back(view.record.pci_address);
+          }
+          s.devices = ids;
+          Mutation m;
+          m.method = "Instances.Create";
+          m.details = {{"instance", name}};
+          if (!ids.empty())
+            m.details.insert(
+                {{"device", joined(names)}, {"device_id", joined(ids)}, {"pci_address", joined(addresses)}});
+          if (const auto profile = opts.get_string("gpu_profile"); !profile.empty()) {
+            const auto &p = core::resolve_profile(snap.resources.profiles, profile);
+            s.gpu_profile = p.name;
+            m.details.insert({{"profile", p.name}, {"profile_type", p.type_id}});
+          }
+          m.work = [res, name, s](core::Service &service, const Caller &caller) -> Reply {
+            const auto path = sdbus::ObjectPath(instance_path(service.create_instance(name, s, caller.uid).id));
+            return [res, path] { res->returnResults(path); };
+          };
+          return m;
+        });
   }
 
   void Delete(sdbus::Result<> &&result, std::string instance, VariantMap options) override {
@@ -259,12 +266,20 @@ public:
   // The properties that differ between two views of this device.
   static std::vector<std::string> changed(const DeviceView &a, const DeviceView &b) {
     std::vector<std::string> out;
-    if (a.vendor_name != b.vendor_name) out.emplace_back("VendorName");
-    if (a.device_name != b.device_name) out.emplace_back("DeviceName");
-    if (a.record.iommu_group != b.record.iommu_group) out.emplace_back("IommuGroup");
-    if (a.driver != b.driver) out.emplace_back("Driver");
-    if ((a.driver == core::kVfioPciDriver) != (b.driver == core::kVfioPciDriver)) out.emplace_back("BoundToVfio");
-    if (a.record.attached_to != b.record.attached_to) out.emplace_back("AttachedTo");
+    // clang-format off: a table
+    if (a.vendor_name != b.vendor_name)
+      out.emplace_back("VendorName");
+    if (a.device_name != b.device_name)
+      out.emplace_back("DeviceName");
+    if (a.record.iommu_group != b.record.iommu_group)
+      out.emplace_back("IommuGroup");
+    if (a.driver != b.driver)
+      out.emplace_back("Driver");
+    if ((a.driver == core::kVfioPciDriver) != (b.driver == core::kVfioPciDriver))
+      out.emplace_back("BoundToVfio");
+    if (a.record.attached_to != b.record.attached_to)
+      out.emplace_back("AttachedTo");
+    // clang-format on
     return out;
   }
 
@@ -340,12 +355,20 @@ public:
 
   static std::vector<std::string> changed(const InstanceView &a, const InstanceView &b) {
     std::vector<std::string> out;
-    if (a.record.devices != b.record.devices) out.emplace_back("Devices");
-    if (a.record.gpu_profile != b.record.gpu_profile) out.emplace_back("GpuProfile");
-    if (a.record.mdev_uuid != b.record.mdev_uuid) out.emplace_back("MdevUuid");
-    if (a.paths.device_paths != b.paths.device_paths) out.emplace_back("DevicePaths");
-    if (a.paths.qemu_args != b.paths.qemu_args) out.emplace_back("QemuArgs");
-    if (a.paths.cloud_hypervisor_args != b.paths.cloud_hypervisor_args) out.emplace_back("CloudHypervisorArgs");
+    // clang-format off: a table
+    if (a.record.devices != b.record.devices)
+      out.emplace_back("Devices");
+    if (a.record.gpu_profile != b.record.gpu_profile)
+      out.emplace_back("GpuProfile");
+    if (a.record.mdev_uuid != b.record.mdev_uuid)
+      out.emplace_back("MdevUuid");
+    if (a.paths.device_paths != b.paths.device_paths)
+      out.emplace_back("DevicePaths");
+    if (a.paths.qemu_args != b.paths.qemu_args)
+      out.emplace_back("QemuArgs");
+    if (a.paths.cloud_hypervisor_args != b.paths.cloud_hypervisor_args)
+      out.emplace_back("CloudHypervisorArgs");
+    // clang-format on
     return out;
   }
 
@@ -413,9 +436,12 @@ void Objects::apply(Snapshot next) {
 
   // 2. Changed properties.
   std::vector<std::string> root_changed;
-  if (old.report.gpu_mode != now.report.gpu_mode) root_changed.emplace_back("GpuMode");
-  if (old.report.iommu_enabled != now.report.iommu_enabled) root_changed.emplace_back("IommuEnabled");
-  if (old.report.vfio_available() != now.report.vfio_available()) root_changed.emplace_back("VfioAvailable");
+  if (old.report.gpu_mode != now.report.gpu_mode)
+    root_changed.emplace_back("GpuMode");
+  if (old.report.iommu_enabled != now.report.iommu_enabled)
+    root_changed.emplace_back("IommuEnabled");
+  if (old.report.vfio_available() != now.report.vfio_available())
+    root_changed.emplace_back("VfioAvailable");
   if (root_ && !root_changed.empty())
     root_->emitPropertiesChangedSignal(names::kDevicesInterface, root_changed);
   for (const auto &[id, view] : now.devices) {
@@ -472,12 +498,10 @@ void Objects::emit(const std::vector<PendingSignal> &signals) {
       root_->emitMdevCreated(s.uuid, s.profile, s.parent, sdbus::ObjectPath(instance_path(s.instance_id)));
       break;
     case PendingSignal::Kind::MdevDestroyed:
-      root_->emitMdevDestroyed(s.uuid, sdbus::ObjectPath(s.instance_id.empty() ? std::string("/")
-                                                                             : instance_path(s.instance_id)));
+      root_->emitMdevDestroyed(
+          s.uuid, sdbus::ObjectPath(s.instance_id.empty() ? std::string("/") : instance_path(s.instance_id)));
       break;
-    case PendingSignal::Kind::Reconciled:
-      root_->emitMdevsReconciled(stats_map(s.stats));
-      break;
+    case PendingSignal::Kind::Reconciled: root_->emitMdevsReconciled(stats_map(s.stats)); break;
     }
   }
 }

@@ -1,5 +1,5 @@
-// The bus objects of hostdevd (bus thread only, see worker.hpp): the root object (ObjectManager, Devices, Instances) and one
-// object per registered device and per instance, created and removed as the snapshot changes, with
+// The bus objects of hostdevd (bus thread only, see worker.hpp): the root object (ObjectManager, Devices, Instances)
+// and one object per registered device and per instance, created and removed as the snapshot changes, with
 // InterfacesAdded/InterfacesRemoved, PropertiesChanged on every change, and the Mdev* signals.
 #pragma once
 
@@ -26,8 +26,8 @@ using Reply = std::function<void()>;
 // model and fills in the method (for its polkit action) and the canonical details polkit rules see; the daemon
 // then asks polkit (asynchronously) and queues `work` only once the caller is allowed.
 struct Mutation {
-  std::string method;   // "Devices.Register": the bouncer's key
-  Details details;      // canonical: normalized address, names and ids, profile name and type id
+  std::string method;                          // "Devices.Register": the bouncer's key
+  Details details;                             // canonical: normalized address, names and ids, profile name and type id
   std::optional<std::uint32_t> instance_owner; // the Delete methods: the owner of the instance
   bool interactive = false;
   // Worker thread: the change itself, for a caller who has been allowed; throws to fail.

@@ -17,7 +17,11 @@ SystemdUnits::SystemdUnits(sdbus::IConnection &connection, std::chrono::millisec
 std::optional<sdbus::ObjectPath> SystemdUnits::load(const std::string &unit) {
   try {
     sdbus::ObjectPath path;
-    manager_->callMethod("LoadUnit").onInterface(kManager).withTimeout(std::chrono::seconds(5)).withArguments(unit).storeResultsTo(path);
+    manager_->callMethod("LoadUnit")
+        .onInterface(kManager)
+        .withTimeout(std::chrono::seconds(5))
+        .withArguments(unit)
+        .storeResultsTo(path);
     return path;
   } catch (const sdbus::Error &) {
     return std::nullopt; // no systemd on this bus (or it refused): treat as absent
@@ -27,8 +31,11 @@ std::optional<sdbus::ObjectPath> SystemdUnits::load(const std::string &unit) {
 std::string SystemdUnits::property(const sdbus::ObjectPath &path, const std::string &name) {
   auto unit = sdbus::createProxy(connection_, kSystemd, path);
   sdbus::Variant value;
-  unit->callMethod("Get").onInterface("org.freedesktop.DBus.Properties").withTimeout(std::chrono::seconds(5))
-      .withArguments(std::string("org.freedesktop.systemd1.Unit"), name).storeResultsTo(value);
+  unit->callMethod("Get")
+      .onInterface("org.freedesktop.DBus.Properties")
+      .withTimeout(std::chrono::seconds(5))
+      .withArguments(std::string("org.freedesktop.systemd1.Unit"), name)
+      .storeResultsTo(value);
   return value.get<std::string>();
 }
 
@@ -81,7 +88,10 @@ void SystemdUnits::wait_for(const std::string &unit, bool active) {
 void SystemdUnits::stop(const std::string &unit) {
   try {
     sdbus::ObjectPath job;
-    manager_->callMethod("StopUnit").onInterface(kManager).withArguments(unit, std::string("replace")).storeResultsTo(job);
+    manager_->callMethod("StopUnit")
+        .onInterface(kManager)
+        .withArguments(unit, std::string("replace"))
+        .storeResultsTo(job);
   } catch (const sdbus::Error &e) {
     core::fail(core::Errc::KernelError, "stopping " + unit + " failed: " + e.getMessage());
   }
@@ -91,7 +101,10 @@ void SystemdUnits::stop(const std::string &unit) {
 void SystemdUnits::start(const std::string &unit) {
   try {
     sdbus::ObjectPath job;
-    manager_->callMethod("StartUnit").onInterface(kManager).withArguments(unit, std::string("replace")).storeResultsTo(job);
+    manager_->callMethod("StartUnit")
+        .onInterface(kManager)
+        .withArguments(unit, std::string("replace"))
+        .storeResultsTo(job);
   } catch (const sdbus::Error &e) {
     core::fail(core::Errc::KernelError, "starting " + unit + " failed: " + e.getMessage());
   }

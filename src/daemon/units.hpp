@@ -21,7 +21,8 @@ public:
 
   bool exists(const std::string &unit) override;
   bool is_active(const std::string &unit) override;
-  void stop(const std::string &unit) override;  // StopUnit "replace", waits for inactive/failed; KernelError past the deadline
+  void stop(
+      const std::string &unit) override; // StopUnit "replace", waits for inactive/failed; KernelError past the deadline
   void start(const std::string &unit) override; // StartUnit "replace", waits for active; KernelError past the deadline
 
 private:

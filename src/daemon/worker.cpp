@@ -63,7 +63,9 @@ Worker::~Worker() {
   ::close(wake_fd_);
 }
 
-void Worker::start() { thread_ = std::thread([this] { loop(); }); }
+void Worker::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void Worker::submit(Task task) {
   HOSTDEV_ASSERT_BUS_THREAD();

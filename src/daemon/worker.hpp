@@ -48,8 +48,8 @@ void assert_bus_thread(const char *function) noexcept; // aborts with a message 
 
 class Worker {
 public:
-  using Completion = std::function<void()>;  // bus thread
-  using Task = std::function<Completion()>;  // worker thread
+  using Completion = std::function<void()>; // bus thread
+  using Task = std::function<Completion()>; // worker thread
 
   Worker(); // throws std::runtime_error when no eventfd can be had
   ~Worker();

@@ -46,10 +46,11 @@ struct Fault {
 };
 
 std::optional<int> parse_errno(const std::string &text) {
-  static const std::map<std::string, int> names = {
-      {"EPERM", EPERM},   {"ENOENT", ENOENT}, {"EIO", EIO},       {"ENXIO", ENXIO},   {"EAGAIN", EAGAIN},
-      {"ENOMEM", ENOMEM}, {"EACCES", EACCES}, {"EBUSY", EBUSY},   {"EEXIST", EEXIST}, {"ENODEV", ENODEV},
-      {"EINVAL", EINVAL}, {"ENOSPC", ENOSPC}, {"ETIMEDOUT", ETIMEDOUT}};
+  static const std::map<std::string, int> names = {{"EPERM", EPERM},        {"ENOENT", ENOENT}, {"EIO", EIO},
+                                                   {"ENXIO", ENXIO},        {"EAGAIN", EAGAIN}, {"ENOMEM", ENOMEM},
+                                                   {"EACCES", EACCES},      {"EBUSY", EBUSY},   {"EEXIST", EEXIST},
+                                                   {"ENODEV", ENODEV},      {"EINVAL", EINVAL}, {"ENOSPC", ENOSPC},
+                                                   {"ETIMEDOUT", ETIMEDOUT}};
   if (auto it = names.find(text); it != names.end())
     return it->second;
   char *end = nullptr;
@@ -276,7 +277,7 @@ int main(int argc, char **argv) {
   Faults faults(host, std::move(fixed_faults), faults_file);
   auto log_mutex = std::make_shared<std::mutex>();
   core::Sysfs::WriteHook hook = [kernel, kernel_log, log_mutex, &faults](const std::string &path,
-                                                                          std::string_view value) {
+                                                                         std::string_view value) {
     faults.refresh();
     const int err = kernel(path, value);
     if (err == 0 && !kernel_log.empty()) {

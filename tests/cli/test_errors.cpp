@@ -14,11 +14,24 @@ const std::string P = "org.hostdev.Passthrough1.Error.";
 
 TEST(ExitCodes, EveryHostdevError) {
   const std::map<std::string, int> want{
-      {"NotFound", 3},          {"NameExists", 5},         {"AlreadyExists", 5},      {"InvalidName", 2},
-      {"InvalidPciAddress", 2}, {"DeviceNotFound", 3},     {"InUse", 5},              {"NotBound", 5},
-      {"AlreadyBound", 5},      {"VfioUnavailable", 7},    {"IommuUnavailable", 7},   {"IommuGroupConflict", 5},
-      {"ProfileUnavailable", 7}, {"NoCapacity", 7},        {"Timeout", 6},            {"NotAuthorized", 4},
-      {"InvalidArgument", 2},   {"KernelError", 6},
+      {"NotFound", 3},
+      {"NameExists", 5},
+      {"AlreadyExists", 5},
+      {"InvalidName", 2},
+      {"InvalidPciAddress", 2},
+      {"DeviceNotFound", 3},
+      {"InUse", 5},
+      {"NotBound", 5},
+      {"AlreadyBound", 5},
+      {"VfioUnavailable", 7},
+      {"IommuUnavailable", 7},
+      {"IommuGroupConflict", 5},
+      {"ProfileUnavailable", 7},
+      {"NoCapacity", 7},
+      {"Timeout", 6},
+      {"NotAuthorized", 4},
+      {"InvalidArgument", 2},
+      {"KernelError", 6},
   };
   for (const auto &[name, code] : want) {
     const auto c = classify_error(P + name);

@@ -39,9 +39,9 @@ TEST(Lookup, BadReferencesAndMissesAreTypedErrors) {
   EXPECT_EQ(error_code_of([&] { find_by_id_or_name(things, "../etc", "thing", name_of); }, &message),
             Errc::InvalidName);
   EXPECT_NE(message.find("neither a thing id nor a valid thing name"), std::string::npos) << message;
-  EXPECT_EQ(error_code_of([&] { find_by_id_or_name(things, std::string(5000, 'x') + "/", "thing", name_of); },
-                          &message),
-            Errc::InvalidName);
+  EXPECT_EQ(
+      error_code_of([&] { find_by_id_or_name(things, std::string(5000, 'x') + "/", "thing", name_of); }, &message),
+      Errc::InvalidName);
   EXPECT_LT(message.size(), 200u) << "the echo of a long reference is bounded";
   EXPECT_EQ(error_code_of([&] { find_by_id_or_name(things, "omega", "thing", name_of); }, &message), Errc::NotFound);
   EXPECT_EQ(message, "no thing 'omega'");

@@ -170,7 +170,7 @@ TEST(MdevFramebuffer, ParsesTheUsualForms) {
       {"FrameBuffer=2G, num_heads=1", 2048},
       {"FRAMEBUFFER=512M", 512},
       {"framebuffer=2097152K", 2048},
-      {"framebuffer=512K", 0}, // less than a megabyte
+      {"framebuffer=512K", 0},    // less than a megabyte
       {"framebuffer=1024", 1024}, // no unit: MB
       {"framebuffer = 8M", 8},
       {"framebuffer:16M", 16},
@@ -196,8 +196,10 @@ protected:
     host.add_function(test::make_fn(kVf0, 0x10de, 0x26b9, 0x030200, std::nullopt, 100));
     host.add_function(test::make_fn(kVf1, 0x10de, 0x26b9, 0x030200, std::nullopt, 101));
     const std::string desc = "num_heads=4, frl_config=60, framebuffer=4096M, max_resolution=7680x4320, max_instance=12";
-    host.add_mdev_parent(kVf0, {{"nvidia-1157", "NVIDIA L40S-4Q", desc, 1}, {"nvidia-1160", "NVIDIA L40S-48Q", "framebuffer=48G", 0}});
-    host.add_mdev_parent(kVf1, {{"nvidia-1157", "NVIDIA L40S-4Q", desc, 1}, {"nvidia-1160", "NVIDIA L40S-48Q", "framebuffer=48G", 0}});
+    host.add_mdev_parent(
+        kVf0, {{"nvidia-1157", "NVIDIA L40S-4Q", desc, 1}, {"nvidia-1160", "NVIDIA L40S-48Q", "framebuffer=48G", 0}});
+    host.add_mdev_parent(
+        kVf1, {{"nvidia-1157", "NVIDIA L40S-4Q", desc, 1}, {"nvidia-1160", "NVIDIA L40S-48Q", "framebuffer=48G", 0}});
   }
   FakeHost host;
 };
@@ -237,7 +239,8 @@ TEST_F(MdevTest, UuidIsNormalisedBeforeTheWrite) {
   sysfs.set_write_hook(host.kernel());
   MdevBus bus(sysfs);
   std::string upper = kUuid;
-  std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  std::transform(upper.begin(), upper.end(), upper.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   bus.create(kVf1, "nvidia-1157", upper);
   EXPECT_EQ(host.writes(), std::vector<std::string>{type_path(kVf1, "nvidia-1157") + "/create=" + kUuid});
   bus.remove(upper);
@@ -329,8 +332,8 @@ TEST_F(MdevTest, PathEscapesAreRefusedBeforeAnyIo) {
   sysfs.set_write_hook(empty.kernel());
   MdevBus bus(sysfs);
   const std::pair<const char *, const char *> cases[] = {
-      {"../../etc", "nvidia-1157"}, {"..", "nvidia-1157"}, {"a/b", "nvidia-1157"}, {"", "nvidia-1157"},
-      {kVf0.c_str(), "../../../../etc"}, {kVf0.c_str(), "."}, {kVf0.c_str(), "x/create"},
+      {"../../etc", "nvidia-1157"},      {"..", "nvidia-1157"}, {"a/b", "nvidia-1157"},     {"", "nvidia-1157"},
+      {kVf0.c_str(), "../../../../etc"}, {kVf0.c_str(), "."},   {kVf0.c_str(), "x/create"},
   };
   for (const auto &[parent, type] : cases) {
     SCOPED_TRACE(std::string(parent) + " / " + type);

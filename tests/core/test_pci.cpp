@@ -45,7 +45,9 @@ std::string dump(const HostReport &r) {
 
 class FakeNames final : public PciNames {
 public:
-  std::string vendor(std::uint16_t v) const override { return v == 0x10de ? "NVIDIA Corporation" : "vendor-" + hex4(v); }
+  std::string vendor(std::uint16_t v) const override {
+    return v == 0x10de ? "NVIDIA Corporation" : "vendor-" + hex4(v);
+  }
   std::string device(std::uint16_t v, std::uint16_t d) const override {
     return v == 0x10de && d == 0x27b8 ? "AD104GL [L4]" : "device-" + hex4(v) + ":" + hex4(d);
   }
@@ -69,8 +71,8 @@ TEST_F(PciTest, DiscoversEveryFunctionSortedByAddress) {
   std::vector<std::string> addresses;
   for (const auto &f : fns)
     addresses.push_back(f.address);
-  EXPECT_EQ(addresses, (std::vector<std::string>{test::kBridgeAddr, test::kGpuAddr, test::kAudioAddr,
-                                                   test::kNicAddr, test::kBareAddr}));
+  EXPECT_EQ(addresses, (std::vector<std::string>{test::kBridgeAddr, test::kGpuAddr, test::kAudioAddr, test::kNicAddr,
+                                                 test::kBareAddr}));
 }
 
 TEST_F(PciTest, ReadsEveryFieldOfTheGpu) {
@@ -86,8 +88,7 @@ TEST_F(PciTest, ReadsEveryFieldOfTheGpu) {
   EXPECT_EQ(gpu.vendor_name, "");
   EXPECT_EQ(gpu.device_name, "");
   EXPECT_EQ(gpu.iommu_group, 1);
-  EXPECT_EQ(gpu.group_members,
-            (std::vector<std::string>{test::kBridgeAddr, test::kGpuAddr, test::kAudioAddr}));
+  EXPECT_EQ(gpu.group_members, (std::vector<std::string>{test::kBridgeAddr, test::kGpuAddr, test::kAudioAddr}));
   EXPECT_EQ(gpu.driver, "nvidia");
   EXPECT_EQ(gpu.driver_override, std::nullopt);
   EXPECT_EQ(gpu.numa_node, 0);
@@ -337,10 +338,10 @@ TEST(PciPredicates, ClassesAndVendors) {
     bool gpu, display, bridge, vfio;
   };
   const Case cases[] = {
-      {0x1002, 0x030000, "amdgpu", true, true, false, false},  // VGA
-      {0x8086, 0x030200, std::nullopt, true, true, false, false}, // 3D controller
+      {0x1002, 0x030000, "amdgpu", true, true, false, false},       // VGA
+      {0x8086, 0x030200, std::nullopt, true, true, false, false},   // 3D controller
       {0x1af4, 0x030100, std::nullopt, false, false, false, false}, // XGA is not a GPU here
-      {0x10de, 0x040300, "vfio-pci", true, false, false, true}, // NVIDIA audio
+      {0x10de, 0x040300, "vfio-pci", true, false, false, true},     // NVIDIA audio
       {0x8086, 0x060400, "pcieport", false, false, true, false},
       {0x8086, 0x060000, std::nullopt, false, false, true, false},
       {0x8086, 0x020000, "vfio-pci-core", false, false, false, false},

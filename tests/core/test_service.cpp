@@ -24,7 +24,9 @@ struct RecordingEvents : Events {
                     const std::string &) override {
     log.push_back("mdev_created " + profile + " " + parent + " " + uuid);
   }
-  void mdev_destroyed(const std::string &uuid, const std::string &) override { log.push_back("mdev_destroyed " + uuid); }
+  void mdev_destroyed(const std::string &uuid, const std::string &) override {
+    log.push_back("mdev_destroyed " + uuid);
+  }
   void reconciled(const ReconcileStats &s) override {
     log.push_back("reconciled " + std::to_string(s.destroyed) + "/" + std::to_string(s.skipped_not_ours) + "/" +
                   std::to_string(s.skipped_in_use) + "/" + std::to_string(s.cleared_attachments));
@@ -206,14 +208,17 @@ TEST_F(ServiceTest, InstanceWithDevicesBindsAttachesAndDeleteGivesBack) {
   EXPECT_TRUE(store_->intents().empty());
 
   auto paths = service_->instance_paths(inst);
-  EXPECT_EQ(paths.device_paths, (std::vector<std::string>{"/sys/bus/pci/devices/0000:01:00.0/",
-                                                          "/sys/bus/pci/devices/0000:01:00.1/"}));
+  EXPECT_EQ(paths.device_paths,
+            (std::vector<std::string>{"/sys/bus/pci/devices/0000:01:00.0/", "/sys/bus/pci/devices/0000:01:00.1/"}));
   EXPECT_EQ(paths.qemu_args, (std::vector<std::string>{"-device", "vfio-pci,host=0000:01:00.0", "-device",
                                                        "vfio-pci,host=0000:01:00.1"}));
   EXPECT_EQ(paths.cloud_hypervisor_args,
             (std::vector<std::string>{"--device", "path=/sys/bus/pci/devices/0000:01:00.0/",
                                       "path=/sys/bus/pci/devices/0000:01:00.1/"}));
-  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"l4"}, "", ""}, 0); }), Errc::InUse)
+  EXPECT_EQ(error_code_of([&] {
+              service_->create_instance("vm2", {{"l4"}, "", ""}, 0);
+            }),
+            Errc::InUse)
       << "one attachment per device";
 
   restart();
@@ -260,8 +265,13 @@ TEST_F(ServiceTest, NoCapacityAndUnknownProfilesAreRefusedBeforeAnyWrite) {
   service_->register_device("nic", kNicAddr);
   service_->create_instance("first", {{}, "NVIDIA L40S-4Q", ""}, 0);
   const auto writes = host_.writes().size();
-  EXPECT_EQ(error_code_of([&] { service_->create_instance("second", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::NoCapacity);
-  EXPECT_EQ(error_code_of([&] { service_->create_instance("third", {{"nic"}, "NVIDIA A100-40C", ""}, 0); }),
+  EXPECT_EQ(error_code_of([&] {
+              service_->create_instance("second", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0);
+            }),
+            Errc::NoCapacity);
+  EXPECT_EQ(error_code_of([&] {
+              service_->create_instance("third", {{"nic"}, "NVIDIA A100-40C", ""}, 0);
+            }),
             Errc::ProfileUnavailable);
   EXPECT_EQ(host_.writes().size(), writes);
   EXPECT_EQ(driver(kNicAddr), "igb");
@@ -277,10 +287,16 @@ TEST_F(ServiceTest, CreateValidatesItsArguments) {
   EXPECT_EQ(error_code_of([&] { service_->create_instance("-x", {{"bare"}, "", ""}, 0); }), Errc::InvalidName);
   EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{"bare"}, "", ""}, 0); }), Errc::NameExists);
   EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{}, "", ""}, 0); }), Errc::InvalidArgument);
-  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"bare", "bare"}, "", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] {
+              service_->create_instance("vm2", {{"bare", "bare"}, "", ""}, 0);
+            }),
+            Errc::InvalidArgument);
   EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"ghost"}, "", ""}, 0); }), Errc::NotFound);
   EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"bare"}, "", "a\nb"}, 0); }), Errc::InvalidArgument);
-  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm2", {{"bare"}, "x/../y", ""}, 0); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] {
+              service_->create_instance("vm2", {{"bare"}, "x/../y", ""}, 0);
+            }),
+            Errc::InvalidArgument);
   EXPECT_EQ(driver(kBareAddr), std::nullopt);
   EXPECT_EQ(files_in("instances"), 1u);
 }
@@ -300,7 +316,11 @@ TEST_F(ServiceTest, AFailedCreateRollsBackEveryDeviceInReverse) {
     return kernel(path, value);
   });
   std::string message;
-  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{"nic", "bare"}, "", ""}, 0); }, &message),
+  EXPECT_EQ(error_code_of(
+                [&] {
+                  service_->create_instance("vm1", {{"nic", "bare"}, "", ""}, 0);
+                },
+                &message),
             Errc::KernelError);
   EXPECT_EQ(driver(kNicAddr), "igb");
   EXPECT_NE(driver(kBareAddr), "vfio-pci");
@@ -313,7 +333,10 @@ TEST_F(ServiceTest, AFailedMdevCreateRollsBackTheDevices) {
   build(one_slot_host);
   service_->register_device("nic", kNicAddr);
   host_.fail_writes("/create", EIO);
-  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm1", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0); }), Errc::KernelError);
+  EXPECT_EQ(error_code_of([&] {
+              service_->create_instance("vm1", {{"nic"}, "NVIDIA L40S-4Q", ""}, 0);
+            }),
+            Errc::KernelError);
   EXPECT_EQ(driver(kNicAddr), "igb");
   EXPECT_EQ(files_in("mdevs"), 0u);
   EXPECT_EQ(files_in("instances"), 0u);

@@ -73,13 +73,9 @@ InstanceRecord full_instance() {
   return r;
 }
 
-MdevRecord full_mdev() {
-  return MdevRecord{kUuid, "0000:a2:00.4", "nvidia-1155", kInst, 1700000000555555ULL};
-}
+MdevRecord full_mdev() { return MdevRecord{kUuid, "0000:a2:00.4", "nvidia-1155", kInst, 1700000000555555ULL}; }
 
-Intent full_intent() {
-  return Intent{kIntent, "create-instance", kInst, {kDevA, kDevB}, kUuid, 1700000000777777ULL};
-}
+Intent full_intent() { return Intent{kIntent, "create-instance", kInst, {kDevA, kDevB}, kUuid, 1700000000777777ULL}; }
 
 void expect_same(const DeviceRecord &a, const DeviceRecord &b) {
   EXPECT_EQ(a.id, b.id);
@@ -154,13 +150,19 @@ std::vector<std::string> names_in(const fs::path &dir) {
   return out;
 }
 
-
 // A device file as a person could write it; `edit` changes the JSON before it is written.
 template <class Edit> void write_device_json(const fs::path &dir, const std::string &file, Edit edit) {
-  nlohmann::json j = {{"version", 1},           {"id", kDevA},         {"name", "gpu0"},
-                      {"type", "gpu"},          {"pci_address", "0000:a2:00.0"}, {"vendor_id", "10de"},
-                      {"device_id", "26b9"},    {"iommu_group", 3},    {"created_at", 1},
-                      {"attached_to", ""},      {"host_driver", nullptr}};
+  nlohmann::json j = {{"version", 1},
+                      {"id", kDevA},
+                      {"name", "gpu0"},
+                      {"type", "gpu"},
+                      {"pci_address", "0000:a2:00.0"},
+                      {"vendor_id", "10de"},
+                      {"device_id", "26b9"},
+                      {"iommu_group", 3},
+                      {"created_at", 1},
+                      {"attached_to", ""},
+                      {"host_driver", nullptr}};
   edit(j);
   write_text(dir / "devices" / file, j.dump(2));
 }
@@ -418,7 +420,8 @@ TEST_F(StoreTest, StrayTempFilesAreRemoved) {
 TEST_F(StoreTest, InvalidIdsAreRefusedAndNothingIsWritten) {
   Store store(dir_.string());
   const auto before = tree(root_);
-  for (const std::string &bad : std::vector<std::string>{"../etc", "../../escape", "ABC", "", "0123456789ABCDEF0123456789ABCDEF",
+  for (const std::string &bad :
+       std::vector<std::string>{"../etc", "../../escape", "ABC", "", "0123456789ABCDEF0123456789ABCDEF",
                                 "0123456789abcdef0123456789abcde/", kUuid}) {
     SCOPED_TRACE("id '" + bad + "'");
     DeviceRecord d = full_device();
@@ -435,7 +438,7 @@ TEST_F(StoreTest, InvalidIdsAreRefusedAndNothingIsWritten) {
     EXPECT_EQ(hostdev::test::error_code_of([&] { store.remove_intent(bad); }), Errc::InvalidArgument);
   }
   for (const std::string &bad : std::vector<std::string>{"../etc", "", "4B20D080-1B54-4048-85B3-A6A62D165C01", kDevA,
-                                "../../4b20d080-1b54-4048-85b3-a6a62d165c"}) {
+                                                         "../../4b20d080-1b54-4048-85b3-a6a62d165c"}) {
     SCOPED_TRACE("uuid '" + bad + "'");
     MdevRecord m = full_mdev();
     m.uuid = bad;
@@ -564,13 +567,12 @@ TEST_F(StoreTest, DuplicatesAcrossFilesKeepTheOldest) {
   b.id = kInst2;
   b.created_at = a.created_at - 1;
   store.put_instance(a);
-  write_text(dir_ / "instances" / (kInst2 + ".json"),
-             [&] {
-               auto j = nlohmann::json::parse(read_text(dir_ / "instances" / (kInst + ".json")));
-               j["id"] = kInst2;
-               j["created_at"] = b.created_at;
-               return j.dump();
-             }());
+  write_text(dir_ / "instances" / (kInst2 + ".json"), [&] {
+    auto j = nlohmann::json::parse(read_text(dir_ / "instances" / (kInst + ".json")));
+    j["id"] = kInst2;
+    j["created_at"] = b.created_at;
+    return j.dump();
+  }());
 
   auto warnings = store.load();
   ASSERT_EQ(warnings.size(), 3U) << ::testing::PrintToString(warnings);

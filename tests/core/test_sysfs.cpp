@@ -27,8 +27,10 @@ protected:
     put("sys/devices/pci0000:00/0000:00:02.0/vendor", "0x8086\n");
     put("sys/devices/pci0000:00/0000:00:02.0/driver_override", "(null)\n");
     fs::create_directories(root_ / "sys/bus/pci/devices");
-    fs::create_directory_symlink("../../../devices/pci0000:00/0000:00:02.0", root_ / "sys/bus/pci/devices/0000:00:02.0");
-    fs::create_directory_symlink("../../../bus/pci/drivers/e1000e", root_ / "sys/devices/pci0000:00/0000:00:02.0/driver");
+    fs::create_directory_symlink("../../../devices/pci0000:00/0000:00:02.0",
+                                 root_ / "sys/bus/pci/devices/0000:00:02.0");
+    fs::create_directory_symlink("../../../bus/pci/drivers/e1000e",
+                                 root_ / "sys/devices/pci0000:00/0000:00:02.0/driver");
     // Outside the root: must stay unreachable.
     std::ofstream(base_ / "secret") << "top secret\n";
     fs::create_symlink("../../secret", root_ / "sys/escape");
@@ -188,10 +190,10 @@ TEST(SysfsRoot, AutoPicksTheKernelResolverWhereOpenat2Works) {
   EXPECT_EQ(s.resolver(), Sysfs::Resolver::Kernel) << "this kernel has openat2";
 }
 
-INSTANTIATE_TEST_SUITE_P(Resolvers, SysfsTest,
-                         ::testing::Values(Sysfs::Resolver::Kernel, Sysfs::Resolver::Userspace),
+INSTANTIATE_TEST_SUITE_P(Resolvers, SysfsTest, ::testing::Values(Sysfs::Resolver::Kernel, Sysfs::Resolver::Userspace),
                          [](const auto &param_info) {
-                           return param_info.param == Sysfs::Resolver::Kernel ? std::string("Kernel") : std::string("Userspace");
+                           return param_info.param == Sysfs::Resolver::Kernel ? std::string("Kernel")
+                                                                              : std::string("Userspace");
                          });
 
 TEST(SysfsRoot, MissingRootIsInvalidArgument) {

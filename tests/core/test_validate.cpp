@@ -18,9 +18,8 @@ TEST(PciAddress, NormalisesToLowerCase) {
 }
 
 TEST(PciAddress, RejectsEverythingElse) {
-  for (const char *bad : {"", "0000:a2:00", "a2:00.0", "0000:a2:00.8", "0000:a2:00.0 ", " 0000:a2:00.0",
-                          "0000-a2-00.0", "0000:g2:00.0", "0000:a2:000.0", "../../etc/passwd", "0000:a2:00.0/..",
-                          "00000:a2:00.0"}) {
+  for (const char *bad : {"", "0000:a2:00", "a2:00.0", "0000:a2:00.8", "0000:a2:00.0 ", " 0000:a2:00.0", "0000-a2-00.0",
+                          "0000:g2:00.0", "0000:a2:000.0", "../../etc/passwd", "0000:a2:00.0/..", "00000:a2:00.0"}) {
     EXPECT_FALSE(is_pci_address(bad)) << bad;
     EXPECT_EQ(error_code_of([&] { normalize_pci_address(bad); }), Errc::InvalidPciAddress) << bad;
   }
@@ -37,11 +36,12 @@ TEST(PciAddress, ErrorMessageNamesTheInputAndTheForm) {
 }
 
 TEST(Names, FollowThePattern) {
-  for (const std::string &good : {std::string("gpu0"), std::string("my-gpu"), std::string("a.b_c-d"), std::string("0x"), std::string("L4"), std::string(64, 'a')})
+  for (const std::string &good : {std::string("gpu0"), std::string("my-gpu"), std::string("a.b_c-d"), std::string("0x"),
+                                  std::string("L4"), std::string(64, 'a')})
     EXPECT_TRUE(is_valid_name(good)) << good;
   for (const std::string &bad : {std::string(""), std::string("a"), std::string("-gpu"), std::string(".gpu"),
-                                std::string("_gpu"), std::string("gpu/0"), std::string("gpu 0"), std::string("../x"),
-                                std::string("gpü"), std::string("gpu\n"), std::string(65, 'a')}) {
+                                 std::string("_gpu"), std::string("gpu/0"), std::string("gpu 0"), std::string("../x"),
+                                 std::string("gpü"), std::string("gpu\n"), std::string(65, 'a')}) {
     EXPECT_FALSE(is_valid_name(bad)) << bad;
     EXPECT_EQ(error_code_of([&] { validate_name(bad); }), Errc::InvalidName) << bad;
   }

@@ -187,14 +187,16 @@ TEST_F(VfioTest, UnbindChecksTheHostDriverCameBack) {
 TEST_F(VfioTest, NvidiaBindStopsAndRestartsPersistenced) {
   build(make_vgpu_host);
   EXPECT_EQ(vfio_->bind(kPf0Addr), "nvidia");
-  EXPECT_EQ(units_.calls, (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
+  EXPECT_EQ(units_.calls,
+            (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
 }
 
 TEST_F(VfioTest, NvidiaBindRestartsPersistencedAlsoOnFailure) {
   build(make_vgpu_host);
   host_.fail_writes("drivers/nvidia/unbind", EIO);
   EXPECT_EQ(error_code_of([&] { vfio_->bind(kPf0Addr); }), Errc::KernelError);
-  EXPECT_EQ(units_.calls, (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
+  EXPECT_EQ(units_.calls,
+            (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
 }
 
 TEST_F(VfioTest, NvidiaBindLeavesAnInactivePersistencedAlone) {
@@ -239,7 +241,8 @@ TEST_F(VfioTest, AFailingPersistencedStopIsAKernelErrorAndItIsStartedAgain) {
   std::string message;
   EXPECT_EQ(error_code_of([&] { vfio_->bind(kPf0Addr); }, &message), Errc::KernelError);
   EXPECT_NE(message.find("nvidia-persistenced"), std::string::npos) << message;
-  EXPECT_EQ(units_.calls, (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
+  EXPECT_EQ(units_.calls,
+            (std::vector<std::string>{"stop nvidia-persistenced.service", "start nvidia-persistenced.service"}));
   EXPECT_EQ(bus_->driver_of(kPf0Addr), "nvidia");
 }
 

@@ -35,14 +35,14 @@ TEST(Cmdline, EveryOption) {
 
 TEST(Cmdline, BadValuesAreUsageErrors) {
   for (const auto &bad : std::vector<std::vector<std::string>>{{"--write-timeout", "0"},
-                                                                {"--write-timeout", "601"},
-                                                                {"--write-timeout", "1e3"},
-                                                                {"--write-timeout", "1..2"},
-                                                                {"--idle-exit", "-1"},
-                                                                {"--idle-exit", "x"},
-                                                                {"--bus", ""},
-                                                                {"--state-dir"},
-                                                                {"--frobnicate"}}) {
+                                                               {"--write-timeout", "601"},
+                                                               {"--write-timeout", "1e3"},
+                                                               {"--write-timeout", "1..2"},
+                                                               {"--idle-exit", "-1"},
+                                                               {"--idle-exit", "x"},
+                                                               {"--bus", ""},
+                                                               {"--state-dir"},
+                                                               {"--frobnicate"}}) {
     DaemonOptions o;
     EXPECT_EQ(parse(bad, o), 2) << bad[0];
   }

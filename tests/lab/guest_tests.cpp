@@ -73,7 +73,8 @@ std::string run(const std::string &cmd) {
 }
 
 unsigned mtty_available(const std::string &type) {
-  return static_cast<unsigned>(std::stoul(slurp("/sys/class/mdev_bus/mtty/mdev_supported_types/" + type + "/available_instances")));
+  return static_cast<unsigned>(
+      std::stoul(slurp("/sys/class/mdev_bus/mtty/mdev_supported_types/" + type + "/available_instances")));
 }
 
 // One hostdev as the daemon would hold it: real /sys, a fresh state directory.
@@ -114,7 +115,8 @@ TEST_F(LabTest, Inspect) {
     EXPECT_EQ(fn.iommu_group, kernel_group(fn.address));
     ASSERT_TRUE(fn.iommu_group) << "intel-iommu gives every function a group";
     std::vector<std::string> members;
-    for (const auto &m : fs::directory_iterator("/sys/kernel/iommu_groups/" + std::to_string(*fn.iommu_group) + "/devices"))
+    for (const auto &m :
+         fs::directory_iterator("/sys/kernel/iommu_groups/" + std::to_string(*fn.iommu_group) + "/devices"))
       members.push_back(m.path().filename().string());
     std::sort(members.begin(), members.end());
     EXPECT_EQ(fn.group_members, members);
@@ -264,7 +266,10 @@ TEST_F(LabTest, NoCapacity) {
   EXPECT_EQ(mtty_available("mtty-2"), 0u);
   const auto nic = find_pci("0x8086", "0x10d3");
   service_->register_device("nic", nic);
-  EXPECT_EQ(hostdev::test::error_code_of([&] { service_->create_instance("one-too-many", {{"nic"}, "mtty-2", ""}, 0); }), Errc::NoCapacity);
+  EXPECT_EQ(hostdev::test::error_code_of([&] {
+              service_->create_instance("one-too-many", {{"nic"}, "mtty-2", ""}, 0);
+            }),
+            Errc::NoCapacity);
   EXPECT_EQ(kernel_driver(nic), "e1000e") << "refused before binding anything";
   for (unsigned i = 0; i < free_slots; ++i)
     service_->delete_instance("fill" + std::to_string(i));
