@@ -39,51 +39,29 @@ json variant_json(const sdbus::Variant &v) {
   if (v.isEmpty())
     return nullptr;
   const std::string t = v.peekValueType();
-  // clang-format off: a table
-  if (t == "b")
-    return v.get<bool>();
-  if (t == "y")
-    return v.get<std::uint8_t>();
-  if (t == "n")
-    return v.get<std::int16_t>();
-  if (t == "q")
-    return v.get<std::uint16_t>();
-  if (t == "i")
-    return v.get<std::int32_t>();
-  if (t == "u")
-    return v.get<std::uint32_t>();
-  if (t == "x")
-    return v.get<std::int64_t>();
-  if (t == "t")
-    return v.get<std::uint64_t>();
-  if (t == "d")
-    return v.get<double>();
-  if (t == "s")
-    return v.get<std::string>();
-  if (t == "o")
-    return std::string(v.get<sdbus::ObjectPath>());
-  if (t == "g")
-    return std::string(v.get<sdbus::Signature>());
-  if (t == "v")
-    return variant_json(v.get<sdbus::Variant>());
-  if (t == "as")
-    return array_json<std::string>(v);
-  if (t == "ao")
-    return string_array_json<sdbus::ObjectPath>(v);
-  if (t == "ai")
-    return array_json<std::int32_t>(v);
-  if (t == "au")
-    return array_json<std::uint32_t>(v);
-  if (t == "ax")
-    return array_json<std::int64_t>(v);
-  if (t == "at")
-    return array_json<std::uint64_t>(v);
-  if (t == "ab")
-    return array_json<bool>(v);
-  if (t == "a{sv}")
-    return map_json(v.get<VariantMap>());
-  if (t == "a{ss}")
-    return json(v.get<std::map<std::string, std::string>>());
+  // clang-format off
+  if (t == "b") return v.get<bool>();
+  if (t == "y") return v.get<std::uint8_t>();
+  if (t == "n") return v.get<std::int16_t>();
+  if (t == "q") return v.get<std::uint16_t>();
+  if (t == "i") return v.get<std::int32_t>();
+  if (t == "u") return v.get<std::uint32_t>();
+  if (t == "x") return v.get<std::int64_t>();
+  if (t == "t") return v.get<std::uint64_t>();
+  if (t == "d") return v.get<double>();
+  if (t == "s") return v.get<std::string>();
+  if (t == "o") return std::string(v.get<sdbus::ObjectPath>());
+  if (t == "g") return std::string(v.get<sdbus::Signature>());
+  if (t == "v") return variant_json(v.get<sdbus::Variant>());
+  if (t == "as") return array_json<std::string>(v);
+  if (t == "ao") return string_array_json<sdbus::ObjectPath>(v);
+  if (t == "ai") return array_json<std::int32_t>(v);
+  if (t == "au") return array_json<std::uint32_t>(v);
+  if (t == "ax") return array_json<std::int64_t>(v);
+  if (t == "at") return array_json<std::uint64_t>(v);
+  if (t == "ab") return array_json<bool>(v);
+  if (t == "a{sv}") return map_json(v.get<VariantMap>());
+  if (t == "a{ss}") return json(v.get<std::map<std::string, std::string>>());
   // clang-format on
   if (t == "aa{sv}") {
     json a = json::array();

@@ -33,18 +33,6 @@ namespace {
 
 constexpr auto kSnapshotMaxAge = std::chrono::seconds(2);
 
-std::string what(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const sdbus::Error &err) {
-    return err.getName() + ": " + err.getMessage();
-  } catch (const std::exception &err) {
-    return err.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
-
 class Daemon final : public Backend {
 public:
   Daemon(const DaemonOptions &options, core::Sysfs::WriteHook hook)
@@ -205,20 +193,20 @@ private:
           objects_->apply(std::move(*snap));
         objects_->emit(signals);
       } catch (...) {
-        log(Level::Warning, "updating the bus objects failed: " + what(std::current_exception()));
+        log(Level::Warning, "updating the bus objects failed: " + describe_exception(std::current_exception()));
       }
       // The caller gets its reply even when the objects could not be updated.
       try {
         if (reply)
           reply();
       } catch (...) {
-        log(Level::Warning, "sending a reply failed: " + what(std::current_exception()));
+        log(Level::Warning, "sending a reply failed: " + describe_exception(std::current_exception()));
       }
       // After the reply: a reply to a call on an object must be sent while the object is still registered.
       try {
         objects_->bury();
       } catch (...) {
-        log(Level::Warning, "removing bus objects failed: " + what(std::current_exception()));
+        log(Level::Warning, "removing bus objects failed: " + describe_exception(std::current_exception()));
       }
     };
   }

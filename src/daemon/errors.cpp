@@ -27,4 +27,16 @@ sdbus::Error to_dbus_error(std::exception_ptr error) {
   }
 }
 
+std::string describe_exception(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const sdbus::Error &e) {
+    return e.getName() + ": " + e.getMessage();
+  } catch (const std::exception &e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
 } // namespace hostdev::daemon

@@ -18,4 +18,7 @@ std::string error_name(core::Errc code);
 // unknown) becomes Error.KernelError with a message saying what failed.
 sdbus::Error to_dbus_error(std::exception_ptr error);
 
+// What was thrown, as one line for the log: "org.x.Error: message", what(), or "unknown exception".
+std::string describe_exception(std::exception_ptr error);
+
 } // namespace hostdev::daemon

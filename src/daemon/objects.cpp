@@ -266,19 +266,13 @@ public:
   // The properties that differ between two views of this device.
   static std::vector<std::string> changed(const DeviceView &a, const DeviceView &b) {
     std::vector<std::string> out;
-    // clang-format off: a table
-    if (a.vendor_name != b.vendor_name)
-      out.emplace_back("VendorName");
-    if (a.device_name != b.device_name)
-      out.emplace_back("DeviceName");
-    if (a.record.iommu_group != b.record.iommu_group)
-      out.emplace_back("IommuGroup");
-    if (a.driver != b.driver)
-      out.emplace_back("Driver");
-    if ((a.driver == core::kVfioPciDriver) != (b.driver == core::kVfioPciDriver))
-      out.emplace_back("BoundToVfio");
-    if (a.record.attached_to != b.record.attached_to)
-      out.emplace_back("AttachedTo");
+    // clang-format off
+    if (a.vendor_name != b.vendor_name) out.emplace_back("VendorName");
+    if (a.device_name != b.device_name) out.emplace_back("DeviceName");
+    if (a.record.iommu_group != b.record.iommu_group) out.emplace_back("IommuGroup");
+    if (a.driver != b.driver) out.emplace_back("Driver");
+    if ((a.driver == core::kVfioPciDriver) != (b.driver == core::kVfioPciDriver)) out.emplace_back("BoundToVfio");
+    if (a.record.attached_to != b.record.attached_to) out.emplace_back("AttachedTo");
     // clang-format on
     return out;
   }
@@ -355,19 +349,13 @@ public:
 
   static std::vector<std::string> changed(const InstanceView &a, const InstanceView &b) {
     std::vector<std::string> out;
-    // clang-format off: a table
-    if (a.record.devices != b.record.devices)
-      out.emplace_back("Devices");
-    if (a.record.gpu_profile != b.record.gpu_profile)
-      out.emplace_back("GpuProfile");
-    if (a.record.mdev_uuid != b.record.mdev_uuid)
-      out.emplace_back("MdevUuid");
-    if (a.paths.device_paths != b.paths.device_paths)
-      out.emplace_back("DevicePaths");
-    if (a.paths.qemu_args != b.paths.qemu_args)
-      out.emplace_back("QemuArgs");
-    if (a.paths.cloud_hypervisor_args != b.paths.cloud_hypervisor_args)
-      out.emplace_back("CloudHypervisorArgs");
+    // clang-format off
+    if (a.record.devices != b.record.devices) out.emplace_back("Devices");
+    if (a.record.gpu_profile != b.record.gpu_profile) out.emplace_back("GpuProfile");
+    if (a.record.mdev_uuid != b.record.mdev_uuid) out.emplace_back("MdevUuid");
+    if (a.paths.device_paths != b.paths.device_paths) out.emplace_back("DevicePaths");
+    if (a.paths.qemu_args != b.paths.qemu_args) out.emplace_back("QemuArgs");
+    if (a.paths.cloud_hypervisor_args != b.paths.cloud_hypervisor_args) out.emplace_back("CloudHypervisorArgs");
     // clang-format on
     return out;
   }

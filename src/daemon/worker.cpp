@@ -1,5 +1,6 @@
 #include "daemon/worker.hpp"
 
+#include "daemon/errors.hpp"
 #include "daemon/log.hpp"
 
 #include <sdbus-c++/Error.h>
@@ -19,18 +20,6 @@ namespace hostdev::daemon {
 namespace {
 
 std::atomic<std::thread::id> bus_thread_id{};
-
-std::string what(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const sdbus::Error &err) {
-    return err.getName() + ": " + err.getMessage();
-  } catch (const std::exception &err) {
-    return err.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
 
 } // namespace
 
@@ -101,7 +90,7 @@ void Worker::loop() {
     try {
       completion = task();
     } catch (...) {
-      log(Level::Warning, "a task of the worker failed: " + what(std::current_exception()));
+      log(Level::Warning, "a task of the worker failed: " + describe_exception(std::current_exception()));
     }
     // What the task holds (a method call's reply handle, say) is bus-thread data: it must not be released here
     // after the completion has already run there.
@@ -127,7 +116,7 @@ void Worker::run_completions() {
     try {
       fn();
     } catch (...) {
-      log(Level::Warning, "completing a task failed: " + what(std::current_exception()));
+      log(Level::Warning, "completing a task failed: " + describe_exception(std::current_exception()));
     }
   }
 }
