@@ -26,13 +26,17 @@ void file_fail(const std::string &what, const std::string &path, int e) {
   fail(Errc::KernelError, what + " " + path + ": " + std::system_category().message(e));
 }
 
-void ensure_dir(const std::string &path) {
+void ensure_dir(const std::string &path, bool follow) {
   if (::mkdir(path.c_str(), 0700) == 0)
     return;
   int e = errno;
   struct stat st {};
-  if (e == EEXIST && ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-    return;
+  if (e == EEXIST && (follow ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) == 0) {
+    if (S_ISDIR(st.st_mode))
+      return;
+    if (S_ISLNK(st.st_mode))
+      fail(Errc::KernelError, "refusing " + path + ": a symbolic link where the store keeps a folder of its own");
+  }
   file_fail("cannot create directory", path, e == EEXIST ? ENOTDIR : e);
 }
 

@@ -6,8 +6,9 @@
 
 namespace hostdev::core {
 
-// Creates `path` (mode 0700) unless it is a directory already.
-void ensure_dir(const std::string &path);
+// Creates `path` (mode 0700) unless it is a directory already. Unless `follow`, a symbolic link there is refused
+// (Error(KernelError)): what the store writes or moves into its folders must stay in the state directory.
+void ensure_dir(const std::string &path, bool follow = false);
 // fsync() of a directory, so that a rename or unlink in it is on disk.
 void fsync_dir(const std::string &dir);
 // Reads a whole regular file (not through a symlink). Returns false (with errno set) on failure.

@@ -10,27 +10,6 @@
 #include <algorithm>
 
 namespace hostdev::core {
-namespace {
-
-constexpr std::size_t kMaxImageLength = 4096;
-
-void validate_image(const std::string &image) {
-  if (image.size() > kMaxImageLength)
-    fail(Errc::InvalidArgument, "image is longer than 4096 characters");
-  for (char c : image)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      fail(Errc::InvalidArgument, "image contains control characters");
-}
-
-void validate_profile(const std::string &profile) {
-  if (profile.size() > 255)
-    fail(Errc::InvalidArgument, "gpu_profile is longer than 255 characters");
-  for (char c : profile)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '/')
-      fail(Errc::InvalidArgument, "gpu_profile contains characters no profile has");
-}
-
-} // namespace
 
 const InstanceRecord &Service::create_instance(const std::string &name, const InstanceSpec &spec,
                                                std::uint32_t owner_uid) {
@@ -55,9 +34,9 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
       fail(Errc::DeviceNotFound, rec.name + " (" + rec.pci_address + ") is no longer present on this host");
     devices.push_back(std::move(rec));
   }
-  std::optional<MdevBus::Slot> slot;
+  std::vector<MdevBus::Slot> slots; // every parent with room, tried in order
   if (!spec.gpu_profile.empty())
-    slot = mdev_.find_free(spec.gpu_profile);
+    slots = mdev_.free_slots(spec.gpu_profile);
 
   InstanceRecord inst;
   inst.id = new_object_id();
@@ -98,35 +77,57 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
       track_timeout(dev.pci_address, [&] { return vfio_.bind(dev.pci_address, addresses); });
     }
     crash_point("after-bind");
-    if (slot) {
-      MdevRecord m;
-      m.uuid = new_uuid();
-      m.parent = slot->parent;
-      m.type_id = slot->type.id;
-      m.instance_id = inst.id;
-      m.created_at = now_usec();
-      // Recorded before the create write: the write may happen even if we never learn of it.
-      store_.put_mdev(m);
-      intent.mdev_uuid = m.uuid;
-      store_.put_intent(intent);
-      undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
-        if (busy_mdevs_.count(uuid))
-          fail(Errc::InUse, "the kernel has not finished creating it; reconcile removes it once it has");
-        if (mdev_.find(uuid))
-          mdev_.remove(uuid, options_.deadline);
-        store_.remove_mdev(uuid);
-      });
-      try {
-        mdev_.create(m.parent, m.type_id, m.uuid, options_.deadline);
-      } catch (const Error &e) {
-        if (e.code() == Errc::Timeout)
-          busy_mdevs_.insert(m.uuid);
-        throw;
+    if (!slots.empty()) {
+      // A parent that refuses (EBUSY from a driver, a parent going away) is no reason to fail while another
+      // has room: try the next one. A write that times out is not a refusal: it may still happen.
+      std::string refusals;
+      for (const auto &slot : slots) {
+        MdevRecord m;
+        m.uuid = new_uuid();
+        m.parent = slot.parent;
+        m.type_id = slot.type.id;
+        m.instance_id = inst.id;
+        m.created_at = now_usec();
+        // Recorded before the create write: the write may happen even if we never learn of it.
+        store_.put_mdev(m);
+        intent.mdev_uuid = m.uuid;
+        store_.put_intent(intent);
+        try {
+          mdev_.create(m.parent, m.type_id, m.uuid, options_.deadline);
+        } catch (const Error &e) {
+          if (e.code() == Errc::Timeout) {
+            busy_mdevs_.insert(m.uuid);
+            undo.push("removing mdev " + m.uuid, [] {
+              fail(Errc::InUse, "the kernel has not finished creating it; reconcile removes it once it has");
+            });
+            throw;
+          }
+          refusals += std::string(refusals.empty() ? "" : "; ") + m.parent + ": " + e.what();
+          if (mdev_.find(m.uuid)) { // made after all: ours to remove like any other
+            undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
+              mdev_.remove(uuid, options_.deadline);
+              store_.remove_mdev(uuid);
+            });
+            throw;
+          }
+          store_.remove_mdev(m.uuid);
+          intent.mdev_uuid.clear();
+          continue;
+        }
+        undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
+          if (mdev_.find(uuid))
+            mdev_.remove(uuid, options_.deadline);
+          store_.remove_mdev(uuid);
+        });
+        crash_point("after-mdev-create");
+        inst.gpu_profile = slot.type.name;
+        inst.mdev_uuid = m.uuid;
+        inst.mdev_parent = m.parent;
+        break;
       }
-      crash_point("after-mdev-create");
-      inst.gpu_profile = slot->type.name;
-      inst.mdev_uuid = m.uuid;
-      inst.mdev_parent = m.parent;
+      if (inst.mdev_uuid.empty())
+        fail(Errc::KernelError, "every parent with room for profile '" + spec.gpu_profile + "' refused the vGPU (" +
+                                    std::to_string(slots.size()) + " tried): " + refusals);
     }
     for (auto &dev : devices) {
       dev.attached_to = inst.id;
@@ -195,7 +196,24 @@ void Service::delete_instance(const std::string &id_or_name) {
     devices.push_back(it->second);
   }
 
-  // Each step is recorded as it completes, so a failed delete can simply be retried.
+  // The journal first (a retry or reconcile finishes what this starts); nothing is touched if it cannot be
+  // written. An earlier attempt's entry is reused.
+  Intent intent;
+  for (const auto &[id, existing] : store_.intents())
+    if (existing.op == "delete-instance" && existing.instance_id == inst.id)
+      intent = existing;
+  if (intent.id.empty()) {
+    intent.id = new_object_id();
+    intent.op = "delete-instance";
+    intent.instance_id = inst.id;
+    intent.mdev_uuid = inst.mdev_uuid;
+    for (const auto &dev : devices)
+      intent.bound_devices.push_back(dev.id);
+    intent.started_at = now_usec();
+    store_.put_intent(intent);
+  }
+
+  // Each step is recorded as it completes: the instance stops claiming what it has given back.
   if (!inst.mdev_uuid.empty()) {
     const auto uuid = inst.mdev_uuid;
     if (mdev)
@@ -205,6 +223,14 @@ void Service::delete_instance(const std::string &id_or_name) {
     store_.put_instance(inst);
     events_->mdev_destroyed(uuid, inst.id);
   }
+  auto release = [&](DeviceRecord &dev) {
+    // The instance first: a crash between the two leaves a device attached to an instance that does not list
+    // it, which reconcile clears; the other order would let two instances list it.
+    std::erase(inst.devices, dev.id);
+    store_.put_instance(inst);
+    dev.attached_to.clear();
+    store_.put_device(dev);
+  };
   for (auto &dev : devices) {
     try {
       if (pci_.driver_of(dev.pci_address) == std::string(kVfioPciDriver))
@@ -213,15 +239,14 @@ void Service::delete_instance(const std::string &id_or_name) {
       if (e.code() != Errc::Timeout)
         throw;
       // The unbind is still in the kernel: release the device from the instance (it stays busy until
-      // 'restore'), so that neither a retried delete nor restore waits on the other.
-      dev.attached_to.clear();
-      store_.put_device(dev);
+      // a restore), so that neither a retried delete nor the restore waits on the other.
+      release(dev);
       throw;
     }
-    dev.attached_to.clear();
-    store_.put_device(dev);
+    release(dev);
   }
   store_.remove_instance(inst.id);
+  store_.remove_intent(intent.id);
 }
 
 } // namespace hostdev::core

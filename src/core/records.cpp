@@ -1,5 +1,10 @@
 #include "core/records.hpp"
 
+#include "core/error.hpp"
+#include "core/validate.hpp"
+
+#include <algorithm>
+
 #include <climits>
 
 namespace hostdev::core {
@@ -80,6 +85,72 @@ void check_version(const RecordJson &j) {
     throw BadRecord("unsupported version " + v.dump());
 }
 
+// Content: what the API would have accepted. A record is untrusted input like any other (a hand edit, a bug of
+// another version, an attacker with write access to a backup): its strings become paths, polkit details and
+// D-Bus values.
+[[noreturn]] void bad_content(const char *key, const std::string &why) {
+  throw BadRecord(std::string("field '") + key + "' " + why);
+}
+
+void check(bool ok, const char *key, const char *what) {
+  if (!ok)
+    bad_content(key, std::string("is not ") + what);
+}
+
+bool is_lower_hex4(const std::string &s) {
+  return s.size() == 4 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool is_lower_uuid(const std::string &s) {
+  return is_uuid(s) && std::none_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+// Runs one of the API's validators; its complaint becomes the record's.
+template <class F> void validated(const char *key, F f) {
+  try {
+    f();
+  } catch (const Error &e) {
+    bad_content(key, std::string("is invalid: ") + e.what());
+  }
+}
+
+void check_content(const DeviceRecord &r) {
+  validated("name", [&] { validate_name(r.name, "device name"); });
+  check(r.type == "gpu" || r.type == "pci", "type", "\"gpu\" or \"pci\"");
+  check(is_pci_address(r.pci_address) && normalize_pci_address(r.pci_address) == r.pci_address, "pci_address",
+        "a normalized PCI address");
+  check(is_lower_hex4(r.vendor_id), "vendor_id", "four lower-case hex digits");
+  check(is_lower_hex4(r.device_id), "device_id", "four lower-case hex digits");
+  check(!r.iommu_group || *r.iommu_group >= 0, "iommu_group", "a group number");
+  check(r.attached_to.empty() || is_object_id(r.attached_to), "attached_to", "empty or an instance id");
+  check(!r.host_driver || is_safe_component(*r.host_driver), "host_driver", "a driver name");
+}
+
+void check_content(const InstanceRecord &r) {
+  validated("name", [&] { validate_name(r.name, "instance name"); });
+  validated("image", [&] { validate_image(r.image); });
+  for (const auto &id : r.devices)
+    check(is_object_id(id), "devices", "a list of device ids");
+  validated("gpu_profile", [&] { validate_profile(r.gpu_profile); });
+  check(r.mdev_uuid.empty() || is_lower_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
+  check(r.mdev_parent.empty() || is_safe_component(r.mdev_parent), "mdev_parent", "empty or a device name");
+}
+
+void check_content(const MdevRecord &r) {
+  check(is_safe_component(r.parent), "parent", "a device name");
+  check(is_safe_component(r.type_id), "type_id", "a type id");
+  check(r.instance_id.empty() || is_object_id(r.instance_id), "instance_id", "empty or an instance id");
+}
+
+void check_content(const Intent &r) {
+  check(r.op == "create-instance" || r.op == "delete-instance", "op", "a known operation");
+  check(r.instance_id.empty() || is_object_id(r.instance_id), "instance_id", "empty or an instance id");
+  for (const auto &id : r.bound_devices)
+    check(is_object_id(id), "bound_devices", "a list of device ids");
+  check(r.mdev_uuid.empty() || is_lower_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
+}
+
 } // namespace
 
 RecordJson to_json(const DeviceRecord &r) {
@@ -139,6 +210,7 @@ DeviceRecord device_from_json(const RecordJson &j) {
   r.created_at = get_u64(j, "created_at");
   r.attached_to = get_string(j, "attached_to");
   r.host_driver = get_optional_string(j, "host_driver");
+  check_content(r);
   return r;
 }
 
@@ -154,6 +226,7 @@ InstanceRecord instance_from_json(const RecordJson &j) {
   r.mdev_parent = get_string(j, "mdev_parent");
   r.owner_uid = get_u32(j, "owner_uid");
   r.created_at = get_u64(j, "created_at");
+  check_content(r);
   return r;
 }
 
@@ -165,6 +238,7 @@ MdevRecord mdev_from_json(const RecordJson &j) {
   r.type_id = get_string(j, "type_id");
   r.instance_id = get_string(j, "instance_id");
   r.created_at = get_u64(j, "created_at");
+  check_content(r);
   return r;
 }
 
@@ -177,6 +251,7 @@ Intent intent_from_json(const RecordJson &j) {
   r.bound_devices = get_string_array(j, "bound_devices");
   r.mdev_uuid = get_string(j, "mdev_uuid");
   r.started_at = get_u64(j, "started_at");
+  check_content(r);
   return r;
 }
 

@@ -51,7 +51,7 @@ struct MdevRecord {
 // committed. What a crash leaves here is rolled back by reconcile.
 struct Intent {
   std::string id;
-  std::string op;                         // "create-instance", "delete-instance", "bind"
+  std::string op;                         // "create-instance", "delete-instance"
   std::string instance_id;                // "" when not about an instance
   std::vector<std::string> bound_devices; // device ids this operation bound to vfio-pci so far
   std::string mdev_uuid;                  // mdev this operation created (or is about to create)

@@ -31,6 +31,8 @@ constexpr const char *kInstances = "instances";
 constexpr const char *kMdevs = "mdevs";
 constexpr const char *kJournal = "journal";
 constexpr const char *kCorrupt = "corrupt";
+// The largest record the API can produce is a few KiB (an image of 4096 bytes, a few dozen device ids).
+constexpr long kMaxRecordBytes = 64 * 1024;
 
 bool is_lower_uuid(const std::string &s) {
   return is_uuid(s) && std::none_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
@@ -81,6 +83,12 @@ public:
       }
       if (!S_ISREG(st.st_mode)) {
         move_aside(folder, name, "not a regular file");
+        continue;
+      }
+      if (st.st_size > kMaxRecordBytes) {
+        move_aside(folder, name,
+                   "too large (" + std::to_string(st.st_size) + " bytes; a record has at most " +
+                       std::to_string(kMaxRecordBytes) + ")");
         continue;
       }
       std::string text;
@@ -211,7 +219,7 @@ template <class Map> void remove_one(const std::string &dir, const char *folder,
 // ---- Store -----------------------------------------------------------------------------------------------------
 
 Store::Store(std::string dir) : dir_(std::move(dir)) {
-  ensure_dir(dir_);
+  ensure_dir(dir_, true); // the state directory itself may be a link an administrator made
   for (const char *folder : {kDevices, kInstances, kMdevs, kJournal})
     ensure_dir(dir_ + "/" + folder);
 }
@@ -222,7 +230,7 @@ std::vector<std::string> Store::load() {
   mdevs_.clear();
   intents_.clear();
 
-  ensure_dir(dir_);
+  ensure_dir(dir_, true);
   for (const char *folder : {kDevices, kInstances, kMdevs, kJournal})
     ensure_dir(dir_ + "/" + folder);
 

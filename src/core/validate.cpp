@@ -58,14 +58,18 @@ bool is_valid_name(std::string_view name) noexcept {
   };
   if (!ok(name[0], true))
     return false;
-  return std::all_of(name.begin() + 1, name.end(), [&](char c) { return ok(c, false); });
+  if (!std::all_of(name.begin() + 1, name.end(), [&](char c) { return ok(c, false); }))
+    return false;
+  // Not spelled like an object id (32 hex digits): lookups try ids first, so such a name would shadow another
+  // object or be shadowed by it.
+  return !(name.size() == 32 && std::all_of(name.begin(), name.end(), is_hex));
 }
 
 void validate_name(std::string_view name, std::string_view what) {
   if (!is_valid_name(name))
     fail(Errc::InvalidName, std::string(what) + " '" + printable(name) +
                                 "' is not valid: use 2-64 characters, letters, digits, '_', '.', '-', "
-                                "starting with a letter or digit");
+                                "starting with a letter or digit (and not 32 hex digits, the form of an id)");
 }
 
 std::string default_device_name(std::string_view a) {
@@ -112,6 +116,22 @@ bool is_safe_component(std::string_view c) noexcept {
 void validate_component(std::string_view component, std::string_view what) {
   if (!is_safe_component(component))
     fail(Errc::InvalidArgument, std::string(what) + " '" + printable(component) + "' is not a valid name");
+}
+
+void validate_image(std::string_view image) {
+  if (image.size() > kMaxImageLength)
+    fail(Errc::InvalidArgument, "image is longer than " + std::to_string(kMaxImageLength) + " characters");
+  for (char c : image)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      fail(Errc::InvalidArgument, "image contains control characters");
+}
+
+void validate_profile(std::string_view profile) {
+  if (profile.size() > kMaxProfileLength)
+    fail(Errc::InvalidArgument, "gpu_profile is longer than " + std::to_string(kMaxProfileLength) + " characters");
+  for (char c : profile)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '/')
+      fail(Errc::InvalidArgument, "gpu_profile contains characters no profile has");
 }
 
 void validate_ref(std::string_view ref, std::string_view what) {

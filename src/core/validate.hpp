@@ -1,6 +1,7 @@
 // Validation of everything a caller hands in before it can become part of a path.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -11,9 +12,17 @@ namespace hostdev::core {
 std::string normalize_pci_address(std::string_view text);
 bool is_pci_address(std::string_view text) noexcept;
 
-// ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$, at most 64 characters. Throws Error(InvalidName).
+// ^[a-zA-Z0-9][a-zA-Z0-9_.-]+$, at most 64 characters, and not 32 hex digits (the form of an object id).
+// Throws Error(InvalidName).
 void validate_name(std::string_view name, std::string_view what = "name");
 bool is_valid_name(std::string_view name) noexcept;
+
+// An instance's free-text image: at most 4096 bytes, no control characters. Throws Error(InvalidArgument).
+inline constexpr std::size_t kMaxImageLength = 4096;
+void validate_image(std::string_view image);
+// A vGPU profile as a caller or the store names it: at most 255 bytes, no control characters, no '/'.
+inline constexpr std::size_t kMaxProfileLength = 255;
+void validate_profile(std::string_view profile);
 
 // "pci-0000-a2-00-0" for "0000:a2:00.0".
 std::string default_device_name(std::string_view normalized_address);

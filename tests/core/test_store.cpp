@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include <sys/resource.h>
@@ -238,7 +239,7 @@ TEST_F(StoreTest, InstancesMdevsIntentsRoundTrip) {
   empty_instance.id = kInst2;
   empty_instance.name = "bare";
   empty_instance.image = "debian";
-  Intent empty_intent{"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", "bind", "", {}, "", 5};
+  Intent empty_intent{"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", "delete-instance", "", {}, "", 5};
   {
     Store store(dir_.string());
     store.put_instance(full_instance());
@@ -591,3 +592,84 @@ TEST_F(StoreTest, DuplicatesAcrossFilesKeepTheOldest) {
 }
 
 } // namespace
+
+// ------------------------------------------------------------------------------------ content, not just shape
+
+TEST_F(StoreTest, RecordsAreCheckedWithTheAPIsValidatorsAndLimits) {
+  Store store(dir_.string());
+  store.put_device(bare_device());
+  auto instance_file = [&](const std::string &id, const std::function<void(nlohmann::json &)> &edit) {
+    nlohmann::json j = {{"version", 1},
+                        {"id", id},
+                        {"name", "vm-" + id.substr(0, 4)},
+                        {"image", ""},
+                        {"devices", nlohmann::json::array()},
+                        {"gpu_profile", ""},
+                        {"mdev_uuid", ""},
+                        {"mdev_parent", ""},
+                        {"owner_uid", 0},
+                        {"created_at", 1}};
+    edit(j);
+    write_text(dir_ / "instances" / (id + ".json"), j.dump());
+  };
+  const std::string traversal_uuid = "a1111111111111111111111111111111";
+  const std::string huge_image = "a2222222222222222222222222222222";
+  const std::string bad_name = "a3333333333333333333333333333333";
+  const std::string bad_device_ref = "a4444444444444444444444444444444";
+  const std::string good = "a5555555555555555555555555555555";
+  instance_file(traversal_uuid, [](auto &j) { j["mdev_uuid"] = "../../../../../../etc"; });
+  instance_file(huge_image, [](auto &j) { j["image"] = std::string(40 << 20, 'x'); });
+  instance_file(bad_name, [](auto &j) { j["name"] = "../x"; });
+  instance_file(bad_device_ref, [](auto &j) { j["devices"] = {"../../etc/passwd"}; });
+  instance_file(good, [](auto &) {});
+  write_device_json(dir_, "b1111111111111111111111111111111.json", [](auto &j) {
+    j["id"] = "b1111111111111111111111111111111";
+    j["name"] = "evil";
+    j["pci_address"] = "../../../../etc";
+  });
+  write_device_json(dir_, "b2222222222222222222222222222222.json", [](auto &j) {
+    j["id"] = "b2222222222222222222222222222222";
+    j["name"] = "b2222222222222222222222222222222"; // spelled like another object's id
+    j["pci_address"] = "0000:07:00.0";
+  });
+  write_device_json(dir_, "b3333333333333333333333333333333.json", [](auto &j) {
+    j["id"] = "b3333333333333333333333333333333";
+    j["name"] = "drv";
+    j["pci_address"] = "0000:08:00.0";
+    j["host_driver"] = "../../module";
+  });
+
+  const auto warnings = store.load();
+  EXPECT_EQ(warnings.size(), 7U) << ::testing::PrintToString(warnings);
+  for (const auto &w : warnings)
+    EXPECT_THAT(w, StartsWith("moved corrupt file "));
+  EXPECT_THAT(warnings, ::testing::Contains(HasSubstr("mdev_uuid")));
+  EXPECT_THAT(warnings, ::testing::Contains(HasSubstr("too large")));
+  EXPECT_THAT(warnings, ::testing::Contains(HasSubstr("pci_address")));
+  EXPECT_EQ(store.instances().size(), 1U);
+  EXPECT_EQ(store.instances().count(good), 1U);
+  EXPECT_EQ(store.devices().size(), 1U);
+  EXPECT_EQ(names_in(dir_ / "corrupt").size(), 7U);
+}
+
+TEST_F(StoreTest, ASymlinkedCorruptFolderIsNeverFollowed) {
+  Store store(dir_.string());
+  const fs::path outside = root_ / "outside";
+  fs::create_directories(outside);
+  fs::create_directory_symlink(outside, dir_ / "corrupt");
+  write_text(dir_ / "devices" / "11111111111111111111111111111111.json", "{ not json");
+  const auto warnings = store.load();
+  ASSERT_EQ(warnings.size(), 1U) << ::testing::PrintToString(warnings);
+  EXPECT_THAT(warnings[0], HasSubstr("could not move it aside"));
+  EXPECT_TRUE(names_in(outside).empty()) << "nothing may be moved out of the state directory";
+  EXPECT_TRUE(fs::exists(dir_ / "devices" / "11111111111111111111111111111111.json"));
+}
+
+TEST_F(StoreTest, SymlinkedFoldersAreRefused) {
+  const fs::path outside = root_ / "outside";
+  fs::create_directories(outside);
+  fs::create_directories(dir_);
+  fs::create_directory_symlink(outside, dir_ / "devices");
+  EXPECT_EQ(hostdev::test::error_code_of([&] { Store store(dir_.string()); }), Errc::KernelError);
+  EXPECT_TRUE(names_in(outside).empty());
+}

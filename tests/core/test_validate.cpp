@@ -47,6 +47,17 @@ TEST(Names, FollowThePattern) {
   }
 }
 
+TEST(Names, ANameMayNotLookLikeAnObjectId) {
+  // Lookups try the id first: a name spelled like another object's id would be shadowed by it (or shadow it).
+  for (const std::string &id_like :
+       {std::string("0123456789abcdef0123456789abcdef"), std::string("0123456789ABCDEF0123456789ABCDEF")}) {
+    EXPECT_FALSE(is_valid_name(id_like)) << id_like;
+    EXPECT_EQ(error_code_of([&] { validate_name(id_like); }), Errc::InvalidName);
+  }
+  EXPECT_TRUE(is_valid_name("0123456789abcdef0123456789abcde")) << "31 hex digits are no id";
+  EXPECT_TRUE(is_valid_name("0123456789abcdef0123456789abcdefg"));
+}
+
 TEST(Names, DefaultDeviceName) { EXPECT_EQ(default_device_name("0000:a2:00.0"), "pci-0000-a2-00-0"); }
 
 TEST(Uuid, Validates) {
