@@ -229,11 +229,14 @@ const ProfileSummary &resolve_profile(const std::vector<ProfileSummary> &profile
                                      "'; available profiles: " + (names.empty() ? std::string("none") : join(names)));
 }
 
-MdevBus::Slot MdevBus::find_free(const std::string &profile) const {
+MdevBus::Slot MdevBus::find_free(const std::string &profile) const { return free_slots(profile).front(); }
+
+std::vector<MdevBus::Slot> MdevBus::free_slots(const std::string &profile) const {
   bool known = false;
   unsigned offering = 0;
   std::set<std::string> names;
   std::string shown; // the profile as name and type id
+  std::vector<Slot> out;
   for (const auto &parent : parents()) {
     for (const auto &t : parent.types) {
       names.insert(t.name);
@@ -243,9 +246,11 @@ MdevBus::Slot MdevBus::find_free(const std::string &profile) const {
       ++offering;
       shown = "'" + t.name + "'" + (t.name == t.id ? "" : " (type " + t.id + ")");
       if (t.available > 0)
-        return Slot{parent.name, t};
+        out.push_back(Slot{parent.name, t});
     }
   }
+  if (!out.empty())
+    return out;
   if (!known)
     fail(Errc::ProfileUnavailable,
          "no parent offers profile '" + profile + "'; available profiles: " +

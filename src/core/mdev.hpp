@@ -69,6 +69,8 @@ public:
     MdevType type;
   };
   Slot find_free(const std::string &profile) const;
+  // Every parent with room for the profile, in order; the same errors as find_free when there is none.
+  std::vector<Slot> free_slots(const std::string &profile) const;
 
   // Writes `uuid` to the type's create attribute and checks the device appeared.
   void create(const std::string &parent, const std::string &type_id, const std::string &uuid,

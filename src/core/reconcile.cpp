@@ -16,9 +16,25 @@ ReconcileStats Service::reconcile() {
     auto it = instances.find(instance_id);
     return it != instances.end() && it->second.mdev_uuid == uuid;
   };
+  // Deletes a crash or a failure interrupted: finish them (the caller asked for it). One whose instance is gone
+  // already has left at most an mdev or attachments, which the steps below clean up like any orphan.
+  for (const auto &[id, intent] : std::map<std::string, Intent>(store_.intents())) {
+    if (intent.op != "delete-instance")
+      continue;
+    try {
+      if (instances.count(intent.instance_id))
+        delete_instance(intent.instance_id);
+      else
+        store_.remove_intent(id);
+    } catch (const Error &e) {
+      stats.errors.push_back("finishing the delete of instance " + intent.instance_id + ": " + e.what());
+    }
+  }
   // Intents of creates a crash (or a failed rollback) interrupted; those whose instance was saved are complete.
   std::vector<Intent> unfinished;
   for (const auto &[id, intent] : std::map<std::string, Intent>(store_.intents())) {
+    if (intent.op != "create-instance")
+      continue;
     if (instances.count(intent.instance_id)) {
       try {
         store_.remove_intent(id);
@@ -72,7 +88,13 @@ ReconcileStats Service::reconcile() {
   //    VM still holds is never handed to another instance.
   std::set<std::string> not_undone; // device ids still on vfio-pci after this round
   for (const auto &[id, dev] : std::map<std::string, DeviceRecord>(store_.devices())) {
-    const bool stale = !dev.attached_to.empty() && !instances.count(dev.attached_to);
+    // Stale: attached to an instance that is gone, or that no longer lists it (a delete cut short between its
+    // two records).
+    const auto owner = dev.attached_to.empty() ? instances.end() : instances.find(dev.attached_to);
+    const bool stale =
+        !dev.attached_to.empty() &&
+        (owner == instances.end() ||
+         std::find(owner->second.devices.begin(), owner->second.devices.end(), id) == owner->second.devices.end());
     const bool orphan =
         (dev.attached_to.empty() || stale) && std::any_of(unfinished.begin(), unfinished.end(), [&](const Intent &i) {
           return std::find(i.bound_devices.begin(), i.bound_devices.end(), id) != i.bound_devices.end();

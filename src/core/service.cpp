@@ -176,6 +176,9 @@ const DeviceRecord &Service::register_device(const std::string &name, const std:
   auto fn = pci_.find(address);
   if (!fn)
     fail(Errc::DeviceNotFound, "no PCI device " + address + " on this host");
+  if (fn->is_bridge())
+    fail(Errc::InvalidArgument, address + " is a PCI bridge: bridges stay with the host (the devices behind it "
+                                          "can be passed through)");
   if (!fn->iommu_group)
     fail(Errc::IommuUnavailable, address + " has no IOMMU group, so it cannot be passed through: enable the IOMMU "
                                            "(VT-d/AMD-Vi in firmware, intel_iommu=on or amd_iommu=on)");
@@ -198,6 +201,11 @@ void Service::unregister_device(const std::string &id_or_name) {
   const auto rec = get_device(id_or_name);
   if (!rec.attached_to.empty())
     fail(Errc::InUse, rec.name + " is attached to instance " + rec.attached_to + "; delete the instance first");
+  // On vfio-pci with a host driver on record: give it back first, since only the record knows where it belongs.
+  if (rec.host_driver && pci_.driver_of(rec.pci_address) == std::string(kVfioPciDriver)) {
+    guard_not_busy(rec);
+    track_timeout(rec.pci_address, [&] { return vfio_.unbind(rec.pci_address, rec.host_driver); });
+  }
   store_.remove_device(rec.id);
 }
 

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -590,4 +592,103 @@ TEST_F(ServiceTest, AStaleAttachmentIsKeptWhileAVmStillHoldsTheDevice) {
   stats = service_->reconcile();
   EXPECT_EQ(stats.cleared_attachments, 1u);
   EXPECT_EQ(driver(kNicAddr), "igb");
+}
+
+// ------------------------------------------------------------------------------ defects from the adversarial review
+
+TEST_F(ServiceTest, ADeleteCutShortNoLongerClaimsTheDevicesItGaveBack) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->register_device("bare", kBareAddr);
+  service_->create_instance("vm1", {{"nic", "bare"}, "", ""}, 0);
+  host_.fail_writes(std::string(kBareAddr) + "/driver_override", EBUSY); // the second device refuses
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vm1"); }), Errc::KernelError);
+  EXPECT_EQ(driver(kNicAddr), "igb") << "the first device was given back";
+  const auto nic_id = service_->get_device("nic").id;
+  EXPECT_EQ(service_->get_instance("vm1").devices, std::vector<std::string>{service_->get_device("bare").id})
+      << "vm1 still claimed the device it had released";
+  // Another instance takes the released device: nobody else lists it.
+  service_->create_instance("vm2", {{"nic"}, "", ""}, 0);
+  for (const auto &inst : service_->list_instances()) {
+    if (inst.name != "vm2") {
+      EXPECT_EQ(std::count(inst.devices.begin(), inst.devices.end(), nic_id), 0) << inst.name;
+    }
+  }
+  restart();
+  EXPECT_EQ(service_->get_instance("vm1").devices.size(), 1u) << "and so after a restart";
+  host_.fail_writes(std::string(kBareAddr) + "/driver_override", 0);
+  service_->delete_instance("vm1");
+  EXPECT_EQ(service_->get_device("nic").attached_to, service_->get_instance("vm2").id);
+}
+
+TEST_F(ServiceTest, DeleteJournalsBeforeTheFirstKernelWrite) {
+  build(make_vgpu_host);
+  const auto inst = service_->create_instance("vgpu1", {{}, "NVIDIA L40S-1Q", ""}, 0);
+  // The state directory stops taking writes (read-only, full): every folder becomes unwritable.
+  for (const char *folder : {"devices", "instances", "mdevs", "journal"}) {
+    fs::remove_all(state_ / folder);
+    std::ofstream(state_ / folder) << "not a folder\n";
+  }
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vgpu1"); }), Errc::KernelError);
+  EXPECT_TRUE(service_->mdevs().find(inst.mdev_uuid)) << "the vGPU was destroyed although nothing was recorded";
+  EXPECT_EQ(service_->get_instance("vgpu1").mdev_uuid, inst.mdev_uuid);
+}
+
+TEST_F(ServiceTest, AnInterruptedDeleteIsFinishedByReconcile) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->create_instance("vm1", {{"nic"}, "", ""}, 0);
+  host_.fail_writes("drivers/vfio-pci/unbind", EIO);
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vm1"); }), Errc::KernelError);
+  host_.fail_writes("drivers/vfio-pci/unbind", 0);
+  EXPECT_EQ(files_in("journal"), 1u) << "the delete is journalled until it is finished";
+  restart();
+  const auto stats = service_->reconcile();
+  EXPECT_TRUE(stats.errors.empty()) << ::testing::PrintToString(stats.errors);
+  EXPECT_EQ(error_code_of([&] { service_->get_instance("vm1"); }), Errc::NotFound) << "reconcile finished it";
+  EXPECT_EQ(driver(kNicAddr), "igb");
+  EXPECT_EQ(files_in("journal"), 0u);
+}
+
+TEST_F(ServiceTest, AVgpuCreateTriesTheNextParentWhenOneRefuses) {
+  build(make_vgpu_host);
+  const auto first = vf_address(kPf0Addr, 0);
+  host_.fail_writes(first + "/mdev_supported_types/nvidia-1155/create", EBUSY);
+  const auto inst = service_->create_instance("vgpu1", {{}, "NVIDIA L40S-1Q", ""}, 0);
+  EXPECT_NE(inst.mdev_parent, first);
+  EXPECT_TRUE(service_->mdevs().find(inst.mdev_uuid));
+  EXPECT_EQ(store_->mdevs().size(), 1u) << "the refused attempt left no record";
+  EXPECT_EQ(files_in("journal"), 0u);
+}
+
+TEST_F(ServiceTest, AVgpuCreateFailsOnlyWhenEveryParentRefuses) {
+  build(one_slot_host);
+  host_.fail_writes("/create", EBUSY);
+  std::string message;
+  EXPECT_EQ(error_code_of(
+                [&] {
+                  service_->create_instance("vm1", {{}, "NVIDIA L40S-4Q", ""}, 0);
+                },
+                &message),
+            Errc::KernelError);
+  EXPECT_TRUE(store_->mdevs().empty());
+  EXPECT_EQ(files_in("journal"), 0u);
+}
+
+TEST_F(ServiceTest, BridgesCannotBeRegistered) {
+  build(make_passthrough_host);
+  std::string message;
+  EXPECT_EQ(error_code_of([&] { service_->register_device("br", kBridgeAddr); }, &message), Errc::InvalidArgument);
+  EXPECT_NE(message.find("bridge"), std::string::npos) << message;
+  EXPECT_EQ(files_in("devices"), 0u);
+}
+
+TEST_F(ServiceTest, UnregisteringABoundDeviceGivesItBackFirst) {
+  build(make_passthrough_host);
+  service_->register_device("nic", kNicAddr);
+  service_->bind_device("nic");
+  EXPECT_EQ(driver(kNicAddr), "vfio-pci");
+  service_->unregister_device("nic");
+  EXPECT_EQ(driver(kNicAddr), "igb") << "its host driver, which only the record knew, is not forgotten";
+  EXPECT_EQ(files_in("devices"), 0u);
 }
