@@ -105,7 +105,7 @@ private:
     const char *value = nullptr;
     if (sd_hwdb_get(hwdb_, modalias, key, &value) < 0 || !value)
       return {};
-    return value;
+    return to_valid_utf8(value);
   }
 
   sd_hwdb *hwdb_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "core/fd.hpp"
+#include "core/validate.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -203,7 +204,7 @@ std::optional<std::string> Sysfs::read_trimmed(std::string_view path) const {
     return text;
   while (!text->empty() && std::isspace(static_cast<unsigned char>(text->back())))
     text->pop_back();
-  return text;
+  return to_valid_utf8(*text);
 }
 
 std::optional<std::string> Sysfs::readlink(std::string_view path) const {
@@ -230,7 +231,7 @@ std::optional<std::string> Sysfs::link_name(std::string_view path) const {
   while (!target->empty() && target->back() == '/')
     target->pop_back();
   auto slash = target->rfind('/');
-  return slash == std::string::npos ? *target : target->substr(slash + 1);
+  return to_valid_utf8(slash == std::string::npos ? *target : target->substr(slash + 1));
 }
 
 std::vector<std::string> Sysfs::list(std::string_view path) const {

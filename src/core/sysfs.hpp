@@ -33,10 +33,10 @@ public:
   // `path` is relative to the root ("sys/bus/pci/devices/0000:00:02.0/vendor"); a leading '/' is ignored.
   // Reads return nullopt when the file is absent or cannot be read.
   std::optional<std::string> read(std::string_view path) const;
-  // As read(), with trailing white space (the newline sysfs adds) removed.
+  // As read(), with trailing white space (the newline sysfs adds) removed, as valid UTF-8 (to_valid_utf8).
   std::optional<std::string> read_trimmed(std::string_view path) const;
   std::optional<std::string> readlink(std::string_view path) const;
-  // The last component of the link target ("e1000e" for driver -> ../../bus/pci/drivers/e1000e).
+  // The last component of the link target ("e1000e" for driver -> ../../bus/pci/drivers/e1000e), as valid UTF-8.
   std::optional<std::string> link_name(std::string_view path) const;
   // Entry names of a directory, sorted, without "." and ".."; empty when absent.
   std::vector<std::string> list(std::string_view path) const;

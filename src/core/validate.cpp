@@ -118,6 +118,43 @@ void validate_component(std::string_view component, std::string_view what) {
     fail(Errc::InvalidArgument, std::string(what) + " '" + printable(component) + "' is not a valid name");
 }
 
+std::string to_valid_utf8(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(in[i]); };
+  const auto cont = [&](std::size_t i) { return i < in.size() && (byte(i) & 0xC0) == 0x80; };
+  for (std::size_t i = 0; i < in.size();) {
+    const unsigned char c = byte(i);
+    std::size_t len = 0;
+    if (c < 0x80)
+      len = 1;
+    else if (c >= 0xC2 && c <= 0xDF && cont(i + 1))
+      len = 2;
+    else if (c >= 0xE0 && c <= 0xEF && cont(i + 1) && cont(i + 2)) {
+      const unsigned char c1 = byte(i + 1);
+      // no overlong forms (E0 80..9F), no UTF-16 surrogates (ED A0..BF)
+      if (!(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 > 0x9F))
+        len = 3;
+    } else if (c >= 0xF0 && c <= 0xF4 && cont(i + 1) && cont(i + 2) && cont(i + 3)) {
+      const unsigned char c1 = byte(i + 1);
+      // no overlong forms (F0 80..8F), nothing above U+10FFFF (F4 90..)
+      if (!(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 > 0x8F))
+        len = 4;
+    }
+    if (len == 0) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 0xF];
+      ++i;
+      continue;
+    }
+    out.append(in.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
 void validate_image(std::string_view image) {
   if (image.size() > kMaxImageLength)
     fail(Errc::InvalidArgument, "image is longer than " + std::to_string(kMaxImageLength) + " characters");

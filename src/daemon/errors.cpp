@@ -1,5 +1,6 @@
 #include "daemon/errors.hpp"
 
+#include "core/validate.hpp"
 #include "names.hpp"
 
 namespace hostdev::daemon {
@@ -14,7 +15,7 @@ sdbus::Error to_dbus_error(std::exception_ptr error) {
       std::rethrow_exception(error);
     return sdbus::Error(error_name(core::Errc::KernelError), "internal error: no exception to report");
   } catch (const core::Error &e) {
-    return sdbus::Error(error_name(e.code()), e.what());
+    return sdbus::Error(error_name(e.code()), core::to_valid_utf8(e.what()));
   } catch (const sdbus::Error &e) {
     if (e.getName().rfind(names::kErrorPrefix, 0) == 0)
       return e;

@@ -5,6 +5,7 @@
 #include "core/validate.hpp"
 #include "daemon/convert.hpp"
 #include "daemon/errors.hpp"
+#include "daemon/log.hpp"
 #include "daemon/options.hpp"
 #include "daemon/worker.hpp"
 #include "names.hpp"
@@ -94,6 +95,16 @@ std::string joined(const std::vector<std::string> &items) {
   for (const auto &item : items)
     out += (out.empty() ? "" : ",") + item;
   return out;
+}
+
+// One object's signal that cannot be sent (a value D-Bus refuses) is logged; it never stops the others, nor
+// the daemon's start.
+template <class F> void guarded(const std::string &what, F f) {
+  try {
+    f();
+  } catch (...) {
+    log(Level::Warning, "cannot emit " + what + ": " + describe_exception(std::current_exception()));
+  }
 }
 
 } // namespace
@@ -414,12 +425,12 @@ void Objects::apply(Snapshot next) {
   for (const auto &[id, view] : now.devices)
     if (!devices_.count(id)) {
       devices_[id] = std::make_unique<DeviceObject>(connection_, backend_, *this, id);
-      devices_[id]->emitInterfacesAddedSignal();
+      guarded("InterfacesAdded of " + device_path(id), [&] { devices_[id]->emitInterfacesAddedSignal(); });
     }
   for (const auto &[id, view] : now.instances)
     if (!instances_.count(id)) {
       instances_[id] = std::make_unique<InstanceObject>(connection_, backend_, *this, id);
-      instances_[id]->emitInterfacesAddedSignal();
+      guarded("InterfacesAdded of " + instance_path(id), [&] { instances_[id]->emitInterfacesAddedSignal(); });
     }
 
   // 2. Changed properties.
@@ -431,14 +442,16 @@ void Objects::apply(Snapshot next) {
   if (old.report.vfio_available() != now.report.vfio_available())
     root_changed.emplace_back("VfioAvailable");
   if (root_ && !root_changed.empty())
-    root_->emitPropertiesChangedSignal(names::kDevicesInterface, root_changed);
+    guarded("PropertiesChanged of the root",
+            [&] { root_->emitPropertiesChangedSignal(names::kDevicesInterface, root_changed); });
   for (const auto &[id, view] : now.devices) {
     auto it = old.devices.find(id);
     if (it == old.devices.end())
       continue;
     auto props = DeviceObject::changed(it->second, view);
     if (!props.empty())
-      devices_[id]->emitPropertiesChangedSignal(names::kDeviceInterface, props);
+      guarded("PropertiesChanged of " + device_path(id),
+              [&] { devices_[id]->emitPropertiesChangedSignal(names::kDeviceInterface, props); });
   }
   for (const auto &[id, view] : now.instances) {
     auto it = old.instances.find(id);
@@ -446,7 +459,8 @@ void Objects::apply(Snapshot next) {
       continue;
     auto props = InstanceObject::changed(it->second, view);
     if (!props.empty())
-      instances_[id]->emitPropertiesChangedSignal(names::kInstanceInterface, props);
+      guarded("PropertiesChanged of " + instance_path(id),
+              [&] { instances_[id]->emitPropertiesChangedSignal(names::kInstanceInterface, props); });
   }
 
   // 3. Vanished objects.
@@ -455,7 +469,7 @@ void Objects::apply(Snapshot next) {
       ++it;
       continue;
     }
-    it->second->emitInterfacesRemovedSignal();
+    guarded("InterfacesRemoved of " + instance_path(it->first), [&] { it->second->emitInterfacesRemovedSignal(); });
     dead_instances_.push_back(std::move(it->second));
     it = instances_.erase(it);
   }
@@ -464,7 +478,7 @@ void Objects::apply(Snapshot next) {
       ++it;
       continue;
     }
-    it->second->emitInterfacesRemovedSignal();
+    guarded("InterfacesRemoved of " + device_path(it->first), [&] { it->second->emitInterfacesRemovedSignal(); });
     dead_devices_.push_back(std::move(it->second));
     it = devices_.erase(it);
   }

@@ -749,6 +749,32 @@ def test_out_of_band_change():
     eq(props(path, DEVICE)["BoundToVfio"], False, "BoundToVfio after the out-of-band bind")
 
 
+def test_non_utf8_sysfs():
+    # sysfs strings are bytes: one that is not UTF-8 must not break reads for everyone, nor the next start.
+    path = register(NIC, "nic0")
+    root = fixture_root(path)
+    with open(os.path.join(root, "sys/bus/pci/devices", BARE, "driver_override"), "wb") as f:
+        f.write(b"\xff\xfe\n")  # an unregistered device
+    time.sleep(2.2)  # older than the model's maximum age: the next read refreshes it
+
+    def override_shown():
+        entries = call(DEVICES, "ListAvailable", sv(all=True))
+        return [e for e in entries if e["pci_address"] == BARE][0].get("driver_override") == "\\xff\\xfe"
+    wait_until(override_shown, "ListAvailable({all}) with the escaped driver_override", seconds=3)
+    # A registered device whose driver's name is not UTF-8.
+    drivers = os.path.join(root, "sys/bus/pci/drivers").encode()
+    os.makedirs(os.path.join(drivers, b"drv\xff"), exist_ok=True)
+    link = os.path.join(root, "sys/bus/pci/devices", NIC, "driver")
+    os.unlink(link)
+    os.symlink(os.path.relpath(os.path.join(drivers, b"drv\xff"),
+                               os.path.dirname(os.path.realpath(link)).encode()), link.encode())
+    time.sleep(2.2)
+    wait_until(lambda: call(OM, "GetManagedObjects")[path][DEVICE]["Driver"] == "drv\\xff",
+               "GetManagedObjects with the escaped driver name", seconds=3)
+    eq(props(path, DEVICE)["Driver"], "drv\\xff", "GetAll of the device")
+    eq(len(call(DEVICES, "ListAvailable", sv(all=True), user="hdtest")), 5, "another user's ListAvailable({all})")
+
+
 def test_dropped_caller():
     # A queued mutation whose caller left the bus (its call timed out behind a long job) never runs.
     path = register(NIC, "nic0")

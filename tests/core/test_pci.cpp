@@ -1,5 +1,7 @@
 #include "core/error.hpp"
 #include "core/pci.hpp"
+
+#include "core/describe.hpp"
 #include "fixtures/fake_host.hpp"
 
 #include <gtest/gtest.h>
@@ -154,6 +156,18 @@ TEST_F(PciTest, DriverOverrideAndVfioDriverAreSeen) {
   // "(null)" and an empty override both mean none.
   host.write_file("sys/devices/pci0000:00/0000:03:00.0/driver_override", "\n");
   EXPECT_EQ(by_address(discover(), test::kBareAddr).driver_override, std::nullopt);
+}
+
+TEST_F(PciTest, StringsThatAreNotUtf8AreEscaped) {
+  test::make_passthrough_host(host);
+  host.write_file("sys/devices/pci0000:00/0000:03:00.0/driver_override", "\xff\xfe\n");
+  host.write_file("sys/bus/pci/drivers/drv\xff/bind", "");
+  host.remove("sys/devices/pci0000:00/0000:02:00.0/driver");
+  host.symlink("sys/devices/pci0000:00/0000:02:00.0/driver", "../../../bus/pci/drivers/drv\xff");
+  const auto fns = discover();
+  EXPECT_EQ(by_address(fns, test::kBareAddr).driver_override, "\\xff\\xfe");
+  EXPECT_EQ(by_address(fns, test::kNicAddr).driver, "drv\\xff");
+  EXPECT_NO_THROW(device_json(by_address(fns, test::kNicAddr)).dump()) << "JSON takes UTF-8 only";
 }
 
 TEST_F(PciTest, CandidatesAreGpusUnlessAll) {

@@ -99,3 +99,14 @@ TEST(Errors, EveryCodeHasItsDesignName) {
     names.insert(errc_name(static_cast<Errc>(c)));
   EXPECT_EQ(names.size(), 18u);
 }
+
+TEST(Utf8, ValidTextPassesAndEveryBadByteIsEscaped) {
+  EXPECT_EQ(to_valid_utf8("vfio-pci"), "vfio-pci");
+  EXPECT_EQ(to_valid_utf8("gp\xc3\xbc \xe2\x82\xac \xf0\x9f\x98\x80"), "gp\xc3\xbc \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(to_valid_utf8("\xff\xfe"), "\\xff\\xfe");
+  EXPECT_EQ(to_valid_utf8("a\xc3"), "a\\xc3") << "a sequence cut short";
+  EXPECT_EQ(to_valid_utf8("\xc0\xaf"), "\\xc0\\xaf") << "an overlong '/'";
+  EXPECT_EQ(to_valid_utf8("\xed\xa0\x80"), "\\xed\\xa0\\x80") << "a UTF-16 surrogate";
+  EXPECT_EQ(to_valid_utf8("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80") << "above U+10FFFF";
+  EXPECT_EQ(to_valid_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+}
