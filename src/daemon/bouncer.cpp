@@ -27,7 +27,7 @@ PolkitAuthority::PolkitAuthority(sdbus::IConnection &connection)
     : proxy_(sdbus::createProxy(connection, "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority")) {}
 
 void PolkitAuthority::check(const std::string &sender, const std::string &action, const Details &details,
-                            bool interactive, Answer answer) {
+                            bool interactive, const std::string &cancellation_id, Answer answer) {
   using Subject = sdbus::Struct<std::string, std::map<std::string, sdbus::Variant>>;
   Subject subject{std::string("system-bus-name"),
                   std::map<std::string, sdbus::Variant>{{"name", sdbus::Variant(sender)}}};
@@ -37,7 +37,7 @@ void PolkitAuthority::check(const std::string &sender, const std::string &action
     proxy_->callMethodAsync("CheckAuthorization")
         .onInterface("org.freedesktop.PolicyKit1.Authority")
         .withTimeout(std::chrono::seconds(interactive ? 120 : 25))
-        .withArguments(subject, action, details, flags, std::string())
+        .withArguments(subject, action, details, flags, cancellation_id)
         .uponReplyInvoke([answer](const sdbus::Error *error,
                                   const sdbus::Struct<bool, bool, std::map<std::string, std::string>> &result) {
           if (error != nullptr)
@@ -47,6 +47,18 @@ void PolkitAuthority::check(const std::string &sender, const std::string &action
         });
   } catch (const sdbus::Error &e) {
     answer(false, "polkit failed: " + e.getName() + ": " + e.getMessage());
+  }
+}
+
+void PolkitAuthority::cancel(const std::string &cancellation_id) {
+  if (cancellation_id.empty())
+    return;
+  try {
+    proxy_->callMethodAsync("CancelCheckAuthorization")
+        .onInterface("org.freedesktop.PolicyKit1.Authority")
+        .withArguments(cancellation_id)
+        .uponReplyInvoke([](const sdbus::Error *) {}); // the check itself answers (Cancelled)
+  } catch (const sdbus::Error &) {
   }
 }
 
@@ -61,8 +73,8 @@ const char *Bouncer::action(std::string_view method, std::uint32_t caller_uid,
 }
 
 void Bouncer::authorize(const Caller &caller, std::string_view method, const Details &details, bool interactive,
-                        std::optional<std::uint32_t> instance_owner,
-                        std::function<void(std::exception_ptr)> done) const {
+                        std::optional<std::uint32_t> instance_owner, std::function<void(std::exception_ptr)> done,
+                        const std::string &cancellation_id) const {
   const char *act = action(method, caller.uid, instance_owner);
   if (act == nullptr) {
     done(std::make_exception_ptr(
@@ -84,12 +96,13 @@ void Bouncer::authorize(const Caller &caller, std::string_view method, const Det
     refuse("no authority to ask");
     return;
   }
-  authority_->check(caller.sender, act, details, interactive, [done, refuse](bool allowed, const std::string &why) {
-    if (allowed)
-      done(nullptr);
-    else
-      refuse(why);
-  });
+  authority_->check(caller.sender, act, details, interactive, cancellation_id,
+                    [done, refuse](bool allowed, const std::string &why) {
+                      if (allowed)
+                        done(nullptr);
+                      else
+                        refuse(why);
+                    });
 }
 
 } // namespace hostdev::daemon

@@ -38,8 +38,11 @@ public:
   // Called exactly once: allowed, or not with `why` saying what failed ("" for a plain no).
   using Answer = std::function<void(bool allowed, const std::string &why)>;
   virtual ~Authority() = default;
+  // `cancellation_id` (may be empty) names the check for cancel().
   virtual void check(const std::string &sender, const std::string &action, const Details &details, bool interactive,
-                     Answer answer) = 0;
+                     const std::string &cancellation_id, Answer answer) = 0;
+  // Gives up a check that has not been answered (its caller left): the answer then comes as a refusal.
+  virtual void cancel(const std::string & /*cancellation_id*/) {}
 };
 
 // org.freedesktop.PolicyKit1 CheckAuthorization, subject ("system-bus-name", {"name": sender}), flags 1 when
@@ -48,7 +51,8 @@ class PolkitAuthority : public Authority {
 public:
   explicit PolkitAuthority(sdbus::IConnection &connection);
   void check(const std::string &sender, const std::string &action, const Details &details, bool interactive,
-             Answer answer) override;
+             const std::string &cancellation_id, Answer answer) override;
+  void cancel(const std::string &cancellation_id) override; // CancelCheckAuthorization
 
 private:
   std::unique_ptr<sdbus::IProxy> proxy_;
@@ -62,8 +66,14 @@ public:
   // Calls `done` once: with nullptr when allowed, else with a core::Error(NotAuthorized) naming the action.
   // `instance_owner`: for the Delete methods, the owner uid of the instance; another user's instance needs
   // manage-all-instances. Root is allowed without asking; an unknown method is refused without asking.
+  // `cancellation_id`: see Authority::check.
   void authorize(const Caller &caller, std::string_view method, const Details &details, bool interactive,
-                 std::optional<std::uint32_t> instance_owner, std::function<void(std::exception_ptr)> done) const;
+                 std::optional<std::uint32_t> instance_owner, std::function<void(std::exception_ptr)> done,
+                 const std::string &cancellation_id = "") const;
+  void cancel(const std::string &cancellation_id) const {
+    if (authority_ != nullptr)
+      authority_->cancel(cancellation_id);
+  }
 
   // The action `authorize` asks for (nullptr: denied outright).
   static const char *action(std::string_view method, std::uint32_t caller_uid,

@@ -25,13 +25,17 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <vector>
 #include <optional>
 
 namespace hostdev::daemon {
 namespace {
 
 constexpr auto kSnapshotMaxAge = std::chrono::seconds(2);
+// Authorization checks of one uid that may each wait for a person (interactive=true) at the same time.
+constexpr unsigned kMaxInteractivePerUid = 4;
 
 class Daemon final : public Backend {
 public:
@@ -55,6 +59,16 @@ public:
     units_ = std::make_unique<SystemdUnits>(*worker_bus_);
     authority_ = std::make_unique<PolkitAuthority>(*bus_);
     bouncer_ = std::make_unique<Bouncer>(authority_.get());
+    // Callers who leave: NameOwnerChanged with an empty new owner.
+    name_lost_ = bus_->addMatch(
+        "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',"
+        "member='NameOwnerChanged',arg2=''",
+        [this](sdbus::Message &msg) {
+          std::string name, old_owner, new_owner;
+          msg >> name >> old_owner >> new_owner;
+          if (!name.empty() && name[0] == ':' && new_owner.empty())
+            caller_left(name);
+        });
     core::ServiceOptions service_options;
     service_options.deadline = options_.write_timeout;
     service_ = std::make_unique<core::Service>(sysfs_, store_, *names_, units_.get(), &events_, service_options);
@@ -134,17 +148,59 @@ public:
             return;
           }
           const Caller caller{sender, uid};
-          bouncer_->authorize(caller, m->method, m->details, m->interactive, m->instance_owner,
-                              [this, m, caller, settled](std::exception_ptr refused) {
-                                settled(refused);
-                                if (!refused)
-                                  queue(caller, m);
-                              });
+          authorize(caller, m, settled);
         });
     ++authorizing_; // after the call went out: its answer always comes through the loop, later
   }
 
 private:
+  // Bus thread: asks polkit for `caller`. Checks that may wait for a person are bounded per uid (an agent that
+  // never answers must not let one user pile up work for polkitd and hostdevd), and every pending check is
+  // cancelled when its caller leaves the bus.
+  void authorize(const Caller &caller, const std::shared_ptr<Mutation> &m,
+                 const std::function<void(std::exception_ptr)> &settled) {
+    const bool counted = m->interactive && caller.uid != 0;
+    if (counted && waiting_for_person_[caller.uid] >= kMaxInteractivePerUid) {
+      settled(std::make_exception_ptr(
+          core::Error(core::Errc::NotAuthorized,
+                      "uid " + std::to_string(caller.uid) + " has " + std::to_string(kMaxInteractivePerUid) +
+                          " authorizations waiting for authentication already; finish or cancel "
+                          "those first")));
+      return;
+    }
+    if (counted)
+      ++waiting_for_person_[caller.uid];
+    const std::string check_id = "hostdev-" + std::to_string(++checks_started_);
+    pending_checks_.emplace(caller.sender, check_id);
+    bouncer_->authorize(
+        caller, m->method, m->details, m->interactive, m->instance_owner,
+        [this, m, caller, settled, counted, check_id](std::exception_ptr refused) {
+          if (counted && --waiting_for_person_[caller.uid] == 0)
+            waiting_for_person_.erase(caller.uid);
+          for (auto [it, end] = pending_checks_.equal_range(caller.sender); it != end; ++it)
+            if (it->second == check_id) {
+              pending_checks_.erase(it);
+              break;
+            }
+          settled(refused);
+          if (!refused)
+            queue(caller, m);
+        },
+        check_id);
+  }
+
+  // Bus thread: a unique name left the bus; its polkit checks are given up.
+  void caller_left(const std::string &name) {
+    std::vector<std::string> ids;
+    for (auto [it, end] = pending_checks_.equal_range(name); it != end; ++it)
+      ids.push_back(it->second);
+    for (const auto &id : ids) {
+      log(Level::Info, "cancelling the authorization check of " + name + ": it left the bus",
+          {{"HOSTDEV_CALLER", name}});
+      bouncer_->cancel(id);
+    }
+  }
+
   // Bus thread: hands an authorized mutation to the worker.
   void queue(const Caller &caller, std::shared_ptr<Mutation> m) {
     worker_.submit([this, caller, m]() -> Worker::Completion {
@@ -281,16 +337,20 @@ private:
   core::Sysfs sysfs_;
   core::Store store_;
   std::unique_ptr<core::PciNames> names_;
-  std::unique_ptr<sdbus::IConnection> bus_;          // bus thread
-  std::unique_ptr<sdbus::IConnection> worker_bus_;   // worker thread (systemd, NameHasOwner)
-  std::unique_ptr<sdbus::IProxy> bus_driver_;        // bus thread: GetConnectionUnixUser
-  std::unique_ptr<sdbus::IProxy> worker_bus_driver_; // worker thread: NameHasOwner
-  std::unique_ptr<SystemdUnits> units_;              // worker thread
-  std::unique_ptr<PolkitAuthority> authority_;       // bus thread
-  std::unique_ptr<Bouncer> bouncer_;                 // bus thread
-  EventQueue events_;                                // worker thread (and start-up, before the worker exists)
-  std::unique_ptr<core::Service> service_;           // worker thread (and start-up)
-  std::unique_ptr<Objects> objects_;                 // bus thread
+  std::unique_ptr<sdbus::IConnection> bus_;                // bus thread
+  std::unique_ptr<sdbus::IConnection> worker_bus_;         // worker thread (systemd, NameHasOwner)
+  std::unique_ptr<sdbus::IProxy> bus_driver_;              // bus thread: GetConnectionUnixUser
+  std::unique_ptr<sdbus::IProxy> worker_bus_driver_;       // worker thread: NameHasOwner
+  std::unique_ptr<SystemdUnits> units_;                    // worker thread
+  std::unique_ptr<PolkitAuthority> authority_;             // bus thread
+  std::unique_ptr<Bouncer> bouncer_;                       // bus thread
+  sdbus::Slot name_lost_;                                  // bus thread: the NameOwnerChanged match
+  std::map<std::uint32_t, unsigned> waiting_for_person_;   // bus thread: interactive checks pending, per uid
+  std::multimap<std::string, std::string> pending_checks_; // bus thread: caller unique name -> check id
+  std::uint64_t checks_started_ = 0;                       // bus thread
+  EventQueue events_;                                      // worker thread (and start-up, before the worker exists)
+  std::unique_ptr<core::Service> service_;                 // worker thread (and start-up)
+  std::unique_ptr<Objects> objects_;                       // bus thread
   Worker worker_;               // declared last of the parts it uses: its thread is joined before they go
   unsigned authorizing_ = 0;    // bus thread: mutations between their call and the end of their authorization
   bool refresh_queued_ = false; // bus thread

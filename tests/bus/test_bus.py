@@ -697,6 +697,88 @@ polkit.addRule(function(action, subject) {
     expect_error("NotAuthorized", register, NIC, "nn", user="hdtest")
 
 
+def test_authz_canonical_details():
+    # polkit rules see what hostdev will act on, however the caller spelled it: the normalized address, the
+    # name actually used, devices by name (and id), the profile by name (and type id).
+    write_rules("10-deny-by-details.rules", """
+polkit.addRule(function(action, subject) {
+    if (subject.user != "hdadmin")
+        return polkit.Result.NOT_HANDLED;
+    if (action.id == "org.hostdev.passthrough1.reconcile" ||
+        action.lookup("pci_address") == "0000:a2:00.0" ||
+        action.lookup("device") == "pci-0000-a2-00-4" ||
+        action.lookup("device") == "gpu-denied" ||
+        action.lookup("profile") == "NVIDIA L40S-1Q")
+        return polkit.Result.NO;
+    return polkit.Result.NOT_HANDLED;
+});
+""")
+
+    def reconcile_denied():
+        try:
+            call(DEVICES, "Reconcile", no_opts(), user="hdadmin")
+            return False
+        except dbus.DBusException as e:
+            return e.get_dbus_name() == ERR + "NotAuthorized"
+    wait_until(reconcile_denied, "polkitd to load the rule")
+    expect_error("NotAuthorized", register, "0000:A2:00.0", "pf0", user="hdadmin")  # upper case
+    expect_error("NotAuthorized", register, "0000:a2:00.4", "", user="hdadmin")  # the automatic name
+    expect_error("NotAuthorized", call, INSTANCES, "Create", "vm1", sv(gpu_profile="nvidia-1155"),
+                 user="hdadmin")  # the type id of NVIDIA L40S-1Q
+    denied = register("0000:c1:00.4", "gpu-denied")
+    denied_id = prop(denied, DEVICE, "Id")
+    expect_error("NotAuthorized", call, INSTANCES, "Create", "vm2",
+                 sv(devices=dbus.Array([denied_id], signature="s")), user="hdadmin")  # by id
+    eq(call(DEVICES, "ListDevices"), [denied], "nothing registered by the denied calls")
+    eq(call(INSTANCES, "ListInstances"), [], "no instance from the denied calls")
+    # The rule denies only these: hdadmin's other calls still go through (the group rule).
+    register("0000:c1:00.5", "", user="hdadmin")
+    call(INSTANCES, "Create", "vm3", sv(gpu_profile="NVIDIA L40S-2Q"), user="hdadmin")
+
+
+def test_authz_stalled_agent():
+    # A user whose polkit agent never answers holds up only their own calls: polkit is asked asynchronously,
+    # at most a few of one user's checks may wait for a person, and leaving the bus cancels them.
+    import subprocess
+    helper = os.path.join(os.environ["HOSTDEV_SRC"], "tests/bus/stall_agent.py")
+    as_hdtest = ["setpriv", "--reuid=4711", "--regid=4711", "--clear-groups", "/usr/bin/python3", helper]
+    caller = subprocess.Popen(as_hdtest + ["caller"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    agent = None
+    try:
+        words = caller.stdout.readline().split()
+        check(words[:1] == ["pid"], "the caller's first line: %r" % words)
+        agent = subprocess.Popen(as_hdtest + ["agent", words[1]], stdout=subprocess.PIPE, text=True)
+        eq(agent.stdout.readline().strip(), "registered", "the agent's first line")
+        caller.stdin.write("go 1\n")
+        caller.stdin.flush()
+        eq(agent.stdout.readline().split()[:1], ["begin"], "polkit asks the agent, which never answers")
+        t0 = time.monotonic()
+        register(BARE, "bare0")  # root, while hdtest's check waits for a person
+        took = time.monotonic() - t0
+        check(took < 3, "root's Register took %.1f s behind another user's pending authentication" % took)
+        caller.stdin.write("go 4\n")
+        caller.stdin.flush()
+        refused = caller.stdout.readline().split()
+        eq(refused[:4], ["reply", "5", "ERROR", ERR + "NotAuthorized"], "the fifth waiting check of one uid")
+        check("waiting for authentication" in " ".join(refused), "the refusal says why: %r" % refused)
+        caller.kill()  # the caller leaves the bus: its four checks are cancelled
+        caller.wait()
+        begun = 1
+        cancelled = 0
+        end = time.monotonic() + 5
+        while cancelled < begun and time.monotonic() < end:
+            line = agent.stdout.readline().split()
+            begun += line[:1] == ["begin"]
+            cancelled += line[:1] == ["cancel"]
+        check(cancelled >= 1 and cancelled == begun,
+              "polkit's sessions cancelled when the caller left: %d begun, %d cancelled" % (begun, cancelled))
+        eq([prop(p, DEVICE, "Name") for p in call(DEVICES, "ListDevices")], ["bare0"], "nothing of hdtest's")
+    finally:
+        for p in (caller, agent):
+            if p and p.poll() is None:
+                p.kill()
+
+
 def test_authz_polkit_missing():
     # polkit gone (not activatable, not running): everyone but root is refused.
     os.rename(os.path.join(TEST_DIR, "gen/services/org.freedesktop.PolicyKit1.service"),

@@ -26,7 +26,7 @@ struct FakeAuthority : daemon::Authority {
   bool last_interactive = false;
   Answer held;
   void check(const std::string &sender, const std::string &action, const daemon::Details &details, bool interactive,
-             Answer reply) override {
+             const std::string &, Answer reply) override {
     ++calls;
     last_sender = sender;
     last_action = action;
