@@ -15,10 +15,12 @@ Options Options::parse(const Map &in, const std::vector<OptionSpec> &allowed, co
       if (spec.key == key)
         want = &spec.signature;
     const std::string expected = want != nullptr ? *want : std::string();
+    // What the caller sent is echoed within bounds (a key may be 64 KiB long).
+    const std::string shown = key.size() > 64 ? key.substr(0, 64) + "..." : key;
     // (appends, not operator+ chains: GCC 12 -Wrestrict false positives under the sanitizers)
     std::string msg;
     if (expected.empty()) {
-      msg.append("unknown ").append(what).append(" '").append(key).append("' (known: interactive");
+      msg.append("unknown ").append(what).append(" '").append(shown).append("' (known: interactive");
       for (const auto &spec : allowed)
         msg.append(", ").append(spec.key);
       msg.append(")");
@@ -26,7 +28,7 @@ Options Options::parse(const Map &in, const std::vector<OptionSpec> &allowed, co
     }
     const auto actual = value.peekValueType();
     if (actual != expected) {
-      msg.append(what).append(" '").append(key).append("' must be of type '").append(expected);
+      msg.append(what).append(" '").append(shown).append("' must be of type '").append(expected);
       msg.append("', not '").append(actual).append("'");
       core::fail(core::Errc::InvalidArgument, msg);
     }

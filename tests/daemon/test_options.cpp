@@ -69,3 +69,14 @@ TEST(Options, StringArrayIsNotAString) {
   auto e = parse_error({{"devices", sdbus::Variant(std::string("gpu0"))}}, {{"devices", "as"}});
   EXPECT_EQ(e.code(), core::Errc::InvalidArgument);
 }
+
+TEST(Options, ALongKeyIsEchoedWithinBounds) {
+  const std::string key(64 * 1024, 'k');
+  try {
+    Options::parse({{key, sdbus::Variant(true)}}, {});
+    FAIL() << "accepted";
+  } catch (const hostdev::core::Error &e) {
+    EXPECT_EQ(e.code(), hostdev::core::Errc::InvalidArgument);
+    EXPECT_LT(std::string(e.what()).size(), 200u);
+  }
+}
