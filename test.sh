@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds hostdev and runs every test suite. Installs what it needs (Debian 12, as root).
-#   ./test.sh            unit, bus and cli-bus suites (plain and under ASan/UBSan), then the lab suites
+#   ./test.sh            unit, bus and cli-bus suites (plain and under ASan/UBSan), the fuzzers, then the lab suites
 #   ./test.sh --unit     everything but the lab VM
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
@@ -44,6 +44,11 @@ ninja -C build-asan >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \
   run "the same under ASan/UBSan" -C build-asan --suite unit --suite bus --suite cli-bus
+# libFuzzer harnesses (clang, ASan/UBSan), each for a bounded time from the committed seeds.
+CXX=clang++ setup build-fuzz -Dfuzz=true
+ninja -C build-fuzz fuzzers >/dev/null
+run "fuzzing: every parser of untrusted bytes, ${FUZZ_SECONDS:-20} s each (libFuzzer)" \
+  -C build-fuzz --suite fuzz --no-rebuild --num-processes 1
 if [ $mode = all ] && [ -n "$(meson test -C build --list 2>/dev/null | grep -E '^(hostdev:)?(lab|e2e|systemd) /' || true)" ]; then
   run "lab, e2e and systemd suites (QEMU VMs with a real kernel; nested guest; systemd as init)" \
     -C build --suite lab --suite e2e --suite systemd --num-processes 1

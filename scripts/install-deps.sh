@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(g++ meson ninja-build pkg-config libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
             nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev udev dbus-daemon polkitd python3-dbus python3-gi
-            man-db groff-base util-linux bsdutils clang-format git strace)
+            man-db groff-base util-linux bsdutils clang-format git strace clang libclang-rt-14-dev)
 lab_pkgs=(qemu-system-x86 busybox-static cpio kmod gcc-12 make xz-utils zstd mdevctl)
 
 want=("${build_pkgs[@]}")

@@ -96,8 +96,9 @@ ReconcileStats Service::reconcile() {
         (owner == instances.end() ||
          std::find(owner->second.devices.begin(), owner->second.devices.end(), id) == owner->second.devices.end());
     const bool orphan =
-        (dev.attached_to.empty() || stale) && std::any_of(unfinished.begin(), unfinished.end(), [&](const Intent &i) {
-          return std::find(i.bound_devices.begin(), i.bound_devices.end(), id) != i.bound_devices.end();
+        (dev.attached_to.empty() || stale) &&
+        std::any_of(unfinished.begin(), unfinished.end(), [&, device_id = id](const Intent &i) {
+          return std::find(i.bound_devices.begin(), i.bound_devices.end(), device_id) != i.bound_devices.end();
         });
     if (!stale && !orphan)
       continue;

@@ -114,8 +114,8 @@ template <class F> void guarded(const std::string &what, F f) {
 class RootObject final : public sdbus::AdaptorInterfaces<gen::Devices_adaptor, gen::Instances_adaptor,
                                                          sdbus::ObjectManager_adaptor, sdbus::Properties_adaptor> {
 public:
-  RootObject(sdbus::IConnection &connection, Backend &backend, Objects &objects)
-      : AdaptorInterfaces(connection, names::kRootPath), backend_(backend), objects_(objects) {
+  RootObject(sdbus::IConnection &connection, Backend &backend)
+      : AdaptorInterfaces(connection, names::kRootPath), backend_(backend) {
     registerAdaptor();
   }
   ~RootObject() { unregisterAdaptor(); }
@@ -258,7 +258,6 @@ private:
   }
 
   Backend &backend_;
-  Objects &objects_;
 };
 
 // ---------------------------------------------------------------------------------------------- device objects
@@ -266,8 +265,8 @@ private:
 class DeviceObject final
     : public sdbus::AdaptorInterfaces<gen::Device_adaptor, sdbus::ManagedObject_adaptor, sdbus::Properties_adaptor> {
 public:
-  DeviceObject(sdbus::IConnection &connection, Backend &backend, Objects &objects, std::string id)
-      : AdaptorInterfaces(connection, device_path(id)), backend_(backend), objects_(objects), id_(std::move(id)) {
+  DeviceObject(sdbus::IConnection &connection, Backend &backend, std::string id)
+      : AdaptorInterfaces(connection, device_path(id)), backend_(backend), id_(std::move(id)) {
     registerAdaptor();
   }
   ~DeviceObject() { unregisterAdaptor(); }
@@ -341,7 +340,6 @@ private:
   std::string SysfsPath() override { return view().sysfs_path; }
 
   Backend &backend_;
-  Objects &objects_;
   std::string id_;
 };
 
@@ -350,8 +348,8 @@ private:
 class InstanceObject final
     : public sdbus::AdaptorInterfaces<gen::Instance_adaptor, sdbus::ManagedObject_adaptor, sdbus::Properties_adaptor> {
 public:
-  InstanceObject(sdbus::IConnection &connection, Backend &backend, Objects &objects, std::string id)
-      : AdaptorInterfaces(connection, instance_path(id)), backend_(backend), objects_(objects), id_(std::move(id)) {
+  InstanceObject(sdbus::IConnection &connection, Backend &backend, std::string id)
+      : AdaptorInterfaces(connection, instance_path(id)), backend_(backend), id_(std::move(id)) {
     registerAdaptor();
   }
   ~InstanceObject() { unregisterAdaptor(); }
@@ -404,7 +402,6 @@ private:
   uint64_t CreatedAt() override { return view().record.created_at; }
 
   Backend &backend_;
-  Objects &objects_;
   std::string id_;
 };
 
@@ -414,7 +411,7 @@ Objects::Objects(sdbus::IConnection &connection, Backend &backend) : connection_
 
 Objects::~Objects() = default;
 
-void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_, *this); }
+void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_); }
 
 void Objects::apply(Snapshot next) {
   HOSTDEV_ASSERT_BUS_THREAD();
@@ -424,13 +421,14 @@ void Objects::apply(Snapshot next) {
   // 1. New objects.
   for (const auto &[id, view] : now.devices)
     if (!devices_.count(id)) {
-      devices_[id] = std::make_unique<DeviceObject>(connection_, backend_, *this, id);
-      guarded("InterfacesAdded of " + device_path(id), [&] { devices_[id]->emitInterfacesAddedSignal(); });
+      devices_[id] = std::make_unique<DeviceObject>(connection_, backend_, id);
+      guarded("InterfacesAdded of " + device_path(id), [&, oid = id] { devices_[oid]->emitInterfacesAddedSignal(); });
     }
   for (const auto &[id, view] : now.instances)
     if (!instances_.count(id)) {
-      instances_[id] = std::make_unique<InstanceObject>(connection_, backend_, *this, id);
-      guarded("InterfacesAdded of " + instance_path(id), [&] { instances_[id]->emitInterfacesAddedSignal(); });
+      instances_[id] = std::make_unique<InstanceObject>(connection_, backend_, id);
+      guarded("InterfacesAdded of " + instance_path(id),
+              [&, oid = id] { instances_[oid]->emitInterfacesAddedSignal(); });
     }
 
   // 2. Changed properties.
@@ -451,7 +449,7 @@ void Objects::apply(Snapshot next) {
     auto props = DeviceObject::changed(it->second, view);
     if (!props.empty())
       guarded("PropertiesChanged of " + device_path(id),
-              [&] { devices_[id]->emitPropertiesChangedSignal(names::kDeviceInterface, props); });
+              [&, oid = id] { devices_[oid]->emitPropertiesChangedSignal(names::kDeviceInterface, props); });
   }
   for (const auto &[id, view] : now.instances) {
     auto it = old.instances.find(id);
@@ -460,7 +458,7 @@ void Objects::apply(Snapshot next) {
     auto props = InstanceObject::changed(it->second, view);
     if (!props.empty())
       guarded("PropertiesChanged of " + instance_path(id),
-              [&] { instances_[id]->emitPropertiesChangedSignal(names::kInstanceInterface, props); });
+              [&, oid = id] { instances_[oid]->emitPropertiesChangedSignal(names::kInstanceInterface, props); });
   }
 
   // 3. Vanished objects.
