@@ -25,6 +25,8 @@
 namespace hostdev::core {
 namespace {
 
+thread_local const Sysfs::WaitHooks *thread_wait_hooks = nullptr;
+
 // Strips leading slashes; refuses "..", empty components and NUL bytes so that a bad path fails early and
 // visibly (openat2 would refuse an escape anyway).
 std::optional<std::string> clean_relative(std::string_view path) {
@@ -276,6 +278,8 @@ bool Sysfs::is_dir(std::string_view path) const {
   return fd.get() >= 0;
 }
 
+void Sysfs::set_thread_wait_hooks(const WaitHooks *hooks) noexcept { thread_wait_hooks = hooks; }
+
 void Sysfs::write(std::string_view path, std::string_view value, std::chrono::milliseconds deadline) const {
   auto rel = clean_relative(path);
   if (!rel)
@@ -309,8 +313,17 @@ void Sysfs::write(std::string_view path, std::string_view value, std::chrono::mi
     shared->err = err;
     shared->cv.notify_all();
   });
+  // While it waits, the caller lets others go on (Sysfs::WaitHooks): the daemon releases its core lock here.
+  const WaitHooks *hooks = thread_wait_hooks;
+  if (hooks != nullptr && hooks->before)
+    hooks->before();
   std::unique_lock lock(shared->mutex);
-  if (!shared->cv.wait_for(lock, deadline, [&] { return shared->done; })) {
+  const bool finished = shared->cv.wait_for(lock, deadline, [&] { return shared->done; });
+  lock.unlock();
+  if (hooks != nullptr && hooks->after)
+    hooks->after();
+  lock.lock();
+  if (!finished) {
     lock.unlock();
     worker.detach();
     fail(Errc::Timeout, "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) +

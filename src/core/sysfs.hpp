@@ -52,6 +52,15 @@ public:
   void write(std::string_view path, std::string_view value,
              std::chrono::milliseconds deadline = kDefaultDeadline) const;
 
+  // Around the wait for a kernel write on the calling thread: `before` runs when the write has been handed to its
+  // thread, `after` when it returned or its deadline passed. A caller that holds a lock others need while the
+  // kernel works (the daemon's core lock) releases it in `before` and takes it back in `after`. Per thread;
+  // nullptr clears.
+  struct WaitHooks {
+    std::function<void()> before, after;
+  };
+  static void set_thread_wait_hooks(const WaitHooks *hooks) noexcept;
+
   // Tests only: called on the writing thread after a write reached a file of the fixture tree, to play the
   // kernel's side (create a driver link, an mdev directory ...). Returns 0 or an errno the write then fails with.
   using WriteHook = std::function<int(const std::string &path, std::string_view value)>;

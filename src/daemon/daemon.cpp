@@ -36,6 +36,8 @@ namespace {
 constexpr auto kSnapshotMaxAge = std::chrono::seconds(2);
 // Authorization checks of one uid that may each wait for a person (interactive=true) at the same time.
 constexpr unsigned kMaxInteractivePerUid = 4;
+// Worker threads: mutations of unrelated devices go on while one waits for the kernel (see worker.hpp).
+constexpr unsigned kWorkers = 4;
 
 class Daemon final : public Backend {
 public:
@@ -123,7 +125,7 @@ public:
     const auto &snap = objects_->current();
     if (!refresh_queued_ && std::chrono::steady_clock::now() - snap.taken > kSnapshotMaxAge) {
       refresh_queued_ = true;
-      worker_.submit([this] { return finish({}, true, true); });
+      worker_.submit([this] { return finish({}, true, true); }, {"refresh"});
     }
     return snap;
   }
@@ -203,27 +205,30 @@ private:
 
   // Bus thread: hands an authorized mutation to the worker.
   void queue(const Caller &caller, std::shared_ptr<Mutation> m) {
-    worker_.submit([this, caller, m]() -> Worker::Completion {
-      // Worker thread.
-      Reply reply;
-      bool ran = false;
-      if (!caller_present(caller.sender)) {
-        log(Level::Notice, "dropping a queued call of " + caller.sender + ": the caller has left the bus",
-            {{"HOSTDEV_CALLER", caller.sender}});
-      } else {
-        ran = true;
-        try {
-          reply = m->work(*service_, caller);
-        } catch (...) {
-          auto error = to_dbus_error(std::current_exception());
-          log(Level::Notice, "uid " + std::to_string(caller.uid) + ": " + error.getName() + ": " + error.getMessage(),
-              {{"HOSTDEV_ERROR", error.getName()}, {"HOSTDEV_CALLER_UID", std::to_string(caller.uid)}});
-          reply = [fail = m->fail, error] { fail(error); };
-        }
-      }
-      // The mutation (and the call it answers) is released on the bus thread, with the completion.
-      return [m, done = finish(std::move(reply), ran, false)] { done(); };
-    });
+    worker_.submit(
+        [this, caller, m]() -> Worker::Completion {
+          // Worker thread.
+          Reply reply;
+          bool ran = false;
+          if (!caller_present(caller.sender)) {
+            log(Level::Notice, "dropping a queued call of " + caller.sender + ": the caller has left the bus",
+                {{"HOSTDEV_CALLER", caller.sender}});
+          } else {
+            ran = true;
+            try {
+              reply = m->work(*service_, caller);
+            } catch (...) {
+              auto error = to_dbus_error(std::current_exception());
+              log(Level::Notice,
+                  "uid " + std::to_string(caller.uid) + ": " + error.getName() + ": " + error.getMessage(),
+                  {{"HOSTDEV_ERROR", error.getName()}, {"HOSTDEV_CALLER_UID", std::to_string(caller.uid)}});
+              reply = [fail = m->fail, error] { fail(error); };
+            }
+          }
+          // The mutation (and the call it answers) is released on the bus thread, with the completion.
+          return [m, done = finish(std::move(reply), ran, false)] { done(); };
+        },
+        m->keys);
   }
 
   // Worker thread: what the bus thread does after a job: the new model (when the job may have changed the host),
@@ -351,7 +356,7 @@ private:
   EventQueue events_;                                      // worker thread (and start-up, before the worker exists)
   std::unique_ptr<core::Service> service_;                 // worker thread (and start-up)
   std::unique_ptr<Objects> objects_;                       // bus thread
-  Worker worker_;               // declared last of the parts it uses: its thread is joined before they go
+  Worker worker_{kWorkers};     // declared last of the parts it uses: its thread is joined before they go
   unsigned authorizing_ = 0;    // bus thread: mutations between their call and the end of their authorization
   bool refresh_queued_ = false; // bus thread
   bool busy_ = false;           // bus thread: the core had a busy device after the last job (no idle exit)

@@ -75,14 +75,31 @@ Details device_details(const core::DeviceRecord &rec) {
   return {{"device", rec.name}, {"device_id", rec.id}, {"pci_address", rec.pci_address}};
 }
 
+// The worker keys of work on a device: its address, its IOMMU group (binding one member looks at the others),
+// and for NVIDIA functions nvidia-persistenced, which every NVIDIA bind stops and starts again.
+void add_device_keys(std::vector<std::string> &keys, const core::DeviceRecord &rec) {
+  keys.push_back("pci:" + rec.pci_address);
+  if (rec.iommu_group)
+    keys.push_back("group:" + std::to_string(*rec.iommu_group));
+  if (rec.vendor_id == core::hex4(core::kNvidiaVendor))
+    keys.emplace_back("nvidia-persistenced");
+}
+
 Details instance_details(const core::InstanceRecord &rec) { return {{"instance", rec.name}, {"instance_id", rec.id}}; }
 
 // Instances.Delete and Instance.Delete.
-Mutation delete_mutation(const InstanceView &view, const char *method, const std::shared_ptr<sdbus::Result<>> &res) {
+Mutation delete_mutation(const Snapshot &snap, const InstanceView &view, const char *method,
+                         const std::shared_ptr<sdbus::Result<>> &res) {
   Mutation m;
   m.method = method;
   m.details = instance_details(view.record);
   m.instance_owner = view.record.owner_uid;
+  m.keys.push_back("instance:" + view.record.id);
+  if (!view.record.mdev_uuid.empty())
+    m.keys.emplace_back("vgpu");
+  for (const auto &device_id : view.record.devices)
+    if (auto it = snap.devices.find(device_id); it != snap.devices.end())
+      add_device_keys(m.keys, it->second.record);
   m.work = [res, id = view.record.id](core::Service &service, const Caller &) -> Reply {
     service.delete_instance(id);
     return [res] { res->returnResults(); };
@@ -146,6 +163,7 @@ private:
       Mutation m;
       m.method = "Devices.Register";
       m.details = {{"pci_address", address}, {"device", device_name}};
+      m.keys = {"pci:" + address};
       m.work = [res, device_name, address](core::Service &service, const Caller &) -> Reply {
         const auto path = sdbus::ObjectPath(device_path(service.register_device(device_name, address).id));
         return [res, path] { res->returnResults(path); };
@@ -160,6 +178,7 @@ private:
       Mutation m;
       m.method = "Devices.Unregister";
       m.details = device_details(view.record);
+      add_device_keys(m.keys, view.record);
       m.work = [res, id = view.record.id](core::Service &service, const Caller &) -> Reply {
         service.unregister_device(id);
         return [res] { res->returnResults(); };
@@ -215,16 +234,18 @@ private:
           // caller wrote them.
           core::InstanceSpec s;
           s.image = opts.get_string("image");
-          std::vector<std::string> names, ids, addresses;
+          std::vector<std::string> names, ids, addresses, keys{"instance-name:" + name};
           for (const auto &ref : opts.get_strings("devices")) {
             const auto &view = find_device(snap, ref);
             names.push_back(view.record.name);
             ids.push_back(view.record.id);
             addresses.push_back(view.record.pci_address);
+            add_device_keys(keys, view.record);
           }
           s.devices = ids;
           Mutation m;
           m.method = "Instances.Create";
+          m.keys = keys;
           m.details = {{"instance", name}};
           if (!ids.empty())
             m.details.insert(
@@ -232,6 +253,7 @@ private:
           if (const auto profile = opts.get_string("gpu_profile"); !profile.empty()) {
             const auto &p = core::resolve_profile(snap.resources.profiles, profile);
             s.gpu_profile = p.name;
+            m.keys.emplace_back("vgpu");
             m.details.insert({{"profile", p.name}, {"profile_type", p.type_id}});
           }
           m.work = [res, name, s](core::Service &service, const Caller &caller) -> Reply {
@@ -244,7 +266,8 @@ private:
 
   void Delete(sdbus::Result<> &&result, std::string instance, VariantMap options) override {
     mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
-      return delete_mutation(find_instance(backend_.snapshot(), instance), "Instances.Delete", res);
+      const auto &snap = backend_.snapshot();
+      return delete_mutation(snap, find_instance(snap, instance), "Instances.Delete", res);
     });
   }
 
@@ -295,6 +318,7 @@ private:
       Mutation m;
       m.method = method;
       m.details = device_details(view.record);
+      add_device_keys(m.keys, view.record);
       m.work = [res, id = id_, op](core::Service &service, const Caller &) -> Reply {
         (service.*op)(id);
         return [res] { res->returnResults(); };
@@ -372,7 +396,8 @@ public:
 private:
   void Delete(sdbus::Result<> &&result, VariantMap options) override {
     mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
-      return delete_mutation(find_instance(backend_.snapshot(), id_), "Instance.Delete", res);
+      const auto &snap = backend_.snapshot();
+      return delete_mutation(snap, find_instance(snap, id_), "Instance.Delete", res);
     });
   }
 

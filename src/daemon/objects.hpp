@@ -30,6 +30,8 @@ struct Mutation {
   Details details;                             // canonical: normalized address, names and ids, profile name and type id
   std::optional<std::uint32_t> instance_owner; // the Delete methods: the owner of the instance
   bool interactive = false;
+  // What the work touches (see Worker::submit): work on other keys goes on while this one waits for the kernel.
+  std::vector<std::string> keys;
   // Worker thread: the change itself, for a caller who has been allowed; throws to fail.
   std::function<Reply(core::Service &, const Caller &)> work;
   // Bus thread: sends the error reply.

@@ -1,6 +1,7 @@
 #include "daemon/worker.hpp"
 
 #include "daemon/errors.hpp"
+#include "core/sysfs.hpp"
 #include "daemon/log.hpp"
 
 #include <sdbus-c++/Error.h>
@@ -8,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -34,7 +36,7 @@ void assert_bus_thread(const char *function) noexcept {
   std::abort();
 }
 
-Worker::Worker() {
+Worker::Worker(unsigned threads) : threads_(threads == 0 ? 1 : threads) {
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0)
     throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
@@ -44,63 +46,91 @@ Worker::~Worker() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
-    tasks_.clear();
+    std::erase_if(tasks_, [](const Queued &q) { return !q.running; });
   }
   cv_.notify_all();
-  if (thread_.joinable())
-    thread_.join();
+  for (auto &t : pool_)
+    if (t.joinable())
+      t.join();
   ::close(wake_fd_);
 }
 
 void Worker::start() {
-  thread_ = std::thread([this] { loop(); });
+  for (unsigned i = 0; i < threads_; ++i)
+    pool_.emplace_back([this] { loop(); });
 }
 
-void Worker::submit(Task task) {
+void Worker::submit(Task task, std::vector<std::string> keys) {
   HOSTDEV_ASSERT_BUS_THREAD();
   ++in_flight_;
   {
     std::lock_guard lock(mutex_);
-    tasks_.push_back(std::move(task));
+    tasks_.push_back({std::move(task), std::move(keys), false});
   }
-  cv_.notify_one();
+  cv_.notify_all();
 }
 
-void Worker::post(Completion completion) {
-  {
-    std::lock_guard lock(mutex_);
-    completions_.push_back(std::move(completion));
-  }
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+bool Worker::conflict(const Queued &a, const Queued &b) {
+  if (a.keys.empty() || b.keys.empty())
+    return true;
+  for (const auto &k : a.keys)
+    if (std::find(b.keys.begin(), b.keys.end(), k) != b.keys.end())
+      return true;
+  return false;
 }
 
 void Worker::loop() {
+  // While this thread's task waits for a kernel write, others may take the core.
+  std::unique_lock core(core_, std::defer_lock);
+  const core::Sysfs::WaitHooks hooks{[&core] { core.unlock(); }, [&core] { core.lock(); }};
+  core::Sysfs::set_thread_wait_hooks(&hooks);
   for (;;) {
-    Task task;
+    std::list<Queued>::iterator mine;
     {
       std::unique_lock lock(mutex_);
-      cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-      if (tasks_.empty())
-        return;
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      // The first queued task that shares no key with a task before it (running or queued): per key, tasks run
+      // in the order they came.
+      auto runnable = [this] {
+        for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
+          if (it->running)
+            continue;
+          if (std::none_of(tasks_.begin(), it, [&](const Queued &before) { return conflict(before, *it); }))
+            return it;
+        }
+        return tasks_.end();
+      };
+      cv_.wait(lock, [&] { return stopping_ || runnable() != tasks_.end(); });
+      if (stopping_)
+        break;
+      mine = runnable();
+      mine->running = true;
     }
+    core.lock();
     Completion completion;
     try {
-      completion = task();
+      completion = mine->task();
     } catch (...) {
       log(Level::Warning, "a task of the worker failed: " + describe_exception(std::current_exception()));
     }
     // What the task holds (a method call's reply handle, say) is bus-thread data: it must not be released here
     // after the completion has already run there.
-    task = nullptr;
-    post([this, completion = std::move(completion)] {
-      --in_flight_; // first: the bookkeeping happens whatever the completion does
-      if (completion)
-        completion();
-    });
+    mine->task = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      // Posted under the core lock: completions arrive in the order their snapshots were taken.
+      completions_.push_back([this, completion = std::move(completion)] {
+        --in_flight_; // first: the bookkeeping happens whatever the completion does
+        if (completion)
+          completion();
+      });
+      tasks_.erase(mine);
+    }
+    core.unlock();
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+    cv_.notify_all();
   }
+  core::Sysfs::set_thread_wait_hooks(nullptr);
 }
 
 void Worker::run_completions() {
@@ -125,12 +155,13 @@ void Worker::stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
-    in_flight_ -= static_cast<unsigned>(tasks_.size());
-    tasks_.clear(); // queued, never started: their callers get no reply and see the name vanish
+    const auto dropped = std::erase_if(tasks_, [](const Queued &q) { return !q.running; });
+    in_flight_ -= static_cast<unsigned>(dropped); // queued, never started: their callers see the name vanish
   }
   cv_.notify_all();
-  if (thread_.joinable())
-    thread_.join();
+  for (auto &t : pool_)
+    if (t.joinable())
+      t.join();
   run_completions();
 }
 

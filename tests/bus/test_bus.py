@@ -879,24 +879,57 @@ def test_dropped_caller():
         code = 1
         try:
             conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
-            conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("Register", DEVICES)(
-                "bare0", BARE, no_opts(), timeout=0.5)
+            # Unregister of the same device: it waits behind the bind (an unrelated device would not).
+            conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("Unregister", DEVICES)(
+                "nic0", no_opts(), timeout=0.5)
         except dbus.DBusException as e:
             code = 0 if e.get_dbus_name() == "org.freedesktop.DBus.Error.NoReply" else 3
         except BaseException:  # noqa: BLE001
             code = 4
         os._exit(code)
     _, status = os.waitpid(pid, 0)
-    eq(os.waitstatus_to_exitcode(status), 0, "the queued Register should time out in the client (exit code)")
+    eq(os.waitstatus_to_exitcode(status), 0, "the queued Unregister should time out in the client (exit code)")
     end = time.monotonic() + 10
     while not pump() and time.monotonic() < end:
         time.sleep(0.005)
     check(result.get("ok"), "BindVfio with a slow unbind: %r" % result)
     set_faults("")
-    call(DEVICE, "Restore", no_opts(), path=path)  # queued after the dropped Register: it has been dealt with
-    eq(call(DEVICES, "ListDevices"), [path], "devices after a Register whose caller left")
+    call(DEVICE, "Restore", no_opts(), path=path)  # queued after the dropped Unregister: it has been dealt with
+    eq(call(DEVICES, "ListDevices"), [path], "devices after an Unregister whose caller left")
     with open(os.path.join(TEST_DIR, "daemon.log")) as f:
         check("caller has left the bus" in f.read(), "the daemon should log the dropped call")
+
+
+def test_stuck_write_elsewhere():
+    # While one device's kernel write hangs, a mutation of another device is answered at once.
+    path = register(NIC, "nic0")
+    root = fixture_root(path)
+    set_faults("delay igb/unbind 3000\n")
+    result = {}
+    bus().get_object(BUS_NAME, path).get_dbus_method("BindVfio", DEVICE)(
+        no_opts(), timeout=30, reply_handler=lambda *a: result.update(ok=True),
+        error_handler=lambda e: result.update(error=e))
+
+    def pump():
+        while GLib.MainContext.default().iteration(False):
+            pass
+        return result
+
+    wait_until(lambda: [pump(), sysfs_state(root, NIC)["override"] == "vfio-pci"][1],
+               "BindVfio to reach the hung unbind")
+    t0 = time.monotonic()
+    bare = register(BARE, "bare0")
+    call(DEVICE, "BindVfio", no_opts(), path=bare)  # a kernel write of its own
+    took = time.monotonic() - t0
+    check(took < 1.5, "Register and BindVfio of another device took %.2f s behind a hung unbind" % took)
+    check(not result, "the hung bind is still in the kernel: %r" % result)
+    eq(prop(bare, DEVICE, "Driver"), "vfio-pci", "the other device's bind")
+    end = time.monotonic() + 10
+    while not pump() and time.monotonic() < end:
+        time.sleep(0.005)
+    check(result.get("ok"), "BindVfio with a slow unbind: %r" % result)
+    set_faults("")
+    eq(prop(path, DEVICE, "Driver"), "vfio-pci", "the slow bind, finished")
 
 
 def test_idle_exit_busy():

@@ -1,11 +1,16 @@
 #include "daemon/worker.hpp"
 
+#include "core/sysfs.hpp"
+#include "fixtures/test_util.hpp"
+
 #include <gtest/gtest.h>
 
 #include <poll.h>
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
+#include <string>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -124,4 +129,53 @@ TEST_F(WorkerTest, WhatATaskHoldsIsReleasedBeforeItsCompletionRuns) {
 
 TEST_F(WorkerTest, BusOnlyCodeOffTheBusThreadAborts) {
   EXPECT_DEATH(std::thread([] { hostdev::daemon::assert_bus_thread("test"); }).join(), "must run on the bus thread");
+}
+
+TEST_F(WorkerTest, TasksOnOtherKeysGoOnWhileOneWaitsForTheKernel) {
+  // The core lock is let go only while a task waits for a kernel write (Sysfs::WaitHooks).
+  hostdev::test::TempDir dir;
+  std::ofstream(dir.path() / "slow") << "";
+  hostdev::core::Sysfs sysfs(dir.str());
+  sysfs.set_write_hook([](const std::string &path, std::string_view) {
+    if (path == "slow")
+      std::this_thread::sleep_for(600ms);
+    return 0;
+  });
+  Worker worker(3);
+  worker.start();
+  std::vector<std::string> order;
+  worker.submit(
+      [&]() -> Worker::Completion {
+        sysfs.write("slow", "1");
+        return [&] { order.emplace_back("slow device"); };
+      },
+      {"pci:a"});
+  std::this_thread::sleep_for(50ms); // the slow one is in the kernel
+  worker.submit([&]() -> Worker::Completion { return [&] { order.emplace_back("same device"); }; }, {"pci:a"});
+  worker.submit([&]() -> Worker::Completion { return [&] { order.emplace_back("other device"); }; }, {"pci:b"});
+  pump(worker, [&] { return order.size() == 3; });
+  EXPECT_EQ(order, (std::vector<std::string>{"other device", "slow device", "same device"}));
+}
+
+TEST_F(WorkerTest, ATaskWithoutKeysWaitsForEverythingBefore) {
+  Worker worker(3);
+  worker.start();
+  std::atomic<int> running{0};
+  std::atomic<bool> overlap{false};
+  std::vector<std::string> order;
+  auto task = [&](std::string name, std::chrono::milliseconds d) {
+    return [&, name, d]() -> Worker::Completion {
+      if (++running > 1 && name == "everything")
+        overlap = true;
+      std::this_thread::sleep_for(d);
+      --running;
+      return [&, name] { order.push_back(name); };
+    };
+  };
+  worker.submit(task("a", 100ms), {"pci:a"});
+  worker.submit(task("everything", 1ms), {});
+  worker.submit(task("b", 1ms), {"pci:b"});
+  pump(worker, [&] { return order.size() == 3; });
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "everything", "b"}));
+  EXPECT_FALSE(overlap);
 }
