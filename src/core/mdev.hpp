@@ -42,6 +42,8 @@ struct ProfileSummary {
   std::string type_id; // type id (first seen)
   unsigned framebuffer_mb = 0;
   unsigned available = 0; // sum of available_instances over parents
+
+  bool operator==(const ProfileSummary &) const = default;
 };
 
 // The profiles of `parents`, by name: framebuffer and type id from the first parent offering it, available summed.

@@ -56,6 +56,8 @@ struct PciFunction {
   bool is_bridge() const noexcept;  // base class 0x06
   bool is_nvidia() const noexcept { return vendor_id == kNvidiaVendor; }
   bool on_vfio() const noexcept; // driver == vfio-pci
+
+  bool operator==(const PciFunction &) const = default;
 };
 
 // "10de" — four lower-case hex digits, no 0x.
@@ -90,6 +92,8 @@ private:
 struct Problem {
   std::string message;
   std::string hint;
+
+  bool operator==(const Problem &) const = default;
 };
 
 enum class GpuMode { None, Passthrough, Vgpu };
@@ -107,6 +111,8 @@ struct HostReport {
   unsigned gpu_count = 0;
   GpuMode gpu_mode = GpuMode::None;
   std::vector<Problem> problems;
+
+  bool operator==(const HostReport &) const = default;
 };
 
 // GPU mode: vgpu when mdev parents exist; passthrough when GPUs exist and IOMMU + vfio make it possible; else none.

@@ -23,6 +23,8 @@ struct DeviceRecord {
   std::uint64_t created_at = 0;           // µs since epoch
   std::string attached_to;                // instance id, "" when free
   std::optional<std::string> host_driver; // the driver before hostdev bound it to vfio-pci, when known
+
+  bool operator==(const DeviceRecord &) const = default;
 };
 
 struct InstanceRecord {
@@ -35,6 +37,8 @@ struct InstanceRecord {
   std::string mdev_parent;
   std::uint32_t owner_uid = 0;
   std::uint64_t created_at = 0;
+
+  bool operator==(const InstanceRecord &) const = default;
 };
 
 // An mdev hostdev created (recorded *before* the create write, removed after the remove succeeded): the only

@@ -36,6 +36,8 @@ struct ReconcileStats {
 struct AvailableDevice {
   PciFunction function;
   std::string registered_id; // "" when not registered
+
+  bool operator==(const AvailableDevice &) const = default;
 };
 
 struct GpuResources {
@@ -47,14 +49,20 @@ struct GpuResources {
     std::string name; // registered name, else the device name from hwdb, else the address
     std::string pci_address;
     bool available = false; // has an IOMMU group, not attached, not held open
+
+    bool operator==(const PassthroughDevice &) const = default;
   };
   std::vector<PassthroughDevice> devices;
+
+  bool operator==(const GpuResources &) const = default;
 };
 
 struct InstancePaths {
   std::vector<std::string> device_paths; // "/sys/bus/pci/devices/<addr>/", "/sys/bus/mdev/devices/<uuid>/"
   std::vector<std::string> qemu_args;    // "-device", "vfio-pci,host=<addr>", "-device", "vfio-pci,sysfsdev=..."
   std::vector<std::string> cloud_hypervisor_args; // "--device", "path=<dir>", ...
+
+  bool operator==(const InstancePaths &) const = default;
 };
 
 // What happened to mdevs, for the daemon's signals (device and instance changes need no event: the daemon

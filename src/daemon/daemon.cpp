@@ -10,6 +10,7 @@
 #include "daemon/bouncer.hpp"
 #include "daemon/errors.hpp"
 #include "daemon/log.hpp"
+#include "daemon/monitor.hpp"
 #include "daemon/objects.hpp"
 #include "daemon/snapshot.hpp"
 #include "daemon/units.hpp"
@@ -23,6 +24,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -87,6 +89,16 @@ public:
     for (const auto &e : stats.errors)
       log(Level::Warning, "reconcile: " + e);
 
+    // Kernel uevents describe the real /sys only; over another root (a fixture tree) the model is refreshed by age.
+    if (sysfs_.root() == "/") {
+      try {
+        monitor_ = std::make_unique<UeventMonitor>();
+        log(Level::Info, "watching kernel uevents for PCI and mdev changes");
+      } catch (const std::exception &e) {
+        log(Level::Warning, std::string("cannot watch kernel uevents (") + e.what() +
+                                "): the model is read again when it is older than 2 s at a read");
+      }
+    }
     objects_ = std::make_unique<Objects>(*bus_, *this);
     objects_->export_root();
     // MdevDestroyed for what reconcile removed, then MdevsReconciled: sent once the name is ours, since
@@ -123,10 +135,10 @@ public:
   const Snapshot &snapshot() override {
     HOSTDEV_ASSERT_BUS_THREAD();
     const auto &snap = objects_->current();
-    if (!refresh_queued_ && std::chrono::steady_clock::now() - snap.taken > kSnapshotMaxAge) {
-      refresh_queued_ = true;
-      worker_.submit([this] { return finish({}, true, true); }, {"refresh"});
-    }
+    // With kernel uevents the model is read again when the host changes; without them (a fixture tree, no
+    // netlink), a read of a model older than a few seconds asks for a new one.
+    if (!monitor_ && std::chrono::steady_clock::now() - snap.taken > kSnapshotMaxAge)
+      request_refresh();
     return snap;
   }
 
@@ -203,6 +215,34 @@ private:
     }
   }
 
+  // Bus thread: the host must be read again (a uevent, an old model). One refresh at a time is queued; events
+  // that come while it runs queue the next. A refresh is skipped when a snapshot taken since the events (a
+  // mutation's) already shows them.
+  void request_refresh() {
+    if (refresh_requested_.exchange(true))
+      return;
+    const auto epoch = events_epoch_.load();
+    worker_.submit(
+        [this, epoch]() -> Worker::Completion {
+          refresh_requested_ = false; // what happens from now on asks for another
+          if (epoch != 0 && snapshot_epoch_.load() >= epoch)
+            return {};
+          return finish({}, true);
+        },
+        {"refresh"});
+  }
+
+  // Bus thread: the uevent socket is readable.
+  void on_uevents() {
+    const auto batch = monitor_->drain();
+    if (batch.overrun)
+      log(Level::Warning, "kernel uevents were lost (the receive buffer overran): reading the whole host again");
+    if (batch.relevant == 0 && !batch.overrun)
+      return;
+    ++events_epoch_;
+    request_refresh();
+  }
+
   // Bus thread: hands an authorized mutation to the worker.
   void queue(const Caller &caller, std::shared_ptr<Mutation> m) {
     worker_.submit(
@@ -226,16 +266,17 @@ private:
             }
           }
           // The mutation (and the call it answers) is released on the bus thread, with the completion.
-          return [m, done = finish(std::move(reply), ran, false)] { done(); };
+          return [m, done = finish(std::move(reply), ran)] { done(); };
         },
         m->keys);
   }
 
   // Worker thread: what the bus thread does after a job: the new model (when the job may have changed the host),
   // the signals the core reported, then the reply.
-  Worker::Completion finish(Reply reply, bool changed, bool refresh) {
+  Worker::Completion finish(Reply reply, bool changed) {
     std::optional<Snapshot> snap;
     if (changed) {
+      snapshot_epoch_ = events_epoch_.load(); // before reading: events seen until now are in this snapshot
       try {
         snap = take_snapshot(*service_, sysfs_);
       } catch (const std::exception &e) {
@@ -244,10 +285,7 @@ private:
     }
     auto signals = events_.take();
     const bool busy = service_->has_busy();
-    return [this, snap = std::move(snap), signals = std::move(signals), reply = std::move(reply), refresh,
-            busy]() mutable {
-      if (refresh)
-        refresh_queued_ = false;
+    return [this, snap = std::move(snap), signals = std::move(signals), reply = std::move(reply), busy]() mutable {
       busy_ = busy;
       try {
         if (snap)
@@ -308,8 +346,11 @@ private:
         const int left = static_cast<int>(std::max<long long>(0, idle_left.count()));
         timeout = timeout < 0 ? left : std::min(timeout, left);
       }
-      struct pollfd fds[3] = {{pd.fd, pd.events, 0}, {worker_.wake_fd(), POLLIN, 0}, {sig_fd, POLLIN, 0}};
-      const int n = ::poll(fds, 3, timeout);
+      struct pollfd fds[4] = {{pd.fd, pd.events, 0},
+                              {worker_.wake_fd(), POLLIN, 0},
+                              {sig_fd, POLLIN, 0},
+                              {monitor_ ? monitor_->fd() : -1, POLLIN, 0}};
+      const int n = ::poll(fds, 4, timeout);
       if (n < 0 && errno != EINTR) {
         log(Level::Error, std::string("poll: ") + std::strerror(errno));
         rc = 1;
@@ -325,6 +366,8 @@ private:
         worker_.run_completions();
         last_activity = std::chrono::steady_clock::now();
       }
+      if (fds[3].revents & POLLIN)
+        on_uevents();
       // Not while a device is busy: a kernel write that timed out may still be running, and a new daemon would
       // not know the device is busy.
       if (options_.idle_exit.count() > 0 && worker_.in_flight() == 0 && authorizing_ == 0 && !busy_ &&
@@ -356,10 +399,13 @@ private:
   EventQueue events_;                                      // worker thread (and start-up, before the worker exists)
   std::unique_ptr<core::Service> service_;                 // worker thread (and start-up)
   std::unique_ptr<Objects> objects_;                       // bus thread
-  Worker worker_{kWorkers};     // declared last of the parts it uses: its thread is joined before they go
-  unsigned authorizing_ = 0;    // bus thread: mutations between their call and the end of their authorization
-  bool refresh_queued_ = false; // bus thread
-  bool busy_ = false;           // bus thread: the core had a busy device after the last job (no idle exit)
+  Worker worker_{kWorkers};  // declared last of the parts it uses: its thread is joined before they go
+  unsigned authorizing_ = 0; // bus thread: mutations between their call and the end of their authorization
+  std::unique_ptr<UeventMonitor> monitor_;       // bus thread; null: no uevents (a fixture root, no netlink)
+  std::atomic<bool> refresh_requested_{false};   // a refresh is queued and has not started reading
+  std::atomic<std::uint64_t> events_epoch_{0};   // bumped by the bus thread for every batch of relevant uevents
+  std::atomic<std::uint64_t> snapshot_epoch_{0}; // the epoch when the latest snapshot started reading
+  bool busy_ = false; // bus thread: the core had a busy device after the last job (no idle exit)
 };
 
 } // namespace

@@ -222,6 +222,7 @@ private:
   bool IommuEnabled() override { return backend_.snapshot().report.iommu_enabled; }
   bool VfioAvailable() override { return backend_.snapshot().report.vfio_available(); }
   std::string Version() override { return HOSTDEV_VERSION; }
+  uint64_t Generation() override { return backend_.snapshot().generation; }
 
   // Instances
   void Create(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, VariantMap spec) override {
@@ -442,6 +443,8 @@ void Objects::apply(Snapshot next) {
   HOSTDEV_ASSERT_BUS_THREAD();
   Snapshot old = std::exchange(current_, std::move(next));
   const auto &now = current_;
+  const bool changed = !now.same_as(old);
+  current_.generation = old.generation + (changed ? 1 : 0);
 
   // 1. New objects.
   for (const auto &[id, view] : now.devices)
@@ -462,6 +465,8 @@ void Objects::apply(Snapshot next) {
     root_changed.emplace_back("GpuMode");
   if (old.report.iommu_enabled != now.report.iommu_enabled)
     root_changed.emplace_back("IommuEnabled");
+  if (changed)
+    root_changed.emplace_back("Generation");
   if (old.report.vfio_available() != now.report.vfio_available())
     root_changed.emplace_back("VfioAvailable");
   if (root_ && !root_changed.empty())

@@ -6,6 +6,7 @@
 #include "core/service.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,11 +19,15 @@ struct DeviceView {
   std::string vendor_name;
   std::string device_name;
   std::string sysfs_path;
+
+  bool operator==(const DeviceView &) const = default;
 };
 
 struct InstanceView {
   core::InstanceRecord record;
   core::InstancePaths paths;
+
+  bool operator==(const InstanceView &) const = default;
 };
 
 struct Snapshot {
@@ -32,6 +37,13 @@ struct Snapshot {
   std::map<std::string, DeviceView> devices;     // by id
   std::map<std::string, InstanceView> instances; // by id
   std::chrono::steady_clock::time_point taken{};
+  // Bumped by Objects::apply for every snapshot that differs from the one before (Devices.Generation).
+  std::uint64_t generation = 0;
+  // Whether the host or the records differ (taken and generation aside).
+  bool same_as(const Snapshot &other) const {
+    return report == other.report && available == other.available && resources == other.resources &&
+           devices == other.devices && instances == other.instances;
+  }
 };
 
 // One reading of the host (Service::host_view) plus the store's records.

@@ -857,6 +857,29 @@ def test_non_utf8_sysfs():
     eq(len(call(DEVICES, "ListAvailable", sv(all=True), user="hdtest")), 5, "another user's ListAvailable({all})")
 
 
+def test_generation():
+    # Devices.Generation goes up with every change, hostdev's own or the kernel's, and is announced; a read that
+    # finds nothing new leaves it alone.
+    rec = Recorder()
+    g0 = prop(ROOT, DEVICES, "Generation")
+    check(g0 >= 1, "Generation at start: %r" % g0)
+    path = register(NIC, "nic0")
+    g1 = prop(ROOT, DEVICES, "Generation")
+    check(g1 > g0, "Generation after Register: %d, before %d" % (g1, g0))
+    s = rec.wait_for(PROPS, "PropertiesChanged", ROOT, pred=lambda s: "Generation" in s[3][1])
+    eq(s[3][0], DEVICES, "the interface of the Generation change")
+    time.sleep(2.2)
+    call(DEVICES, "ListDevices")  # an old model is read again: nothing changed
+    time.sleep(0.3)
+    eq(prop(ROOT, DEVICES, "Generation"), g1, "Generation after a refresh that found no change")
+    root = fixture_root(path)
+    os.unlink(os.path.join(root, "sys/bus/pci/devices", NIC, "driver"))  # out of band
+    time.sleep(2.2)
+    wait_until(lambda: prop(ROOT, DEVICES, "Generation") > g1, "Generation to show the out-of-band unbind",
+               seconds=3)
+    eq(prop(path, DEVICE, "Driver"), "", "the out-of-band unbind")
+
+
 def test_dropped_caller():
     # A queued mutation whose caller left the bus (its call timed out behind a long job) never runs.
     path = register(NIC, "nic0")
