@@ -131,8 +131,8 @@ template <class F> void guarded(const std::string &what, F f) {
 class RootObject final : public sdbus::AdaptorInterfaces<gen::Devices_adaptor, gen::Instances_adaptor,
                                                          sdbus::ObjectManager_adaptor, sdbus::Properties_adaptor> {
 public:
-  RootObject(sdbus::IConnection &connection, Backend &backend)
-      : AdaptorInterfaces(connection, names::kRootPath), backend_(backend) {
+  RootObject(sdbus::IConnection &connection, Backend &backend, const Objects &objects)
+      : AdaptorInterfaces(connection, names::kRootPath), backend_(backend), objects_(objects) {
     registerAdaptor();
   }
   ~RootObject() { unregisterAdaptor(); }
@@ -145,11 +145,8 @@ private:
     return read_call([&] {
       const auto opts = Options::parse(options, {{"all", "b"}});
       const bool all = opts.get_bool("all", false);
-      std::vector<VariantMap> out;
-      for (const auto &dev : backend_.snapshot().available)
-        if (all || dev.function.is_gpu())
-          out.push_back(available_entry(dev));
-      return out;
+      backend_.snapshot(); // may ask for a newer model
+      return all ? objects_.replies().available_all : objects_.replies().available_gpus;
     });
   }
 
@@ -197,11 +194,17 @@ private:
   }
 
   VariantMap GetGpuResources() override {
-    return read_call([&] { return resources_map(backend_.snapshot().resources); });
+    return read_call([&] {
+      backend_.snapshot(); // may ask for a newer model
+      return objects_.replies().resources;
+    });
   }
 
   VariantMap CheckHost() override {
-    return read_call([&] { return report_map(backend_.snapshot().report); });
+    return read_call([&] {
+      backend_.snapshot(); // may ask for a newer model
+      return objects_.replies().report;
+    });
   }
 
   void Reconcile(sdbus::Result<VariantMap> &&result, VariantMap options) override {
@@ -282,6 +285,7 @@ private:
   }
 
   Backend &backend_;
+  const Objects &objects_;
 };
 
 // ---------------------------------------------------------------------------------------------- device objects
@@ -437,7 +441,7 @@ Objects::Objects(sdbus::IConnection &connection, Backend &backend) : connection_
 
 Objects::~Objects() = default;
 
-void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_); }
+void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_, *this); }
 
 void Objects::apply(Snapshot next) {
   HOSTDEV_ASSERT_BUS_THREAD();
@@ -445,6 +449,17 @@ void Objects::apply(Snapshot next) {
   const auto &now = current_;
   const bool changed = !now.same_as(old);
   current_.generation = old.generation + (changed ? 1 : 0);
+  if (changed || old.generation == 0) {
+    Replies r;
+    for (const auto &dev : now.available) {
+      r.available_all.push_back(available_entry(dev));
+      if (dev.function.is_gpu())
+        r.available_gpus.push_back(r.available_all.back());
+    }
+    r.resources = resources_map(now.resources);
+    r.report = report_map(now.report);
+    replies_ = std::move(r);
+  }
 
   // 1. New objects.
   for (const auto &[id, view] : now.devices)

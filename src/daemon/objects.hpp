@@ -4,6 +4,7 @@
 #pragma once
 
 #include "daemon/bouncer.hpp"
+#include "daemon/convert.hpp"
 #include "daemon/snapshot.hpp"
 
 #include <sdbus-c++/IConnection.h>
@@ -71,10 +72,19 @@ public:
 
   const Snapshot &current() const noexcept { return current_; }
 
+  // The replies of the big reads, converted to D-Bus values once per change (apply), so that a call copies
+  // them rather than building them again from the model.
+  struct Replies {
+    std::vector<VariantMap> available_all, available_gpus;
+    VariantMap resources, report;
+  };
+  const Replies &replies() const noexcept { return replies_; }
+
 private:
   sdbus::IConnection &connection_;
   Backend &backend_;
   Snapshot current_;
+  Replies replies_;
   std::unique_ptr<RootObject> root_;
   std::map<std::string, std::unique_ptr<DeviceObject>> devices_;
   std::map<std::string, std::unique_ptr<InstanceObject>> instances_;

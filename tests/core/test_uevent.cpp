@@ -18,9 +18,9 @@ std::string datagram(std::initializer_list<std::string> parts) {
 } // namespace
 
 TEST(Uevent, AKernelBindEvent) {
-  const auto ev = parse_uevent(datagram({"bind@/devices/pci0000:00/0000:00:02.0", "ACTION=bind",
-                                         "DEVPATH=/devices/pci0000:00/0000:00:02.0", "SUBSYSTEM=pci",
-                                         "DRIVER=vfio-pci", "PCI_SLOT_NAME=0000:00:02.0", "SEQNUM=1234"}));
+  const auto ev = parse_uevent(
+      datagram({"bind@/devices/pci0000:00/0000:00:02.0", "ACTION=bind", "DEVPATH=/devices/pci0000:00/0000:00:02.0",
+                "SUBSYSTEM=pci", "DRIVER=vfio-pci", "PCI_SLOT_NAME=0000:00:02.0", "SEQNUM=1234"}));
   ASSERT_TRUE(ev);
   EXPECT_EQ(ev->action, "bind");
   EXPECT_EQ(ev->subsystem, "pci");
@@ -30,15 +30,15 @@ TEST(Uevent, AKernelBindEvent) {
 }
 
 TEST(Uevent, AnMdevAddAndAnUnrelatedEvent) {
-  const auto mdev = parse_uevent(datagram({"add@/devices/virtual/mtty/mtty/4b20d080-1b54-4048-85b3-a6a62d165c01",
-                                           "ACTION=add",
-                                           "DEVPATH=/devices/virtual/mtty/mtty/4b20d080-1b54-4048-85b3-a6a62d165c01",
-                                           "SUBSYSTEM=mdev", "MDEV_TYPE=mtty-2"}));
+  const auto mdev =
+      parse_uevent(datagram({"add@/devices/virtual/mtty/mtty/4b20d080-1b54-4048-85b3-a6a62d165c01", "ACTION=add",
+                             "DEVPATH=/devices/virtual/mtty/mtty/4b20d080-1b54-4048-85b3-a6a62d165c01",
+                             "SUBSYSTEM=mdev", "MDEV_TYPE=mtty-2"}));
   ASSERT_TRUE(mdev);
   EXPECT_EQ(mdev->name(), "4b20d080-1b54-4048-85b3-a6a62d165c01");
   EXPECT_TRUE(uevent_concerns_host_model(*mdev));
-  const auto tty = parse_uevent(datagram({"add@/devices/virtual/tty/tty9", "ACTION=add",
-                                          "DEVPATH=/devices/virtual/tty/tty9", "SUBSYSTEM=tty"}));
+  const auto tty = parse_uevent(
+      datagram({"add@/devices/virtual/tty/tty9", "ACTION=add", "DEVPATH=/devices/virtual/tty/tty9", "SUBSYSTEM=tty"}));
   ASSERT_TRUE(tty);
   EXPECT_FALSE(uevent_concerns_host_model(*tty));
 }
