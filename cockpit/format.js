@@ -200,3 +200,8 @@ export function candidateRows(list, expanded) {
     }
     return rows;
 }
+
+// Device.Type in words.
+export function typeText(type) {
+    return { gpu: "GPU", pci: "PCI device" }[type] || String(type || "");
+}

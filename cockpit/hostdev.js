@@ -2,8 +2,11 @@
 //
 // Everything shown comes from the bus: device and instance objects through the ObjectManager (cockpit.dbus
 // proxies follow InterfacesAdded/Removed and PropertiesChanged), the rest from the read methods, which are called
-// again only when a signal says something changed (no polling). A mutation's reply is not used to update the page:
-// its result arrives as the signals that every other client sees too.
+// again only when a signal says something changed (no polling): the object signals, MdevCreated/MdevDestroyed/
+// MdevsReconciled, and Devices.Generation where hostdevd has it, for the changes no other signal announces (a
+// driver bound by hand, an mdev made by mdevctl). Generation alone would not do: a hostdevd started again after
+// an idle exit counts from its own start, and may reach the number the page saw last. A mutation's reply is not
+// used to update the page: its result arrives as the signals that every other client sees too.
 import * as fmt from "./format.js";
 
 const cockpit = window.cockpit;
@@ -192,6 +195,8 @@ const readers = {
         state.resources = fmt.dictFromVariants(resources);
     },
 };
+
+const ALL_READS = ["host", "candidates", "resources"];
 
 const reading = {};
 const readAgain = {};
@@ -604,10 +609,10 @@ function renderConnection() {
     if (state.closed) {
         el.textContent = _("Not connected to hostdevd");
         el.classList.add("bad");
-    } else if (state.api && state.api.valid) {
-        el.textContent = cockpit.format(_("hostdevd $0 · live"), state.api.Version);
     } else if (state.owner === null) {
         el.textContent = _("hostdevd is stopped; it starts again when needed");
+    } else if (state.api && state.api.valid) {
+        el.textContent = cockpit.format(_("hostdevd $0 · live"), state.api.Version);
     } else {
         el.textContent = _("Connecting to hostdevd…");
     }
@@ -728,7 +733,7 @@ function renderDevices() {
         return [
             h("th", { scope: "row", "data-label": _("Name") }, d.Name),
             cell(_("PCI address"), h("code", {}, d.PciAddress)),
-            cell(_("Device"), what, d.Type ? h("span", { class: "muted block" }, d.Type) : null),
+            cell(_("Device"), what, d.Type ? h("span", { class: "muted block" }, fmt.typeText(d.Type)) : null),
             cell(_("Driver"), d.Driver || h("span", { class: "muted" }, _("none"))),
             cell(_("IOMMU group"), d.IommuGroup >= 0 ? String(d.IommuGroup) : h("span", { class: "muted" }, _("none"))),
             cell(_("Binding"), d.BoundToVfio
@@ -917,19 +922,18 @@ function connect() {
         render();
     });
     client.addEventListener("owner", (ev, owner) => {
+        // A new hostdevd (bus-activated again after an idle exit) counts Generation from its own start.
         const restarted = state.owner !== undefined && owner;
         state.owner = owner;
         if (restarted)
-            refresh("host", "candidates", "resources");
+            refresh(...ALL_READS);
         render();
     });
 
     state.api = client.proxy(DEVICES, ROOT);
     state.api.addEventListener("changed", (ev, data) => {
-        // GpuMode, IommuEnabled, VfioAvailable; and Generation, where hostdevd has it: every change of the host
-        // counts it up, so each read may have a new answer.
         if (data && ("Generation" in data || "GpuMode" in data || "IommuEnabled" in data || "VfioAvailable" in data))
-            refresh("host", "candidates", "resources");
+            refresh(...ALL_READS);
         render();
     });
     state.api.addEventListener("signal", (ev, name) => {
@@ -964,7 +968,7 @@ function connect() {
         render();
     });
 
-    refresh("host", "candidates", "resources");
+    refresh(...ALL_READS);
 }
 
 function whoAmI() {
@@ -972,9 +976,17 @@ function whoAmI() {
         state.me = user;
         render();
     });
+    // Administrative access turned on or off in Cockpit: the channel of superuser "try" was opened as the old
+    // user, so the page starts again (as cockpit.js's own permission object does).
     const superuser = cockpit.dbus(null, { bus: "internal" }).proxy("cockpit.Superuser", "/superuser");
+    let settled = null;
     const update = () => {
         state.superuser = superuser.valid ? superuser.Current : null;
+        if (state.superuser === "root" || state.superuser === "none") {
+            if (settled !== null && settled !== state.superuser)
+                window.location.reload();
+            settled = state.superuser;
+        }
         render();
     };
     superuser.addEventListener("changed", update);
