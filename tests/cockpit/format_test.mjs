@@ -115,3 +115,9 @@ test("virtual functions folded under their physical function", () => {
     assert.deepEqual(fmt.candidateRows(list, new Set(["0000:a2:00.0"])).map(r => r.fn.pci_address),
                      ["0000:a2:00.0", "0000:a2:00.4", "0000:a2:00.5", "0000:b0:00.1", "0000:c1:00.0"]);
 });
+
+test("device types in words", () => {
+    assert.equal(fmt.typeText("gpu"), "GPU");
+    assert.equal(fmt.typeText("pci"), "PCI device");
+    assert.equal(fmt.typeText("usb"), "usb");
+});

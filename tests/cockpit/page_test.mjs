@@ -1,7 +1,8 @@
 // The hostdev Cockpit page in headless Chromium (playwright-core), served by cockpit-ws over the private bus of
 // tests/bus/harness.sh with hostdevd-fake and the real polkitd. Run by serve.sh:
 //   node page_test.mjs SCENARIO USER URL
-// Scenarios: passthrough (hdadmin, allowed by the group rule), vgpu (hdadmin), unprivileged (hdtest: refused).
+// Scenarios: passthrough (hdadmin, allowed by the group rule), vgpu (hdadmin), unprivileged (hdtest: refused),
+// restart (hostdevd-fake --idle-exit 1: it leaves the bus while the page is open).
 // Screenshots go to $HOSTDEV_COCKPIT_ARTIFACTS; the figures are printed as "FIGURE name: ... ms".
 import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
@@ -30,9 +31,10 @@ function check(cond, msg) {
 }
 
 let currentStep = "start";
+const started = Date.now();
 function step(name) {
     currentStep = name;
-    console.log(`[${scenario}] ${name}`);
+    console.log(`[${scenario} ${((Date.now() - started) / 1000).toFixed(1)} s] ${name}`);
 }
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
@@ -476,8 +478,10 @@ async function unprivileged(page) {
     step("register as hdtest: NotAuthorized and hostdevd's message in the dialog");
     await show(page, "devices");
     await rowOf(page, "candidates-table", "0000:01:00.0").waitFor();
-    await register(page, "0000:01:00.0", "gpu0").then(() => { throw new Failure("hdtest could register") },
-                                                       e => { if (e instanceof Failure) throw e });
+    await rowOf(page, "candidates-table", "0000:01:00.0").getByRole("button", { name: "Register 0000:01:00.0" }).click();
+    await page.waitForSelector("#register-dialog[open]");
+    await page.fill("#register-name", "gpu0");
+    await page.click("#register-dialog button[type=submit]");
     const error = page.locator("#register-dialog .dialog-error .alert");
     await error.waitFor();
     const text = await error.textContent();
@@ -513,7 +517,42 @@ async function unprivileged(page) {
     check((await rowOf(page, "devices-table", "gpu0").count()) === 1, "gpu0 is still registered");
 }
 
-const scenarios = { passthrough, vgpu, unprivileged };
+// hostdevd-fake --idle-exit 1: hostdevd leaves the bus while the page is open, and another client's call starts
+// it again. The page keeps what it showed, says that hostdevd stopped, and follows the new daemon.
+async function restart(page) {
+    const servings = () => (fs.readFileSync(path.join(process.env.HOSTDEV_TEST_DIR, "daemon.log"), "utf8")
+            .match(/serving org\.hostdev\.Passthrough1/g) || []).length;
+    step("load, then hostdevd exits when idle: the page keeps what it showed");
+    await busctl("call", BUS, ROOT, BUS + ".Devices", "Register", "ssa{sv}", "gpu0", "0000:01:00.0", "0");
+    await load(page, 0);
+    await mark(page);
+    await show(page, "devices");
+    await rowOf(page, "devices-table", "gpu0").waitFor();
+    await waitText(page, "#connection", "hostdevd is stopped", { timeout: 15000 });
+    check(servings() === 1, "hostdevd started once so far");
+    check((await page.locator("#devices-table tbody tr").count()) === 1, "the registered device stays listed");
+    check((await page.locator("#candidates-table tbody tr").count()) === 2, "the candidates stay listed");
+    await shot(page, "stopped");
+
+    step("another client starts it again and registers audio0: the page follows the new hostdevd");
+    await busctl("call", BUS, ROOT, BUS + ".Devices", "Register", "ssa{sv}", "audio0", "0000:01:00.1", "0");
+    await waitText(page, "#connection", "live", { timeout: 15000 });
+    await rowOf(page, "devices-table", "audio0").waitFor();
+    await waitText(page, "#candidates-table tbody tr", "audio0");
+    check(servings() === 2, "hostdevd was started again");
+    check((await page.locator("#devices-table tbody tr").count()) === 2, "gpu0 and audio0");
+
+    step("an action while hostdevd is stopped starts it");
+    await waitText(page, "#connection", "hostdevd is stopped", { timeout: 15000 });
+    await rowOf(page, "devices-table", "audio0").getByRole("button", { name: "Unregister audio0" }).click();
+    await page.waitForSelector("#confirm-dialog[open]");
+    await page.click("#confirm-ok");
+    await waitText(page, "#devices-table tbody", "audio0", { absent: true });
+    check(servings() === 3, "the page's call started hostdevd");
+    await checkNotReloaded(page);
+}
+
+const scenarios = { passthrough, vgpu, unprivileged, restart };
 
 // ---------------------------------------------------------------------------------------------------------------
 
