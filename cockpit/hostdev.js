@@ -81,7 +81,7 @@ function updateRows(tbody, items, keyOf, build) {
         if (target)
             target.focus();
         else
-            tbody.closest("section")?.querySelector("h2")?.focus();
+            tbody.closest(".view")?.querySelector("h2")?.focus();
     }
 }
 
@@ -343,8 +343,11 @@ for (const dialog of document.querySelectorAll("dialog")) {
         button.addEventListener("click", () => closeDialog(dialog));
     dialog.addEventListener("close", () => {
         setDialogBusy(dialog, false);
+        // The opener may be gone (a registered device has no Register button): then the view's heading.
         if (dialogOpener && dialogOpener.isConnected)
             dialogOpener.focus();
+        else
+            document.querySelector(".view:not([hidden]) h2")?.focus();
         dialogOpener = null;
     });
 }
@@ -999,6 +1002,10 @@ function whoAmI() {
             })
             .catch(() => {});
 }
+
+// Headings take the focus when the control that had it goes away.
+for (const heading of document.querySelectorAll(".view h2"))
+    heading.tabIndex = -1;
 
 route();
 connect();

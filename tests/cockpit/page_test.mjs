@@ -56,7 +56,7 @@ async function busctl(...args) {
 // Page helpers
 
 async function ready(page) {
-    await page.waitForSelector("body[data-state=ready]", { timeout: 15000 });
+    await page.waitForSelector("body[data-state=ready]", { timeout: 30000 });
     return page.evaluate(() => performance.getEntriesByName("hostdev-populated")[0].startTime);
 }
 
@@ -75,7 +75,7 @@ function rowOf(page, table, text) {
     return page.locator(`#${table} tbody tr`).filter({ has: page.locator("th", { hasText: word }) });
 }
 
-async function waitText(page, selector, text, { absent = false, timeout = 10000 } = {}) {
+async function waitText(page, selector, text, { absent = false, timeout = 20000 } = {}) {
     await page.waitForFunction(([sel, want, gone]) => {
         const hit = [...document.querySelectorAll(sel)].some(e => e.textContent.includes(want));
         return gone ? !hit : hit;
@@ -120,7 +120,7 @@ async function timedClick(page, locator, selector, text, absent = false) {
         observer.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
     }, [selector, text, absent]);
     await locator.click();
-    await page.waitForFunction(() => window.hostdevTiming.done !== null, null, { timeout: 10000 });
+    await page.waitForFunction(() => window.hostdevTiming.done !== null, null, { timeout: 20000 });
     return page.evaluate(() => window.hostdevTiming.done - window.hostdevTiming.click);
 }
 
@@ -296,7 +296,9 @@ async function passthrough(page, context) {
     await page.keyboard.type("gpu0-audio");
     await page.keyboard.press("Enter");
     await rowOf(page, "devices-table", "gpu0-audio").waitFor();
-    await shot(page, "register-dialog-closed");
+    await dialogClosed(page, "register-dialog");
+    await page.waitForFunction(() => document.activeElement?.tagName === "H2" &&
+                                     document.activeElement.textContent === "Registered devices");
 
     step("another client registers nic0: the page follows");
     await busctl("call", BUS, ROOT, BUS + ".Devices", "Register", "ssa{sv}", "nic0", "0000:02:00.0", "0");
@@ -570,7 +572,7 @@ async function main() {
         viewport: WIDE,
     });
     const page = context.pages()[0] || await context.newPage();
-    page.setDefaultTimeout(10000);
+    page.setDefaultTimeout(20000);
     const consoleErrors = [];
     page.on("console", msg => {
         if (msg.type() === "error")
