@@ -23,7 +23,8 @@ export function describeError(ex) {
         return { short, name, message: ex.message ? String(ex.message) : "" };
     }
     if (ex && ex.problem) {
-        return { short: String(ex.problem), name: "", message: ex.message ? String(ex.message) : "" };
+        const message = ex.message && String(ex.message) !== String(ex.problem) ? String(ex.message) : "";
+        return { short: String(ex.problem), name: "", message };
     }
     return { short: "Error", name: "", message: ex && ex.message ? String(ex.message) : String(ex) };
 }

@@ -636,7 +636,7 @@ function renderConnection() {
 }
 
 function readFailure(el, what, title) {
-    const ex = state.readErrors[what];
+    const ex = state.closed ? null : state.readErrors[what]; // a closed connection is said once, at the top
     const existing = el.querySelector(".read-error");
     if (existing)
         existing.remove();
@@ -657,8 +657,12 @@ function renderHost() {
     readFailure(view, "host", _("Could not check the host"));
     const r = state.host;
     const tbody = $("host-checks").tBodies[0];
+    setHidden($("host-checks").closest(".table-wrap"), !r);
+    setHidden($("host-recheck"), !!state.closed);
     if (!r) {
         tbody.replaceChildren();
+        for (const id of ["host-problems", "host-problems-title", "host-no-problems"])
+            setHidden($(id), true);
         return;
     }
     const hugepages = Number(r.hugepages_total || 0) > 0;
@@ -918,10 +922,16 @@ function connect() {
 
     client.addEventListener("close", (ev, options) => {
         state.closed = options || {};
-        showError(_("The connection to hostdevd was closed"), {
-            problem: (options && options.problem) || "disconnected",
-            message: cockpit.message(options || {}),
-        });
+        const problem = state.closed.problem || "disconnected";
+        const message = problem === "not-found"
+            ? _("hostdevd is not installed, or could not be started. Its log says why: journalctl -u hostdevd")
+            : cockpit.message(state.closed);
+        clearErrors();
+        showError(_("No connection to hostdevd"), { problem, message });
+        const retry = h("button", { type: "button", class: "secondary" }, _("Try again"));
+        retry.addEventListener("click", () => window.location.reload());
+        $("alerts").firstElementChild.append(h("p", { class: "alert-actions" }, retry));
+        document.body.dataset.state = "failed";
         render();
     });
     client.addEventListener("owner", (ev, owner) => {

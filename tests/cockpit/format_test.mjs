@@ -22,6 +22,8 @@ test("errors: hostdevd's names shortened, the rest kept", () => {
     assert.deepEqual(fmt.describeError({ problem: "access-denied", message: "Not permitted" }),
                      { short: "access-denied", name: "", message: "Not permitted" });
     assert.equal(fmt.describeError(new Error("boom")).message, "boom");
+    assert.equal(fmt.describeError({ problem: "not-found", message: "not-found" }).message, "",
+                 "a message that only repeats the problem code is left out");
 });
 
 test("hypervisor arguments quoted for a shell", () => {

@@ -2,7 +2,7 @@
 // tests/bus/harness.sh with hostdevd-fake and the real polkitd. Run by serve.sh:
 //   node page_test.mjs SCENARIO USER URL
 // Scenarios: passthrough (hdadmin, allowed by the group rule), vgpu (hdadmin), unprivileged (hdtest: refused),
-// restart (hostdevd-fake --idle-exit 1: it leaves the bus while the page is open).
+// restart (hostdevd-fake --idle-exit 1: it leaves the bus while the page is open), unavailable (it cannot start).
 // Screenshots go to $HOSTDEV_COCKPIT_ARTIFACTS; the figures are printed as "FIGURE name: ... ms".
 import { execFile, spawn } from "node:child_process";
 import fs from "node:fs";
@@ -554,7 +554,28 @@ async function restart(page) {
     await checkNotReloaded(page);
 }
 
-const scenarios = { passthrough, vgpu, unprivileged, restart };
+// hostdevd-fake with an option it does not know: bus activation fails. The page says so once, plainly.
+async function unavailable(page) {
+    step("load with a hostdevd that cannot start");
+    await page.goto(url);
+    await page.waitForSelector("body[data-state=failed]", { timeout: 30000 });
+    const alerts = page.locator("#alerts .alert");
+    check((await alerts.count()) === 1, "one alert, not one per read: " + (await alerts.allTextContents()).join(" | "));
+    const text = await alerts.textContent();
+    check(text.includes("No connection to hostdevd") && text.includes("hostdevd is not installed, or could not be started"),
+          "the alert says what is wrong: " + text);
+    check((await page.locator("#connection").textContent()) === "Not connected to hostdevd", "the status");
+    check((await page.locator(".view .alert").count()) === 0, "the views repeat nothing");
+    await audit(page, "no hostdevd");
+    await shot(page, "no-hostdevd");
+    step("Try again reloads the page");
+    await mark(page);
+    await alerts.getByRole("button", { name: "Try again" }).click();
+    await page.waitForSelector("body[data-state=failed]", { timeout: 30000 });
+    check(await page.evaluate(() => window.hostdevNotReloaded === undefined), "the page was loaded again");
+}
+
+const scenarios = { passthrough, vgpu, unprivileged, restart, unavailable };
 
 // ---------------------------------------------------------------------------------------------------------------
 
