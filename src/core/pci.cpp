@@ -41,7 +41,9 @@ std::optional<int> parse_int(std::string_view text) {
 }
 
 // A hex attribute ("0x10de") no wider than `max`; 0 when absent or malformed.
-unsigned long long read_hex(const Sysfs &sysfs, const std::string &path, unsigned long long max) {
+// `Reader` is a Sysfs (with a path beneath the root) or a Sysfs::Dir (with an entry name).
+template <class Reader>
+unsigned long long read_hex(const Reader &sysfs, const std::string &path, unsigned long long max) {
   auto text = sysfs.read_trimmed(path);
   if (!text)
     return 0;
@@ -49,7 +51,7 @@ unsigned long long read_hex(const Sysfs &sysfs, const std::string &path, unsigne
   return value && *value <= max ? *value : 0;
 }
 
-std::optional<unsigned> read_unsigned(const Sysfs &sysfs, const std::string &path) {
+template <class Reader> std::optional<unsigned> read_unsigned(const Reader &sysfs, const std::string &path) {
   auto text = sysfs.read_trimmed(path);
   if (!text)
     return std::nullopt;
@@ -59,7 +61,7 @@ std::optional<unsigned> read_unsigned(const Sysfs &sysfs, const std::string &pat
   return static_cast<unsigned>(*value);
 }
 
-std::optional<int> group_from_link(const Sysfs &sysfs, const std::string &path) {
+template <class Reader> std::optional<int> group_from_link(const Reader &sysfs, const std::string &path) {
   auto name = sysfs.link_name(path);
   if (!name)
     return std::nullopt;
@@ -140,45 +142,49 @@ std::string class_hex(std::uint32_t class_code) {
 std::string pci_device_path(const std::string &address) { return std::string(kPciDevices) + "/" + address; }
 
 PciFunction PciBus::read_function(const std::string &address) const {
-  const std::string base = pci_device_path(address) + "/";
   PciFunction fn;
   fn.address = address;
-  fn.vendor_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "vendor", 0xffff));
-  fn.device_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "device", 0xffff));
-  fn.subsystem_vendor_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "subsystem_vendor", 0xffff));
-  fn.subsystem_device_id = static_cast<std::uint16_t>(read_hex(sysfs_, base + "subsystem_device", 0xffff));
-  fn.class_code = static_cast<std::uint32_t>(read_hex(sysfs_, base + "class", 0xffffff));
-  fn.revision = static_cast<std::uint8_t>(read_hex(sysfs_, base + "revision", 0xff));
+  // The device's directory once, then one openat per attribute.
+  const auto dir = sysfs_.open_dir(pci_device_path(address));
+  if (!dir)
+    return fn; // vanished meanwhile
+  const auto &d = *dir;
+  fn.vendor_id = static_cast<std::uint16_t>(read_hex(d, "vendor", 0xffff));
+  fn.device_id = static_cast<std::uint16_t>(read_hex(d, "device", 0xffff));
+  fn.subsystem_vendor_id = static_cast<std::uint16_t>(read_hex(d, "subsystem_vendor", 0xffff));
+  fn.subsystem_device_id = static_cast<std::uint16_t>(read_hex(d, "subsystem_device", 0xffff));
+  fn.class_code = static_cast<std::uint32_t>(read_hex(d, "class", 0xffffff));
+  fn.revision = static_cast<std::uint8_t>(read_hex(d, "revision", 0xff));
   fn.vendor_name = names_.vendor(fn.vendor_id);
   fn.device_name = names_.device(fn.vendor_id, fn.device_id);
 
-  fn.iommu_group = group_from_link(sysfs_, base + "iommu_group");
+  fn.iommu_group = group_from_link(d, "iommu_group");
   if (fn.iommu_group)
     fn.group_members = iommu_group_members(*fn.iommu_group);
 
-  fn.driver = sysfs_.link_name(base + "driver");
-  if (auto ov = sysfs_.read_trimmed(base + "driver_override"); ov && !ov->empty() && *ov != "(null)")
+  fn.driver = d.link_name("driver");
+  if (auto ov = d.read_trimmed("driver_override"); ov && !ov->empty() && *ov != "(null)")
     fn.driver_override = *ov;
-  if (auto numa = sysfs_.read_trimmed(base + "numa_node"))
+  if (auto numa = d.read_trimmed("numa_node"))
     fn.numa_node = parse_int(*numa).value_or(-1);
-  fn.reset_method = sysfs_.read_trimmed(base + "reset_method").value_or("");
+  fn.reset_method = d.read_trimmed("reset_method").value_or("");
 
-  fn.sriov_totalvfs = read_unsigned(sysfs_, base + "sriov_totalvfs");
-  fn.sriov_numvfs = read_unsigned(sysfs_, base + "sriov_numvfs");
+  fn.sriov_totalvfs = read_unsigned(d, "sriov_totalvfs");
+  fn.sriov_numvfs = read_unsigned(d, "sriov_numvfs");
   std::vector<std::pair<unsigned long long, std::string>> vfs;
-  for (const auto &entry : sysfs_.list(pci_device_path(address))) {
+  for (const auto &entry : d.list()) {
     if (entry.rfind("virtfn", 0) != 0)
       continue;
     auto index = parse_unsigned(std::string_view(entry).substr(6), 10);
     if (!index)
       continue;
-    if (auto vf = sysfs_.link_name(base + entry); vf && is_pci_address(*vf))
+    if (auto vf = d.link_name(entry); vf && is_pci_address(*vf))
       vfs.emplace_back(*index, *vf);
   }
   std::sort(vfs.begin(), vfs.end());
   for (auto &vf : vfs)
     fn.virtfns.push_back(std::move(vf.second));
-  if (auto pf = sysfs_.link_name(base + "physfn"); pf && is_pci_address(*pf))
+  if (auto pf = d.link_name("physfn"); pf && is_pci_address(*pf))
     fn.physfn = *pf;
   return fn;
 }

@@ -178,35 +178,96 @@ int Sysfs::open_beneath(std::string_view path, int flags) const {
   return resolve(*rel, flags);
 }
 
-std::optional<std::string> Sysfs::read(std::string_view path) const {
-  Fd fd(open_beneath(path, O_RDONLY | O_NOCTTY));
-  if (fd.get() < 0)
-    return std::nullopt;
+namespace {
+
+// The whole content of an open attribute. A sysfs attribute comes whole in one read (a page at most), so a
+// short read ends it without the second read that would return 0.
+std::optional<std::string> read_fd(int fd) {
   std::string out;
   char buf[4096];
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR)
         continue;
       return std::nullopt;
     }
-    if (n == 0)
-      break;
     out.append(buf, static_cast<std::size_t>(n));
+    if (static_cast<std::size_t>(n) < sizeof buf)
+      break;
     if (out.size() > (1u << 20)) // no attribute is this large: refuse to slurp a huge file
       return std::nullopt;
   }
   return out;
 }
 
+std::string trimmed(std::string text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.pop_back();
+  return to_valid_utf8(text);
+}
+
+std::string last_component(std::string target) {
+  while (!target.empty() && target.back() == '/')
+    target.pop_back();
+  auto slash = target.rfind('/');
+  return to_valid_utf8(slash == std::string::npos ? target : target.substr(slash + 1));
+}
+
+// Entry names of an open directory, sorted, without "." and ".."; getdents64 straight, no DIR stream.
+std::optional<std::vector<std::string>> list_fd(int fd) {
+  std::vector<std::string> names;
+  alignas(8) char buf[16384];
+  for (;;) {
+    const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == ENOENT || errno == ESRCH) // the directory went away meanwhile
+        break;
+      return std::nullopt;
+    }
+    if (n == 0)
+      break;
+    for (long pos = 0; pos < n;) {
+      struct Entry {
+        std::uint64_t ino;
+        std::int64_t off;
+        unsigned short reclen;
+        unsigned char type;
+        char name[1];
+      };
+      const auto *e = reinterpret_cast<const Entry *>(buf + pos);
+      std::string_view name(e->name);
+      if (name != "." && name != "..")
+        names.emplace_back(name);
+      pos += e->reclen;
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// One plain name within a directory: no '/', not "." or "..", not empty.
+bool is_entry_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
+         name.find('\0') == std::string_view::npos;
+}
+
+} // namespace
+
+std::optional<std::string> Sysfs::read(std::string_view path) const {
+  Fd fd(open_beneath(path, O_RDONLY | O_NOCTTY));
+  if (fd.get() < 0)
+    return std::nullopt;
+  return read_fd(fd.get());
+}
+
 std::optional<std::string> Sysfs::read_trimmed(std::string_view path) const {
   auto text = read(path);
   if (!text)
     return text;
-  while (!text->empty() && std::isspace(static_cast<unsigned char>(text->back())))
-    text->pop_back();
-  return to_valid_utf8(*text);
+  return trimmed(std::move(*text));
 }
 
 std::optional<std::string> Sysfs::readlink(std::string_view path) const {
@@ -230,10 +291,7 @@ std::optional<std::string> Sysfs::link_name(std::string_view path) const {
   auto target = readlink(path);
   if (!target)
     return target;
-  while (!target->empty() && target->back() == '/')
-    target->pop_back();
-  auto slash = target->rfind('/');
-  return to_valid_utf8(slash == std::string::npos ? *target : target->substr(slash + 1));
+  return last_component(std::move(*target));
 }
 
 std::vector<std::string> Sysfs::list(std::string_view path) const {
@@ -241,32 +299,46 @@ std::vector<std::string> Sysfs::list(std::string_view path) const {
 }
 
 std::optional<std::vector<std::string>> Sysfs::list_checked(std::string_view path) const {
-  std::vector<std::string> names;
   Fd fd(open_beneath(path, O_RDONLY | O_DIRECTORY));
   if (fd.get() < 0) {
     if (errno == ENOENT || errno == ENOTDIR || errno == ESRCH)
-      return names;
+      return std::vector<std::string>{};
     return std::nullopt;
   }
-  DIR *dir = ::fdopendir(fd.get());
-  if (!dir)
-    return std::nullopt;
-  fd.release();
-  errno = 0;
-  while (auto *entry = ::readdir(dir)) {
-    std::string_view n = entry->d_name;
-    if (n != "." && n != "..")
-      names.emplace_back(n);
-  }
-  const int err = errno;
-  ::closedir(dir);
-  if (err != 0 && err != ENOENT && err != ESRCH) {
-    errno = err;
-    return std::nullopt;
-  }
-  std::sort(names.begin(), names.end());
-  return names;
+  return list_fd(fd.get());
 }
+
+std::optional<Sysfs::Dir> Sysfs::open_dir(std::string_view path) const {
+  Fd fd(open_beneath(path, O_RDONLY | O_DIRECTORY));
+  if (fd.get() < 0)
+    return std::nullopt;
+  return Dir(std::move(fd));
+}
+
+std::optional<std::string> Sysfs::Dir::read_trimmed(std::string_view name) const {
+  if (!is_entry_name(name))
+    return std::nullopt;
+  // A plain name below a directory already beneath the root, never through a link: nothing to resolve.
+  Fd fd(::openat(fd_.get(), std::string(name).c_str(), O_RDONLY | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0)
+    return std::nullopt;
+  auto text = read_fd(fd.get());
+  if (!text)
+    return text;
+  return trimmed(std::move(*text));
+}
+
+std::optional<std::string> Sysfs::Dir::link_name(std::string_view name) const {
+  if (!is_entry_name(name))
+    return std::nullopt;
+  char buf[4096];
+  const ssize_t n = ::readlinkat(fd_.get(), std::string(name).c_str(), buf, sizeof buf);
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf)
+    return std::nullopt;
+  return last_component(std::string(buf, static_cast<std::size_t>(n)));
+}
+
+std::vector<std::string> Sysfs::Dir::list() const { return list_fd(fd_.get()).value_or(std::vector<std::string>{}); }
 
 bool Sysfs::exists(std::string_view path) const {
   Fd fd(open_beneath(path, O_PATH));

@@ -4,6 +4,8 @@
 // filters that refuse it), by an equivalent walk in user space: nothing can escape the root, whatever the path says.
 #pragma once
 
+#include "core/fd.hpp"
+
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -44,6 +46,23 @@ public:
   // callers that must not mistake "cannot tell" for "empty".
   std::optional<std::vector<std::string>> list_checked(std::string_view path) const;
   bool exists(std::string_view path) const;
+
+  // A directory beneath the root, opened once, whose entries are then read with one openat (or readlinkat)
+  // each: for the many attributes of one device. Names are single entries ("vendor", "driver"); a name with
+  // a '/' or ".." answers nullopt, and a link is never followed.
+  class Dir {
+  public:
+    std::optional<std::string> read_trimmed(std::string_view name) const; // as Sysfs::read_trimmed
+    std::optional<std::string> link_name(std::string_view name) const;    // as Sysfs::link_name
+    std::vector<std::string> list() const;                                // sorted, without . and ..
+
+  private:
+    friend class Sysfs;
+    explicit Dir(Fd fd) : fd_(std::move(fd)) {}
+    Fd fd_;
+  };
+  // nullopt when `path` is not a directory beneath the root (or cannot be opened).
+  std::optional<Dir> open_dir(std::string_view path) const;
   bool is_dir(std::string_view path) const;
 
   // Writes `value` to an existing attribute. A write that fails throws Error(KernelError) with the kernel's

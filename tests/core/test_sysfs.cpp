@@ -159,6 +159,21 @@ TEST_P(SysfsTest, WriteNeverFollowsALinkAtTheEnd) {
   EXPECT_EQ(get("sys/devices/pci0000:00/0000:00:02.0/driver_override"), "(null)\n");
 }
 
+TEST_P(SysfsTest, ADirectoryHandleReadsItsEntriesAndNothingElse) {
+  Sysfs sysfs(root_.string(), GetParam());
+  const auto dir = sysfs.open_dir("sys/bus/pci/devices/0000:00:02.0"); // through the link, beneath the root
+  ASSERT_TRUE(dir);
+  EXPECT_EQ(dir->read_trimmed("vendor"), "0x8086");
+  EXPECT_EQ(dir->link_name("driver"), "e1000e");
+  EXPECT_EQ(dir->list(), (std::vector<std::string>{"driver", "driver_override", "vendor"}));
+  EXPECT_FALSE(dir->read_trimmed("../../../../secret"));
+  EXPECT_FALSE(dir->read_trimmed("driver/bind")) << "one entry only";
+  EXPECT_FALSE(dir->read_trimmed(".."));
+  EXPECT_FALSE(dir->read_trimmed("driver")) << "a link is never followed";
+  EXPECT_FALSE(sysfs.open_dir("sys/escape")) << "not beneath the root";
+  EXPECT_FALSE(sysfs.open_dir("sys/bus/pci/devices/0000:00:02.0/vendor")) << "not a directory";
+}
+
 TEST_P(SysfsTest, ConcurrentRenamesElsewhereNeverMakeAPathVanish) {
   // openat2(RESOLVE_BENEATH) answers EAGAIN when any rename on the system races a ".." step of the lookup (the
   // fixture's links are "../../../devices/..."); the store renames a file for every write. A path that exists
