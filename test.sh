@@ -40,6 +40,7 @@ run() { # label, meson test args...
 ninja -C build >/dev/null
 run "unit tests, then the daemon and CLI on a private system bus with the real polkitd" \
   -C build --suite unit --suite bus --suite cli-bus
+run "the Cockpit page in headless Chromium (cockpit-ws, the real polkitd, hostdevd-fake)" -C build --suite cockpit
 ninja -C build-asan >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0 \

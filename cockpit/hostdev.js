@@ -779,6 +779,8 @@ function renderCandidates() {
                 render();
             });
         }
+        // hostdevd refuses to register bridges (base class 0x06): they stay with the host.
+        const bridge = typeof c.class === "string" && c.class.startsWith("0x06");
         return [
             h("th", { scope: "row", "data-label": _("PCI address") }, h("code", {}, c.pci_address),
               c.physfn ? h("span", { class: "muted block" }, _("virtual function")) : null),
@@ -787,8 +789,8 @@ function renderCandidates() {
             cell(_("IOMMU group"), group ?? h("span", { class: "muted" }, _("none")),
                  members.length ? h("span", { class: "muted block" }, _("with") + " " + members.join(", ")) : null),
             cell(_("Registered as"), registered ? (dev ? dev.Name : fmt.lastElement(registered))
-                : h("span", { class: "muted" }, _("Not registered"))),
-            actionsCell(registered ? null
+                : h("span", { class: "muted" }, bridge ? _("Stays with the host (a bridge)") : _("Not registered"))),
+            actionsCell(registered || bridge ? null
                 : actionButton("register", _("Register…"), cockpit.format(_("Register $0"), c.pci_address),
                                () => openRegister(c.pci_address))),
         ];

@@ -261,6 +261,8 @@ async function passthrough(page, context) {
     await rowOf(page, "candidates-table", "0000:02:00.0").waitFor();
     await rowOf(page, "candidates-table", "0000:03:00.0").waitFor();
     check((await cellText(page, "candidates-table", "0000:02:00.0", "Driver")) === "igb", "the NIC on igb");
+    check((await rowOf(page, "candidates-table", "0000:00:01.0").getByRole("button").count()) === 0,
+          "a bridge offers no Register (hostdevd refuses bridges)");
     await audit(page, "devices");
 
     step("register gpu0: the row appears by signal (three times, unregistering between)");
