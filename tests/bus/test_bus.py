@@ -880,8 +880,9 @@ def test_generation():
     eq(prop(path, DEVICE, "Driver"), "", "the out-of-band unbind")
 
 
-def test_dropped_caller():
-    # A queued mutation whose caller left the bus (its call timed out behind a long job) never runs.
+def start_hung_bind():
+    """Registers the NIC and starts a BindVfio whose unbind of igb hangs for 3 s in the fake kernel; returns the
+    device path, the call's result dict (filled by pump() when it answers) and pump."""
     path = register(NIC, "nic0")
     root = fixture_root(path)
     set_faults("delay igb/unbind 3000\n")
@@ -897,6 +898,12 @@ def test_dropped_caller():
 
     wait_until(lambda: [pump(), sysfs_state(root, NIC)["override"] == "vfio-pci"][1],
                "BindVfio to reach the hung unbind")
+    return path, result, pump
+
+
+def test_dropped_caller():
+    # A queued mutation whose caller left the bus (its call timed out behind a long job) never runs.
+    path, result, pump = start_hung_bind()
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -925,21 +932,7 @@ def test_dropped_caller():
 
 def test_stuck_write_elsewhere():
     # While one device's kernel write hangs, a mutation of another device is answered at once.
-    path = register(NIC, "nic0")
-    root = fixture_root(path)
-    set_faults("delay igb/unbind 3000\n")
-    result = {}
-    bus().get_object(BUS_NAME, path).get_dbus_method("BindVfio", DEVICE)(
-        no_opts(), timeout=30, reply_handler=lambda *a: result.update(ok=True),
-        error_handler=lambda e: result.update(error=e))
-
-    def pump():
-        while GLib.MainContext.default().iteration(False):
-            pass
-        return result
-
-    wait_until(lambda: [pump(), sysfs_state(root, NIC)["override"] == "vfio-pci"][1],
-               "BindVfio to reach the hung unbind")
+    path, result, pump = start_hung_bind()
     t0 = time.monotonic()
     bare = register(BARE, "bare0")
     call(DEVICE, "BindVfio", no_opts(), path=bare)  # a kernel write of its own

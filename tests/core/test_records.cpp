@@ -6,7 +6,10 @@
 
 using namespace hostdev::core;
 
-TEST(Records, EveryKindRoundTrips) {
+namespace {
+
+// A device record the API could have written.
+DeviceRecord valid_device() {
   DeviceRecord d;
   d.id = "0123456789abcdef0123456789abcdef";
   d.name = "gpu0";
@@ -14,6 +17,13 @@ TEST(Records, EveryKindRoundTrips) {
   d.pci_address = "0000:a2:00.0";
   d.vendor_id = "10de";
   d.device_id = "26b9";
+  return d;
+}
+
+} // namespace
+
+TEST(Records, EveryKindRoundTrips) {
+  DeviceRecord d = valid_device();
   d.iommu_group = 3;
   d.host_driver = "nvidia";
   const auto d2 = device_from_json(to_json(d));
@@ -59,13 +69,7 @@ TEST(Records, ShapeIsChecked) {
 }
 
 TEST(Records, ContentIsCheckedLikeTheAPIChecksIt) {
-  DeviceRecord d;
-  d.id = "0123456789abcdef0123456789abcdef";
-  d.name = "gpu0";
-  d.type = "gpu";
-  d.pci_address = "0000:a2:00.0";
-  d.vendor_id = "10de";
-  d.device_id = "26b9";
+  const DeviceRecord d = valid_device();
   EXPECT_NO_THROW(device_from_json(to_json(d)));
   for (auto edit : std::vector<void (*)(DeviceRecord &)>{
            [](DeviceRecord &r) { r.pci_address = "0000:A2:00.0"; }, [](DeviceRecord &r) { r.pci_address = "../x"; },
