@@ -820,6 +820,20 @@ function renderVgpu() {
     bar.max = Math.max(total, 1);
     bar.value = used;
     $("slots-text").textContent = cockpit.format(_("$0 of $1 slots used"), used, total);
+    // One bar per GPU (a PF and its VFs).
+    const perGpu = $("gpu-slots");
+    perGpu.replaceChildren(...(r.gpus || []).map((g, i) => {
+        const id = "gpu-slots-" + i;
+        const gTotal = Number(g.total_slots || 0);
+        const gUsed = Number(g.used_slots || 0);
+        return h("li", { class: "slots", "data-gpu": g.pci_address },
+                 h("span", { id: id + "-label", class: "slots-label" },
+                   g.name && g.name !== g.pci_address ? g.name + " " : "", h("code", {}, g.pci_address)),
+                 h("progress", { "aria-labelledby": id + "-label", "aria-describedby": id + "-text",
+                                 max: String(Math.max(gTotal, 1)), value: String(gUsed) }),
+                 h("span", { id: id + "-text", class: "slots-text" },
+                   cockpit.format(_("$0 of $1 slots used"), gUsed, gTotal)));
+    }));
     const profiles = [...(r.profiles || [])].sort((a, b) =>
         Number(a.framebuffer_mb) - Number(b.framebuffer_mb) || String(a.name).localeCompare(String(b.name)));
     updateRows($("profiles-table").tBodies[0], profiles, p => p.type || p.name, p => [

@@ -8,6 +8,7 @@
 #include "core/validate.hpp"
 
 #include <algorithm>
+#include <map>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -39,7 +40,7 @@ HostView Service::host_view() const {
   view.parents = mdev_.parents();
   view.mdevs = mdev_.list();
   view.report = check_host(sysfs_, view.functions, static_cast<unsigned>(view.parents.size()));
-  view.resources = resources(view.report.gpu_mode, view.functions, view.parents, view.mdevs.size());
+  view.resources = resources(view.report.gpu_mode, view.functions, view.parents, view.mdevs);
   view.available = available(view.functions);
   return view;
 }
@@ -67,24 +68,44 @@ GpuResources Service::gpu_resources() const {
   const auto functions = pci_.discover();
   const auto parents = mdev_.parents();
   const auto mode = check_host(sysfs_, functions, static_cast<unsigned>(parents.size())).gpu_mode;
-  return resources(mode, functions, parents, mode == GpuMode::Vgpu ? mdev_.list().size() : 0);
+  return resources(mode, functions, parents, mode == GpuMode::Vgpu ? mdev_.list() : std::vector<Mdev>{});
 }
 
 GpuResources Service::resources(GpuMode mode, const std::vector<PciFunction> &functions,
-                                const std::vector<MdevParent> &parents, std::size_t mdev_count) const {
+                                const std::vector<MdevParent> &parents, const std::vector<Mdev> &mdevs) const {
   GpuResources res;
   res.mode = mode;
   if (res.mode == GpuMode::Vgpu) {
     res.profiles = summarize_profiles(parents);
-    unsigned free_slots = 0;
+    std::map<std::string, const PciFunction *> by_address;
+    for (const auto &fn : functions)
+      by_address[fn.address] = &fn;
+    std::map<std::string, GpuResources::Gpu> gpus; // by PF address
     for (const auto &parent : parents) {
       unsigned best = 0;
       for (const auto &type : parent.types)
         best = std::max(best, type.available);
-      free_slots += best;
+      const auto used = static_cast<unsigned>(
+          std::count_if(mdevs.begin(), mdevs.end(), [&](const Mdev &m) { return m.parent == parent.name; }));
+      auto it = by_address.find(parent.name);
+      const std::string gpu_address = it != by_address.end() && it->second->physfn ? *it->second->physfn : parent.name;
+      auto &gpu = gpus[gpu_address];
+      if (gpu.pci_address.empty()) {
+        gpu.pci_address = gpu_address;
+        auto pf = by_address.find(gpu_address);
+        gpu.name = pf != by_address.end() && !pf->second->device_name.empty() ? pf->second->device_name : gpu_address;
+      }
+      gpu.used_slots += used;
+      gpu.total_slots += used + best;
+      res.used_slots += used;
+      res.total_slots += used + best;
     }
-    res.used_slots = static_cast<unsigned>(mdev_count);
-    res.total_slots = res.used_slots + free_slots;
+    for (auto &[address, gpu] : gpus)
+      res.gpus.push_back(std::move(gpu));
+    // mdevs whose parent is not (or no longer) listed count as used too
+    const auto counted = res.used_slots;
+    res.used_slots = std::max(counted, static_cast<unsigned>(mdevs.size()));
+    res.total_slots += res.used_slots - counted;
     return res;
   }
   for (const auto &fn : functions) {

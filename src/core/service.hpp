@@ -53,6 +53,17 @@ struct GpuResources {
     bool operator==(const PassthroughDevice &) const = default;
   };
   std::vector<PassthroughDevice> devices;
+  // vGPU mode: the slots of each GPU (a PF and the VFs that are its mdev parents; a parent that is no PCI
+  // function, such as mtty, stands for itself).
+  struct Gpu {
+    std::string pci_address; // the PF's address, or the parent's name
+    std::string name;        // the device name from hwdb, else the address
+    unsigned total_slots = 0;
+    unsigned used_slots = 0;
+
+    bool operator==(const Gpu &) const = default;
+  };
+  std::vector<Gpu> gpus;
 
   bool operator==(const GpuResources &) const = default;
 };
@@ -133,7 +144,7 @@ public:
 private:
   std::vector<AvailableDevice> available(std::vector<PciFunction> functions) const;
   GpuResources resources(GpuMode mode, const std::vector<PciFunction> &functions,
-                         const std::vector<MdevParent> &parents, std::size_t mdev_count) const;
+                         const std::vector<MdevParent> &parents, const std::vector<Mdev> &mdevs) const;
   void guard_not_busy(const DeviceRecord &device) const;
   // Runs f(); a Timeout from it marks `address` busy.
   template <class F> auto track_timeout(const std::string &address, F &&f) -> decltype(f()) {

@@ -88,6 +88,13 @@ VariantMap resources_map(const core::GpuResources &resources) {
                        {"pci_address", sdbus::Variant(d.pci_address)},
                        {"available", sdbus::Variant(d.available)}});
   out.emplace("devices", sdbus::Variant(devices));
+  std::vector<VariantMap> gpus;
+  for (const auto &g : resources.gpus)
+    gpus.push_back({{"pci_address", sdbus::Variant(g.pci_address)},
+                    {"name", sdbus::Variant(g.name)},
+                    {"total_slots", sdbus::Variant(static_cast<std::uint32_t>(g.total_slots))},
+                    {"used_slots", sdbus::Variant(static_cast<std::uint32_t>(g.used_slots))}});
+  out.emplace("gpus", sdbus::Variant(gpus));
   return out;
 }
 

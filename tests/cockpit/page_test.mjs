@@ -410,6 +410,9 @@ async function vgpu(page) {
     const [, used0, total] = slots.match(/^(\d+) of (\d+) slots used$/) || [];
     check(total !== undefined && Number(total) > 0, "slots text: " + slots);
     check(await page.locator("#slots-bar").evaluate((bar, u) => bar.value === u, Number(used0)), "the bar's value");
+    const perGpu = async () => page.locator("#gpu-slots li .slots-text").allTextContents();
+    check(JSON.stringify(await perGpu()) === JSON.stringify(["0 of 32 slots used", "0 of 32 slots used"]),
+          "a bar per GPU, each with its 32 VFs: " + JSON.stringify(await perGpu()));
     await audit(page, "vgpu");
     await shot(page, "vgpu");
 
@@ -430,6 +433,7 @@ async function vgpu(page) {
     await waitAvailable(page, profile, before - 1);
     check((await page.locator("#slots-text").textContent()).trim() === `${Number(used0) + 1} of ${total} slots used`,
           "one more slot used");
+    check((await perGpu()).filter(t => t === "1 of 32 slots used").length === 1, "one GPU has the new vGPU");
     await checkNotReloaded(page);
     await shot(page, "vgpu-in-use");
 

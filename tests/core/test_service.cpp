@@ -388,6 +388,13 @@ TEST_F(ServiceTest, ResourcesInVgpuMode) {
   EXPECT_EQ(res.total_slots, 64u);
   for (const auto &p : res.profiles)
     EXPECT_EQ(p.available, 63u) << p.name << ": a VF holding a vGPU offers no other profile";
+  // Per GPU: the two PFs with their 32 VFs each; the vGPU is on one of them.
+  ASSERT_EQ(res.gpus.size(), 2u);
+  EXPECT_EQ(res.gpus[0].pci_address, kPf0Addr);
+  EXPECT_EQ(res.gpus[1].pci_address, kPf1Addr);
+  EXPECT_EQ(res.gpus[0].total_slots + res.gpus[1].total_slots, 64u);
+  EXPECT_EQ(res.gpus[0].total_slots, 32u);
+  EXPECT_EQ(res.gpus[0].used_slots + res.gpus[1].used_slots, 1u);
 }
 
 TEST_F(ServiceTest, ResourcesInPassthroughMode) {
