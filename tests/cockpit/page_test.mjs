@@ -474,6 +474,32 @@ async function vgpu(page) {
     await narrow(page, ["vgpu", "instances"]);
 }
 
+// The bridge as root, as with Cockpit's administrative access: changes go through without asking polkit.
+async function admin(page) {
+    step("load as root");
+    await load(page, 0);
+    await mark(page);
+    check(!(await page.locator("#access-note").textContent()).includes("Limited access"),
+          "no limited-access note for root");
+
+    step("register, bind, give back and unregister nic0 as root");
+    await show(page, "devices");
+    await page.getByLabel("Show every PCI function, not only GPUs").check();
+    await rowOf(page, "candidates-table", "0000:02:00.0").waitFor();
+    await register(page, "0000:02:00.0", "nic0");
+    await dialogClosed(page, "register-dialog");
+    const nicKey = await rowOf(page, "devices-table", "nic0").getAttribute("data-key");
+    const nicCell = label => `#devices-table tr[data-key="${nicKey}"] td[data-label="${label}"]`;
+    await timedClick(page, rowOf(page, "devices-table", "nic0").getByRole("button", { name: "Bind nic0 to vfio-pci" }),
+                     nicCell("Binding"), "vfio-pci");
+    await timedClick(page,
+                     rowOf(page, "devices-table", "nic0").getByRole("button", { name: "Give nic0 back to its host driver" }),
+                     nicCell("Driver"), "igb");
+    await unregister(page, "nic0");
+    check((await page.locator("#alerts .alert").count()) === 0, "no error on the way");
+    await shot(page, "devices");
+}
+
 async function unprivileged(page) {
     step("load: reads work for a user polkit does not allow");
     await load(page, 0);
@@ -581,7 +607,7 @@ async function unavailable(page) {
     check(await page.evaluate(() => window.hostdevNotReloaded === undefined), "the page was loaded again");
 }
 
-const scenarios = { passthrough, vgpu, unprivileged, restart, unavailable };
+const scenarios = { passthrough, vgpu, unprivileged, admin, restart, unavailable };
 
 // ---------------------------------------------------------------------------------------------------------------
 
