@@ -141,6 +141,16 @@ std::string to_valid_utf8(std::string_view in) {
       if (!(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 > 0x8F))
         len = 4;
     }
+    if (c == 0)
+      len = 0; // D-Bus strings hold no NUL
+    if (len >= 3) {
+      // Nor noncharacters (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF), which sd-bus refuses to send.
+      char32_t cp = len == 3 ? (c & 0x0F) : (c & 0x07);
+      for (std::size_t k = 1; k < len; ++k)
+        cp = (cp << 6) | (byte(i + k) & 0x3F);
+      if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
+        len = 0;
+    }
     if (len == 0) {
       static constexpr char hex[] = "0123456789abcdef";
       out += "\\x";

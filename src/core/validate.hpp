@@ -24,7 +24,8 @@ void validate_image(std::string_view image);
 inline constexpr std::size_t kMaxProfileLength = 255;
 void validate_profile(std::string_view profile);
 
-// `bytes` as valid UTF-8: each byte that is not part of a well-formed sequence becomes the text "\xNN". For every
+// `bytes` as a string D-Bus accepts: valid UTF-8 without NUL or noncharacters. Each NUL, each byte of a
+// noncharacter and each byte that is not part of a well-formed sequence becomes the text "\xNN". For every
 // string read from the kernel (sysfs attributes, link names, hwdb): D-Bus and JSON take UTF-8 only, and one
 // bad string must not break a reply for everyone.
 std::string to_valid_utf8(std::string_view bytes);

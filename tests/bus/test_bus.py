@@ -843,6 +843,12 @@ def test_non_utf8_sysfs():
         entries = call(DEVICES, "ListAvailable", sv(all=True))
         return [e for e in entries if e["pci_address"] == BARE][0].get("driver_override") == "\\xff\\xfe"
     wait_until(override_shown, "ListAvailable({all}) with the escaped driver_override", seconds=3)
+    with open(os.path.join(root, "sys/bus/pci/devices", BARE, "driver_override"), "wb") as f:
+        f.write(b"a\x00b\n")  # a NUL: valid UTF-8, but no D-Bus string may hold it
+    time.sleep(2.2)
+    wait_until(lambda: [e for e in call(DEVICES, "ListAvailable", sv(all=True))
+                        if e["pci_address"] == BARE][0].get("driver_override") == "a\\x00b",
+               "ListAvailable({all}) with the NUL escaped", seconds=3)
     # A registered device whose driver's name is not UTF-8.
     drivers = os.path.join(root, "sys/bus/pci/drivers").encode()
     os.makedirs(os.path.join(drivers, b"drv\xff"), exist_ok=True)

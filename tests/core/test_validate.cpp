@@ -108,5 +108,8 @@ TEST(Utf8, ValidTextPassesAndEveryBadByteIsEscaped) {
   EXPECT_EQ(to_valid_utf8("\xc0\xaf"), "\\xc0\\xaf") << "an overlong '/'";
   EXPECT_EQ(to_valid_utf8("\xed\xa0\x80"), "\\xed\\xa0\\x80") << "a UTF-16 surrogate";
   EXPECT_EQ(to_valid_utf8("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80") << "above U+10FFFF";
-  EXPECT_EQ(to_valid_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+  EXPECT_EQ(to_valid_utf8(std::string("a\0b", 3)), "a\\x00b") << "D-Bus strings hold no NUL";
+  EXPECT_EQ(to_valid_utf8("\xf0\xbf\xbf\xbf"), "\\xf0\\xbf\\xbf\\xbf") << "U+3FFFF, a noncharacter sd-bus refuses";
+  EXPECT_EQ(to_valid_utf8("\xef\xb7\x90"), "\\xef\\xb7\\x90") << "U+FDD0";
+  EXPECT_EQ(to_valid_utf8("\xef\xbf\xbd"), "\xef\xbf\xbd") << "U+FFFD is a character";
 }

@@ -29,8 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
 
   // Escaping yields valid UTF-8, and valid UTF-8 is left alone.
   const auto utf8 = to_valid_utf8(in);
-  if (!is_valid_utf8(utf8))
-    std::abort();
+  if (!is_valid_utf8(utf8) || utf8.find('\0') != std::string::npos)
+    std::abort(); // a string D-Bus takes: valid UTF-8, no NUL
 
   // An address that normalizes is valid, normalizing is idempotent and lower-case, and it makes a valid name.
   if (!throws_error([&] { normalize_pci_address(in); })) {
