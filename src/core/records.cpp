@@ -102,10 +102,6 @@ bool is_lower_hex4(const std::string &s) {
          std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-bool is_lower_uuid(const std::string &s) {
-  return is_uuid(s) && std::none_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
-}
-
 // Runs one of the API's validators; its complaint becomes the record's.
 template <class F> void validated(const char *key, F f) {
   try {
@@ -133,7 +129,7 @@ void check_content(const InstanceRecord &r) {
   for (const auto &id : r.devices)
     check(is_object_id(id), "devices", "a list of device ids");
   validated("gpu_profile", [&] { validate_profile(r.gpu_profile); });
-  check(r.mdev_uuid.empty() || is_lower_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
+  check(r.mdev_uuid.empty() || is_normalized_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
   check(r.mdev_parent.empty() || is_safe_component(r.mdev_parent), "mdev_parent", "empty or a device name");
 }
 
@@ -148,7 +144,7 @@ void check_content(const Intent &r) {
   check(r.instance_id.empty() || is_object_id(r.instance_id), "instance_id", "empty or an instance id");
   for (const auto &id : r.bound_devices)
     check(is_object_id(id), "bound_devices", "a list of device ids");
-  check(r.mdev_uuid.empty() || is_lower_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
+  check(r.mdev_uuid.empty() || is_normalized_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
 }
 
 } // namespace

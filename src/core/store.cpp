@@ -34,13 +34,9 @@ constexpr const char *kCorrupt = "corrupt";
 // The largest record the API can produce is a few KiB (an image of 4096 bytes, a few dozen device ids).
 constexpr long kMaxRecordBytes = 64 * 1024;
 
-bool is_lower_uuid(const std::string &s) {
-  return is_uuid(s) && std::none_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
-}
-
 // The key of a file in `folder`: what may become "<folder>/<key>.json".
 bool is_valid_key(const std::string &folder, const std::string &key) {
-  return folder == kMdevs ? is_lower_uuid(key) : is_object_id(key);
+  return folder == kMdevs ? is_normalized_uuid(key) : is_object_id(key);
 }
 
 void check_key(const std::string &folder, const std::string &key) {

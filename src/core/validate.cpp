@@ -93,6 +93,10 @@ bool is_uuid(std::string_view t) noexcept {
   return true;
 }
 
+bool is_normalized_uuid(std::string_view t) noexcept {
+  return is_uuid(t) && std::none_of(t.begin(), t.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
 std::string normalize_uuid(std::string_view text) {
   if (!is_uuid(text))
     fail(Errc::InvalidArgument, "'" + printable(text) + "' is not a UUID (8-4-4-4-12 hex digits)");

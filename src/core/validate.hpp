@@ -36,6 +36,8 @@ std::string default_device_name(std::string_view normalized_address);
 // 8-4-4-4-12 hex. Returns the lower-case form. Throws Error(InvalidArgument).
 std::string normalize_uuid(std::string_view text);
 bool is_uuid(std::string_view text) noexcept;
+// A UUID in the lower-case form normalize_uuid gives (the form hostdev stores and names files by).
+bool is_normalized_uuid(std::string_view text) noexcept;
 
 // 32 lower-case hex characters (the random ids of devices and instances).
 bool is_object_id(std::string_view text) noexcept;
