@@ -33,11 +33,15 @@ std::string_view errc_name(Errc code) noexcept;
 
 class Error : public std::runtime_error {
 public:
-  Error(Errc code, const std::string &message) : std::runtime_error(message), code_(code) {}
+  Error(Errc code, const std::string &message, int sys_errno = 0)
+      : std::runtime_error(message), code_(code), sys_errno_(sys_errno) {}
   Errc code() const noexcept { return code_; }
+  // The errno of the kernel's refusal (a sysfs write), 0 when the error has none.
+  int sys_errno() const noexcept { return sys_errno_; }
 
 private:
   Errc code_;
+  int sys_errno_ = 0;
 };
 
 // Throws Error(code, message). Keeps call sites to one line.

@@ -34,9 +34,12 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
       fail(Errc::DeviceNotFound, rec.name + " (" + rec.pci_address + ") is no longer present on this host");
     devices.push_back(std::move(rec));
   }
-  std::vector<MdevBus::Slot> slots; // every parent with room, tried in order
-  if (!spec.gpu_profile.empty())
-    slots = mdev_.free_slots(spec.gpu_profile);
+  std::vector<VgpuCandidate> slots; // every place with room, least-loaded GPU first, tried in order
+  if (!spec.gpu_profile.empty()) {
+    const auto view = host_view();
+    learn_vgpu_types(view); // the types are visible now; once the GPU is full they may not be
+    slots = vgpu_candidates(spec.gpu_profile, view);
+  }
 
   InstanceRecord inst;
   inst.id = new_object_id();
@@ -78,55 +81,17 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
     }
     crash_point("after-bind");
     if (!slots.empty()) {
-      // A parent that refuses (EBUSY from a driver, a parent going away) is no reason to fail while another
+      // A parent or VF that refuses (EBUSY from a driver, a parent going away) is no reason to fail while another
       // has room: try the next one. A write that times out is not a refusal: it may still happen.
       std::string refusals;
       for (const auto &slot : slots) {
-        MdevRecord m;
-        m.uuid = new_uuid();
-        m.parent = slot.parent;
-        m.type_id = slot.type.id;
-        m.instance_id = inst.id;
-        m.created_at = now_usec();
-        // Recorded before the create write: the write may happen even if we never learn of it.
-        store_.put_mdev(m);
-        intent.mdev_uuid = m.uuid;
-        store_.put_intent(intent);
-        try {
-          mdev_.create(m.parent, m.type_id, m.uuid, options_.deadline);
-        } catch (const Error &e) {
-          if (e.code() == Errc::Timeout) {
-            busy_mdevs_.insert(m.uuid);
-            undo.push("removing mdev " + m.uuid, [] {
-              fail(Errc::InUse, "the kernel has not finished creating it; reconcile removes it once it has");
-            });
-            throw;
-          }
-          refusals += std::string(refusals.empty() ? "" : "; ") + m.parent + ": " + e.what();
-          if (mdev_.find(m.uuid)) { // made after all: ours to remove like any other
-            undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
-              mdev_.remove(uuid, options_.deadline);
-              store_.remove_mdev(uuid);
-            });
-            throw;
-          }
-          store_.remove_mdev(m.uuid);
-          intent.mdev_uuid.clear();
-          continue;
-        }
-        undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
-          if (mdev_.find(uuid))
-            mdev_.remove(uuid, options_.deadline);
-          store_.remove_mdev(uuid);
-        });
-        crash_point("after-mdev-create");
-        inst.gpu_profile = slot.type.name;
-        inst.mdev_uuid = m.uuid;
-        inst.mdev_parent = m.parent;
-        break;
+        const bool placed = slot.framework == "vendor-vfio" ? try_vendor_slot(slot, inst, intent, undo, refusals)
+                                                            : try_mdev_slot(slot, inst, intent, undo, refusals);
+        if (placed)
+          break;
       }
-      if (inst.mdev_uuid.empty())
-        fail(Errc::KernelError, "every parent with room for profile '" + spec.gpu_profile + "' refused the vGPU (" +
+      if (inst.mdev_uuid.empty() && inst.vgpu_vf.empty())
+        fail(Errc::KernelError, "every place with room for profile '" + spec.gpu_profile + "' refused the vGPU (" +
                                     std::to_string(slots.size()) + " tried): " + refusals);
     }
     for (auto &dev : devices) {
@@ -168,7 +133,102 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
   const auto &saved = store_.instances().at(inst.id);
   if (!saved.mdev_uuid.empty())
     events_->mdev_created(saved.mdev_uuid, saved.gpu_profile, saved.mdev_parent, saved.id);
+  if (!saved.vgpu_vf.empty())
+    events_->mdev_created(saved.uuid, saved.gpu_profile, saved.vgpu_vf, saved.id);
   return saved;
+}
+
+bool Service::try_mdev_slot(const VgpuCandidate &slot, InstanceRecord &inst, Intent &intent, Undo &undo,
+                            std::string &refusals) {
+  MdevRecord m;
+  m.uuid = new_uuid();
+  m.parent = slot.target;
+  m.type_id = slot.type_id;
+  m.instance_id = inst.id;
+  m.created_at = now_usec();
+  // Recorded before the create write: the write may happen even if we never learn of it.
+  store_.put_mdev(m);
+  intent.mdev_uuid = m.uuid;
+  store_.put_intent(intent);
+  try {
+    mdev_.create(m.parent, m.type_id, m.uuid, options_.deadline);
+  } catch (const Error &e) {
+    if (e.code() == Errc::Timeout) {
+      busy_mdevs_.insert(m.uuid);
+      undo.push("removing mdev " + m.uuid,
+                [] { fail(Errc::InUse, "the kernel has not finished creating it; reconcile removes it once it has"); });
+      throw;
+    }
+    refusals += std::string(refusals.empty() ? "" : "; ") + m.parent + ": " + e.what();
+    if (mdev_.find(m.uuid)) { // made after all: ours to remove like any other
+      undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
+        mdev_.remove(uuid, options_.deadline);
+        store_.remove_mdev(uuid);
+      });
+      throw;
+    }
+    store_.remove_mdev(m.uuid);
+    intent.mdev_uuid.clear();
+    return false;
+  }
+  undo.push("removing mdev " + m.uuid, [this, uuid = m.uuid] {
+    if (mdev_.find(uuid))
+      mdev_.remove(uuid, options_.deadline);
+    store_.remove_mdev(uuid);
+  });
+  crash_point("after-mdev-create");
+  inst.gpu_profile = slot.profile;
+  inst.mdev_uuid = m.uuid;
+  inst.mdev_parent = m.parent;
+  return true;
+}
+
+bool Service::try_vendor_slot(const VgpuCandidate &slot, InstanceRecord &inst, Intent &intent, Undo &undo,
+                              std::string &refusals) {
+  VgpuRecord v;
+  v.vf = slot.target;
+  v.type_id = static_cast<std::uint32_t>(std::stoul(slot.type_id));
+  v.instance_id = inst.id;
+  v.uuid = new_uuid();
+  v.created_at = now_usec();
+  // Recorded and journalled before the write of the type id: a crash right after it leaves a trace.
+  store_.put_vgpu(v);
+  intent.vgpu_vf = v.vf;
+  store_.put_intent(intent);
+  auto forget = [this, vf = v.vf] { store_.remove_vgpu(vf); };
+  try {
+    vendor_.assign(v.vf, v.type_id, options_.deadline);
+  } catch (const Error &e) {
+    if (e.code() == Errc::Timeout) {
+      busy_.insert(v.vf);
+      undo.push("releasing the vGPU on " + v.vf, [] {
+        fail(Errc::InUse, "the driver has not finished the assignment; reconcile releases it once it has");
+      });
+      throw;
+    }
+    refusals += std::string(refusals.empty() ? "" : "; ") + v.vf + ": " + e.what();
+    if (vendor_.current_type(v.vf) == v.type_id) { // assigned after all (the read-back failed): ours to release
+      undo.push("releasing the vGPU on " + v.vf, [this, vf = v.vf, forget] {
+        vendor_.release(vf, options_.deadline);
+        forget();
+      });
+      throw;
+    }
+    forget();
+    intent.vgpu_vf.clear();
+    return false;
+  }
+  undo.push("releasing the vGPU on " + v.vf, [this, vf = v.vf, type = v.type_id, forget] {
+    if (vendor_.current_type(vf) == type)
+      vendor_.release(vf, options_.deadline);
+    forget();
+  });
+  crash_point("after-vgpu-assign");
+  inst.gpu_profile = slot.profile;
+  inst.vgpu_vf = v.vf;
+  inst.vgpu_type = v.type_id;
+  inst.uuid = v.uuid;
+  return true;
 }
 
 void Service::delete_instance(const std::string &id_or_name) {
@@ -183,6 +243,14 @@ void Service::delete_instance(const std::string &id_or_name) {
           !holders.empty())
         fail(Errc::InUse,
              "mdev " + inst.mdev_uuid + " of instance " + inst.name + " is in use: " + describe_holders(holders));
+  }
+  if (!inst.vgpu_vf.empty()) {
+    if (is_busy(inst.vgpu_vf))
+      fail(Errc::InUse, "the vGPU on " + inst.vgpu_vf + " of instance " + inst.name +
+                            " is busy: an earlier write to it has not returned; a reconcile finishes it");
+    if (auto holders = vf_holders(inst.vgpu_vf); !holders.empty())
+      fail(Errc::InUse,
+           "the vGPU on " + inst.vgpu_vf + " of instance " + inst.name + " is in use: " + describe_holders(holders));
   }
   std::vector<DeviceRecord> devices;
   for (const auto &id : inst.devices) {
@@ -207,6 +275,7 @@ void Service::delete_instance(const std::string &id_or_name) {
     intent.op = "delete-instance";
     intent.instance_id = inst.id;
     intent.mdev_uuid = inst.mdev_uuid;
+    intent.vgpu_vf = inst.vgpu_vf;
     for (const auto &dev : devices)
       intent.bound_devices.push_back(dev.id);
     intent.started_at = now_usec();
@@ -223,6 +292,7 @@ void Service::delete_instance(const std::string &id_or_name) {
     store_.put_instance(inst);
     events_->mdev_destroyed(uuid, inst.id);
   }
+  release_vendor_vgpu(inst, true);
   auto release = [&](DeviceRecord &dev) {
     // The instance first: a crash between the two leaves a device attached to an instance that does not list
     // it, which reconcile clears; the other order would let two instances list it.

@@ -1,6 +1,7 @@
 #include "core/mdev.hpp"
 
 #include "core/error.hpp"
+#include "core/vendor_vgpu.hpp"
 #include "core/validate.hpp"
 
 #include <algorithm>
@@ -39,13 +40,6 @@ std::optional<int> read_group(const Sysfs &sysfs, const std::string &path) {
   if (ec != std::errc() || end != name->data() + name->size() || value < 0)
     return std::nullopt;
   return value;
-}
-
-// One line: newlines and tabs become spaces.
-std::string single_line(std::string text) {
-  std::replace_if(
-      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
-  return text;
 }
 
 std::string join(const std::vector<std::string> &items) {
@@ -214,19 +208,25 @@ std::vector<ProfileSummary> summarize_profiles(const std::vector<MdevParent> &pa
   return out;
 }
 
+void fail_profile_unavailable(const std::string &ref, const std::vector<std::string> &names) {
+  std::set<std::string> unique(names.begin(), names.end());
+  const std::string shown = ref.size() > 80 ? ref.substr(0, 80) + "..." : ref;
+  fail(Errc::ProfileUnavailable,
+       "no parent offers profile '" + shown + "'; available profiles: " +
+           (unique.empty() ? std::string("none") : join(std::vector<std::string>(unique.begin(), unique.end()))));
+}
+
 const ProfileSummary &resolve_profile(const std::vector<ProfileSummary> &profiles, const std::string &ref) {
   for (const auto &p : profiles)
     if (p.name == ref)
       return p;
   for (const auto &p : profiles)
-    if (p.type_id == ref)
+    if (profile_matches(ref, p.name, p.type_id))
       return p;
   std::vector<std::string> names;
   for (const auto &p : profiles)
     names.push_back(p.name);
-  const std::string shown = ref.size() > 80 ? ref.substr(0, 80) + "..." : ref;
-  fail(Errc::ProfileUnavailable, "no parent offers profile '" + shown +
-                                     "'; available profiles: " + (names.empty() ? std::string("none") : join(names)));
+  fail_profile_unavailable(ref, names);
 }
 
 MdevBus::Slot MdevBus::find_free(const std::string &profile) const { return free_slots(profile).front(); }
@@ -240,7 +240,7 @@ std::vector<MdevBus::Slot> MdevBus::free_slots(const std::string &profile) const
   for (const auto &parent : parents()) {
     for (const auto &t : parent.types) {
       names.insert(t.name);
-      if (t.name != profile && t.id != profile)
+      if (!profile_matches(profile, t.name, t.id))
         continue;
       known = true;
       ++offering;
@@ -252,9 +252,7 @@ std::vector<MdevBus::Slot> MdevBus::free_slots(const std::string &profile) const
   if (!out.empty())
     return out;
   if (!known)
-    fail(Errc::ProfileUnavailable,
-         "no parent offers profile '" + profile + "'; available profiles: " +
-             (names.empty() ? std::string("none") : join(std::vector<std::string>(names.begin(), names.end()))));
+    fail_profile_unavailable(profile, std::vector<std::string>(names.begin(), names.end()));
   fail(Errc::NoCapacity, "profile " + shown + " has no free instance: all " + std::to_string(offering) +
                              " parent(s) offering it are in use; remove an mdev or choose a smaller profile");
 }

@@ -41,7 +41,9 @@ struct ProfileSummary {
   std::string name;    // profile (type) name
   std::string type_id; // type id (first seen)
   unsigned framebuffer_mb = 0;
-  unsigned available = 0; // sum of available_instances over parents
+  unsigned available = 0;         // sum of available_instances over parents; vendor-VFIO: free VFs listing it
+  std::string framework = "mdev"; // "mdev" | "vendor-vfio"
+  unsigned quarantined = 0;       // VFs that list it but are quarantined (not counted in available)
 
   bool operator==(const ProfileSummary &) const = default;
 };
@@ -49,8 +51,12 @@ struct ProfileSummary {
 // The profiles of `parents`, by name: framebuffer and type id from the first parent offering it, available summed.
 std::vector<ProfileSummary> summarize_profiles(const std::vector<MdevParent> &parents);
 
-// The profile `ref` names, by name or type id. Throws ProfileUnavailable (naming the profiles there are) when none.
+// The profile `ref` names (profile_matches: the driver's name, the name without the vendor word, the type id).
+// Throws ProfileUnavailable (naming the profiles there are) when none.
 const ProfileSummary &resolve_profile(const std::vector<ProfileSummary> &profiles, const std::string &ref);
+
+// Throws ProfileUnavailable: no parent or VF offers `ref`; `names` are the profiles there are.
+[[noreturn]] void fail_profile_unavailable(const std::string &ref, const std::vector<std::string> &names);
 
 // Profile metadata (names, descriptions, framebuffer) is read once per parent and kept; available_instances is
 // re-read per parent on each call. rescan() forgets the cache (a parent appeared or vanished).

@@ -271,17 +271,35 @@ void read_hugepages(const Sysfs &sysfs, HostReport &report) {
 
 } // namespace
 
-HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count) {
+std::vector<std::string> HostReport::gpu_frameworks() const {
+  std::vector<std::string> out;
+  if (mdev_parent_count > 0)
+    out.emplace_back("mdev");
+  if (vendor_vf_count > 0)
+    out.emplace_back("vendor-vfio");
+  return out;
+}
+
+std::string HostReport::gpu_framework() const {
+  std::string out;
+  for (const auto &f : gpu_frameworks())
+    out += (out.empty() ? "" : "+") + f;
+  return out;
+}
+
+HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count,
+                      unsigned vendor_vf_count) {
   HostReport r;
   r.iommu_enabled = !sysfs.list(kIommuGroups).empty() || !sysfs.list("sys/class/iommu").empty();
   r.vfio_pci_available = sysfs.is_dir(std::string("sys/bus/pci/drivers/") + kVfioPciDriver);
   r.vfio_iommu_type1_loaded = sysfs.is_dir("sys/module/vfio_iommu_type1");
   read_hugepages(sysfs, r);
   r.mdev_parent_count = mdev_parent_count;
+  r.vendor_vf_count = vendor_vf_count;
   r.gpu_count = static_cast<unsigned>(
       std::count_if(functions.begin(), functions.end(), [](const PciFunction &fn) { return fn.is_gpu(); }));
 
-  if (mdev_parent_count > 0)
+  if (mdev_parent_count > 0 || vendor_vf_count > 0)
     r.gpu_mode = GpuMode::Vgpu;
   else if (r.gpu_count > 0 && r.iommu_enabled && r.vfio_pci_available)
     r.gpu_mode = GpuMode::Passthrough;
@@ -301,7 +319,7 @@ HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functi
     problem("no hugepages are reserved (warning: VM memory will use normal pages)",
             "reserve them with sysctl vm.nr_hugepages=<count> (persist in /etc/sysctl.d/hostdev.conf) or boot "
             "with hugepages=<count>");
-  if (r.gpu_count == 0 && mdev_parent_count == 0)
+  if (r.gpu_count == 0 && mdev_parent_count == 0 && vendor_vf_count == 0)
     problem("no GPU found", "check the card with lspci -nn; other devices can still be listed with --all");
   else if (r.gpu_count > 0 && r.gpu_mode == GpuMode::None)
     problem(std::to_string(r.gpu_count) + " GPU function(s) present but none can be handed to a VM",

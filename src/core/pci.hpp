@@ -108,14 +108,22 @@ struct HostReport {
   unsigned long hugepages_free = 0;
   unsigned long hugepage_size_kb = 0;
   unsigned mdev_parent_count = 0;
+  unsigned vendor_vf_count = 0; // VFs of NVIDIA's vendor-specific VFIO framework (nvidia/current_vgpu_type)
   unsigned gpu_count = 0;
   GpuMode gpu_mode = GpuMode::None;
   std::vector<Problem> problems;
 
+  // The vGPU frameworks present: "mdev", "vendor-vfio", both (a host with both is reported as such), or none.
+  std::vector<std::string> gpu_frameworks() const;
+  // "mdev", "vendor-vfio", "mdev+vendor-vfio", "" when the mode is not vgpu.
+  std::string gpu_framework() const;
+
   bool operator==(const HostReport &) const = default;
 };
 
-// GPU mode: vgpu when mdev parents exist; passthrough when GPUs exist and IOMMU + vfio make it possible; else none.
-HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count);
+// GPU mode: vgpu when mdev parents or vendor-VFIO VFs exist; passthrough when GPUs exist and IOMMU + vfio make it
+// possible; else none.
+HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count,
+                      unsigned vendor_vf_count = 0);
 
 } // namespace hostdev::core

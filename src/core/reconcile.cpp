@@ -83,6 +83,46 @@ ReconcileStats Service::reconcile() {
     }
   }
 
+  // 1b. Vendor-VFIO vGPUs: the same rules. Only assignments hostdev recorded, only when no instance owns them,
+  //     never one in use; a VF whose type is someone else's is left alone.
+  auto instance_owns_vgpu = [&](const std::string &instance_id, const std::string &vf) {
+    auto it = instances.find(instance_id);
+    return it != instances.end() && it->second.vgpu_vf == vf;
+  };
+  {
+    std::set<std::string> recorded;
+    for (const auto &[vf, rec] : store_.vgpus())
+      recorded.insert(vf);
+    for (const auto &vf : vendor_.list(pci_.discover()))
+      if (vf.current_type != 0 && !recorded.count(vf.address))
+        ++stats.skipped_not_ours;
+  }
+  for (const auto &[vf, rec] : std::map<std::string, VgpuRecord>(store_.vgpus())) {
+    if (instance_owns_vgpu(rec.instance_id, vf))
+      continue;
+    try {
+      const auto current = vendor_.current_type(vf);
+      if (current != 0 && current != rec.type_id) {
+        ++stats.skipped_not_ours; // our write never happened; someone else's type is there now
+        store_.remove_vgpu(vf);
+        continue;
+      }
+      if (current != 0) {
+        if (!vf_holders(vf).empty()) {
+          ++stats.skipped_in_use;
+          continue;
+        }
+        vendor_.release(vf, options_.deadline);
+        ++stats.destroyed;
+        events_->mdev_destroyed(rec.uuid, rec.instance_id);
+      }
+      busy_.erase(vf);
+      store_.remove_vgpu(vf);
+    } catch (const Error &e) {
+      stats.errors.push_back("vGPU on " + vf + ": " + e.what());
+    }
+  }
+
   // 2. Devices attached to instances that no longer exist, and devices an unfinished create bound: give them back
   //    to their host driver first; clear the attachment only once the device is off vfio-pci, so that a device a
   //    VM still holds is never handed to another instance.
@@ -125,7 +165,8 @@ ReconcileStats Service::reconcile() {
     const bool devices_done = std::none_of(intent.bound_devices.begin(), intent.bound_devices.end(),
                                            [&](const std::string &id) { return not_undone.count(id) != 0; });
     const bool mdev_done = intent.mdev_uuid.empty() || !store_.mdevs().count(intent.mdev_uuid);
-    if (!devices_done || !mdev_done)
+    const bool vgpu_done = intent.vgpu_vf.empty() || !store_.vgpus().count(intent.vgpu_vf);
+    if (!devices_done || !mdev_done || !vgpu_done)
       continue;
     try {
       store_.remove_intent(intent.id);

@@ -77,6 +77,24 @@ std::vector<std::string> get_string_array(const RecordJson &j, const char *key) 
   return out;
 }
 
+// Fields added after version 1 was first written: absent in older files, so a default stands in.
+std::string get_string_or(const RecordJson &j, const char *key, const std::string &fallback) {
+  return j.contains(key) ? get_string(j, key) : fallback;
+}
+
+std::uint32_t get_u32_or(const RecordJson &j, const char *key, std::uint32_t fallback) {
+  return j.contains(key) ? get_u32(j, key) : fallback;
+}
+
+bool get_bool(const RecordJson &j, const char *key) {
+  const RecordJson &v = field(j, key);
+  if (!v.is_boolean())
+    wrong_type(key, "true or false");
+  return v.get<bool>();
+}
+
+bool is_address(const std::string &s) { return is_pci_address(s) && normalize_pci_address(s) == s; }
+
 void check_version(const RecordJson &j) {
   if (!j.is_object())
     throw BadRecord("not a JSON object");
@@ -131,6 +149,35 @@ void check_content(const InstanceRecord &r) {
   validated("gpu_profile", [&] { validate_profile(r.gpu_profile); });
   check(r.mdev_uuid.empty() || is_normalized_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
   check(r.mdev_parent.empty() || is_safe_component(r.mdev_parent), "mdev_parent", "empty or a device name");
+  check(r.vgpu_vf.empty() || is_address(r.vgpu_vf), "vgpu_vf", "empty or a normalized PCI address");
+  check(r.vgpu_vf.empty() == (r.vgpu_type == 0), "vgpu_type", "set exactly when vgpu_vf is");
+  check(r.uuid.empty() || is_normalized_uuid(r.uuid), "uuid", "empty or a lower-case UUID");
+  check(r.mdev_uuid.empty() || r.vgpu_vf.empty(), "vgpu_vf", "empty when the instance has an mdev");
+}
+
+void check_content(const VgpuRecord &r) {
+  check(is_address(r.vf), "vf", "a normalized PCI address");
+  check(r.type_id != 0, "type_id", "a vGPU type id");
+  check(r.instance_id.empty() || is_object_id(r.instance_id), "instance_id", "empty or an instance id");
+  check(r.uuid.empty() || is_normalized_uuid(r.uuid), "uuid", "empty or a lower-case UUID");
+}
+
+void check_content(const VgpuTypeRecord &r) {
+  check(is_type_key(r.id), "id", "a decimal vGPU type id");
+  check(!r.name.empty() && r.name.size() <= 128 && to_valid_utf8(r.name) == r.name && single_line(r.name) == r.name,
+        "name", "a profile name of one line");
+}
+
+void check_content(const VfHealthRecord &r) {
+  check(is_address(r.vf), "vf", "a normalized PCI address");
+  check(r.failed_instances.size() <= 64, "failed_instances", "a short list");
+  for (const auto &id : r.failed_instances)
+    check(is_object_id(id), "failed_instances", "a list of instance ids");
+}
+
+void check_content(const SriovRecord &r) {
+  check(is_address(r.pf), "pf", "a normalized PCI address");
+  check(r.num_vfs <= 65535, "num_vfs", "a VF count");
 }
 
 void check_content(const MdevRecord &r) {
@@ -145,9 +192,17 @@ void check_content(const Intent &r) {
   for (const auto &id : r.bound_devices)
     check(is_object_id(id), "bound_devices", "a list of device ids");
   check(r.mdev_uuid.empty() || is_normalized_uuid(r.mdev_uuid), "mdev_uuid", "empty or a lower-case UUID");
+  check(r.vgpu_vf.empty() || is_address(r.vgpu_vf), "vgpu_vf", "empty or a normalized PCI address");
 }
 
 } // namespace
+
+bool is_type_key(const std::string &key) noexcept {
+  if (key.empty() || key.size() > 10 || key[0] == '0' ||
+      !std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  return std::stoull(key) <= UINT32_MAX;
+}
 
 RecordJson to_json(const DeviceRecord &r) {
   RecordJson j = {{"version", kFormatVersion},
@@ -174,7 +229,10 @@ RecordJson to_json(const InstanceRecord &r) {
           {"mdev_uuid", r.mdev_uuid},
           {"mdev_parent", r.mdev_parent},
           {"owner_uid", r.owner_uid},
-          {"created_at", r.created_at}};
+          {"created_at", r.created_at},
+          {"vgpu_vf", r.vgpu_vf},
+          {"vgpu_type", r.vgpu_type},
+          {"uuid", r.uuid}};
 }
 
 RecordJson to_json(const MdevRecord &r) {
@@ -190,7 +248,33 @@ RecordJson to_json(const Intent &r) {
           {"instance_id", r.instance_id},
           {"bound_devices", r.bound_devices},
           {"mdev_uuid", r.mdev_uuid},
-          {"started_at", r.started_at}};
+          {"started_at", r.started_at},
+          {"vgpu_vf", r.vgpu_vf}};
+}
+
+RecordJson to_json(const VgpuRecord &r) {
+  return {{"version", kFormatVersion},    {"vf", r.vf},     {"type_id", r.type_id},
+          {"instance_id", r.instance_id}, {"uuid", r.uuid}, {"created_at", r.created_at}};
+}
+
+RecordJson to_json(const VgpuTypeRecord &r) {
+  return {{"version", kFormatVersion},
+          {"id", r.id},
+          {"name", r.name},
+          {"framebuffer_mb", r.framebuffer_mb},
+          {"learnt_at", r.learnt_at}};
+}
+
+RecordJson to_json(const VfHealthRecord &r) {
+  return {{"version", kFormatVersion},
+          {"vf", r.vf},
+          {"failed_instances", r.failed_instances},
+          {"quarantined", r.quarantined},
+          {"changed_at", r.changed_at}};
+}
+
+RecordJson to_json(const SriovRecord &r) {
+  return {{"version", kFormatVersion}, {"pf", r.pf}, {"num_vfs", r.num_vfs}, {"set_at", r.set_at}};
 }
 
 DeviceRecord device_from_json(const RecordJson &j) {
@@ -222,6 +306,9 @@ InstanceRecord instance_from_json(const RecordJson &j) {
   r.mdev_parent = get_string(j, "mdev_parent");
   r.owner_uid = get_u32(j, "owner_uid");
   r.created_at = get_u64(j, "created_at");
+  r.vgpu_vf = get_string_or(j, "vgpu_vf", "");
+  r.vgpu_type = get_u32_or(j, "vgpu_type", 0);
+  r.uuid = get_string_or(j, "uuid", "");
   check_content(r);
   return r;
 }
@@ -247,6 +334,51 @@ Intent intent_from_json(const RecordJson &j) {
   r.bound_devices = get_string_array(j, "bound_devices");
   r.mdev_uuid = get_string(j, "mdev_uuid");
   r.started_at = get_u64(j, "started_at");
+  r.vgpu_vf = get_string_or(j, "vgpu_vf", "");
+  check_content(r);
+  return r;
+}
+
+VgpuRecord vgpu_from_json(const RecordJson &j) {
+  check_version(j);
+  VgpuRecord r;
+  r.vf = get_string(j, "vf");
+  r.type_id = get_u32(j, "type_id");
+  r.instance_id = get_string(j, "instance_id");
+  r.uuid = get_string(j, "uuid");
+  r.created_at = get_u64(j, "created_at");
+  check_content(r);
+  return r;
+}
+
+VgpuTypeRecord vgpu_type_from_json(const RecordJson &j) {
+  check_version(j);
+  VgpuTypeRecord r;
+  r.id = get_string(j, "id");
+  r.name = get_string(j, "name");
+  r.framebuffer_mb = get_u32(j, "framebuffer_mb");
+  r.learnt_at = get_u64(j, "learnt_at");
+  check_content(r);
+  return r;
+}
+
+VfHealthRecord vf_health_from_json(const RecordJson &j) {
+  check_version(j);
+  VfHealthRecord r;
+  r.vf = get_string(j, "vf");
+  r.failed_instances = get_string_array(j, "failed_instances");
+  r.quarantined = get_bool(j, "quarantined");
+  r.changed_at = get_u64(j, "changed_at");
+  check_content(r);
+  return r;
+}
+
+SriovRecord sriov_from_json(const RecordJson &j) {
+  check_version(j);
+  SriovRecord r;
+  r.pf = get_string(j, "pf");
+  r.num_vfs = get_u32(j, "num_vfs");
+  r.set_at = get_u64(j, "set_at");
   check_content(r);
   return r;
 }

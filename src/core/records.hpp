@@ -37,6 +37,11 @@ struct InstanceRecord {
   std::string mdev_parent;
   std::uint32_t owner_uid = 0;
   std::uint64_t created_at = 0;
+  // A vendor-VFIO vGPU (NVIDIA's framework without mdevs): the VF holding it, its type, and the UUID the VM is
+  // started with (the vGPU manager wants it on QEMU's command line). Empty / 0 otherwise; absent in older files.
+  std::string vgpu_vf;
+  std::uint32_t vgpu_type = 0;
+  std::string uuid;
 
   bool operator==(const InstanceRecord &) const = default;
 };
@@ -60,6 +65,42 @@ struct Intent {
   std::vector<std::string> bound_devices; // device ids this operation bound to vfio-pci so far
   std::string mdev_uuid;                  // mdev this operation created (or is about to create)
   std::uint64_t started_at = 0;
+  std::string vgpu_vf; // the VF whose vendor vGPU this operation assigned (or is about to); absent in older files
+};
+
+// A vendor-VFIO vGPU hostdev assigned (recorded *before* the write of the type id, removed after the release):
+// the only assignments reconcile may release. Key: the VF's address.
+struct VgpuRecord {
+  std::string vf;
+  std::uint32_t type_id = 0;
+  std::string instance_id;
+  std::string uuid;
+  std::uint64_t created_at = 0;
+};
+
+// The vendor-VFIO type catalogue: a type as seen while it was creatable (creatable_vgpu_types forgets a type once
+// the GPU is full, so the name and framebuffer of an assigned type may be visible nowhere else). Key: the id.
+struct VgpuTypeRecord {
+  std::string id; // decimal
+  std::string name;
+  unsigned framebuffer_mb = 0;
+  std::uint64_t learnt_at = 0;
+};
+
+// The health of one VF as guests report it: after failed guest driver starts on two distinct instances the VF is
+// quarantined (placement skips it) until an administrator lifts it; a success clears the failures. Key: address.
+struct VfHealthRecord {
+  std::string vf;
+  std::vector<std::string> failed_instances; // distinct instance ids
+  bool quarantined = false;
+  std::uint64_t changed_at = 0;
+};
+
+// An SR-IOV VF count hostdev set (for the restore after a reboot). Key: the PF's address.
+struct SriovRecord {
+  std::string pf;
+  unsigned num_vfs = 0;
+  std::uint64_t set_at = 0;
 };
 
 using RecordJson = nlohmann::ordered_json;
@@ -73,17 +114,32 @@ RecordJson to_json(const DeviceRecord &record);
 RecordJson to_json(const InstanceRecord &record);
 RecordJson to_json(const MdevRecord &record);
 RecordJson to_json(const Intent &record);
+RecordJson to_json(const VgpuRecord &record);
+RecordJson to_json(const VgpuTypeRecord &record);
+RecordJson to_json(const VfHealthRecord &record);
+RecordJson to_json(const SriovRecord &record);
 
 // Each throws BadRecord (naming the field) unless `j` is a record of this version and kind.
 DeviceRecord device_from_json(const RecordJson &j);
 InstanceRecord instance_from_json(const RecordJson &j);
 MdevRecord mdev_from_json(const RecordJson &j);
 Intent intent_from_json(const RecordJson &j);
+VgpuRecord vgpu_from_json(const RecordJson &j);
+VgpuTypeRecord vgpu_type_from_json(const RecordJson &j);
+VfHealthRecord vf_health_from_json(const RecordJson &j);
+SriovRecord sriov_from_json(const RecordJson &j);
 
-// The key a record is stored under: its id (the UUID for mdevs).
+// The key a record is stored under: its id (the UUID for mdevs, the PCI address for VF and PF records).
 inline const std::string &key_of(const DeviceRecord &r) { return r.id; }
 inline const std::string &key_of(const InstanceRecord &r) { return r.id; }
 inline const std::string &key_of(const MdevRecord &r) { return r.uuid; }
 inline const std::string &key_of(const Intent &r) { return r.id; }
+inline const std::string &key_of(const VgpuRecord &r) { return r.vf; }
+inline const std::string &key_of(const VgpuTypeRecord &r) { return r.id; }
+inline const std::string &key_of(const VfHealthRecord &r) { return r.vf; }
+inline const std::string &key_of(const SriovRecord &r) { return r.pf; }
+
+// A decimal vGPU type id as the catalogue keys it: 1 to 4294967295, no leading zeros.
+bool is_type_key(const std::string &key) noexcept;
 
 } // namespace hostdev::core

@@ -29,7 +29,7 @@ void crash_point(const char *point) {
 
 Service::Service(const Sysfs &sysfs, Store &store, const PciNames &names, UnitControl *units, Events *events,
                  Options options)
-    : sysfs_(sysfs), store_(store), names_(names), pci_(sysfs, names), mdev_(sysfs),
+    : sysfs_(sysfs), store_(store), names_(names), pci_(sysfs, names), mdev_(sysfs), vendor_(sysfs),
       vfio_(sysfs, pci_, units, options.deadline), events_(events ? events : &no_events_), options_(options) {}
 
 // ---------------------------------------------------------------------------------------------------- reads
@@ -39,8 +39,10 @@ HostView Service::host_view() const {
   view.functions = pci_.discover();
   view.parents = mdev_.parents();
   view.mdevs = mdev_.list();
-  view.report = check_host(sysfs_, view.functions, static_cast<unsigned>(view.parents.size()));
-  view.resources = resources(view.report.gpu_mode, view.functions, view.parents, view.mdevs);
+  view.vendor_vfs = vendor_.list(view.functions);
+  view.report = check_host(sysfs_, view.functions, static_cast<unsigned>(view.parents.size()),
+                           static_cast<unsigned>(view.vendor_vfs.size()));
+  view.resources = resources(view);
   view.available = available(view.functions);
   return view;
 }
@@ -60,55 +62,92 @@ std::vector<AvailableDevice> Service::available(std::vector<PciFunction> functio
 
 std::vector<AvailableDevice> Service::list_available(bool all) const { return available(pci_.candidates(all)); }
 
-HostReport Service::host_report() const {
-  return check_host(sysfs_, pci_.discover(), static_cast<unsigned>(mdev_.parent_names().size()));
-}
+HostReport Service::host_report() const { return host_view().report; }
 
-GpuResources Service::gpu_resources() const {
-  const auto functions = pci_.discover();
-  const auto parents = mdev_.parents();
-  const auto mode = check_host(sysfs_, functions, static_cast<unsigned>(parents.size())).gpu_mode;
-  return resources(mode, functions, parents, mode == GpuMode::Vgpu ? mdev_.list() : std::vector<Mdev>{});
-}
+GpuResources Service::gpu_resources() const { return host_view().resources; }
 
-GpuResources Service::resources(GpuMode mode, const std::vector<PciFunction> &functions,
-                                const std::vector<MdevParent> &parents, const std::vector<Mdev> &mdevs) const {
+GpuResources Service::resources(const HostView &view) const {
   GpuResources res;
-  res.mode = mode;
+  res.mode = view.report.gpu_mode;
   if (res.mode == GpuMode::Vgpu) {
+    res.frameworks = view.report.gpu_frameworks();
+    const auto &functions = view.functions;
+    const auto &parents = view.parents;
+    const auto &mdevs = view.mdevs;
     res.profiles = summarize_profiles(parents);
     std::map<std::string, const PciFunction *> by_address;
     for (const auto &fn : functions)
       by_address[fn.address] = &fn;
     std::map<std::string, GpuResources::Gpu> gpus; // by PF address
+    auto gpu_entry = [&](const std::string &gpu_address, const char *framework) -> GpuResources::Gpu & {
+      auto &gpu = gpus[gpu_address];
+      if (gpu.pci_address.empty()) {
+        gpu.pci_address = gpu_address;
+        gpu.framework = framework;
+        auto pf = by_address.find(gpu_address);
+        gpu.name = pf != by_address.end() && !pf->second->device_name.empty() ? pf->second->device_name : gpu_address;
+      }
+      return gpu;
+    };
     for (const auto &parent : parents) {
       unsigned best = 0;
       for (const auto &type : parent.types)
         best = std::max(best, type.available);
-      const auto used = static_cast<unsigned>(
-          std::count_if(mdevs.begin(), mdevs.end(), [&](const Mdev &m) { return m.parent == parent.name; }));
+      unsigned used = 0, fb = 0;
+      for (const auto &m : mdevs) {
+        if (m.parent != parent.name)
+          continue;
+        ++used;
+        for (const auto &t : parent.types)
+          if (t.id == m.type_id)
+            fb += t.framebuffer_mb;
+      }
       auto it = by_address.find(parent.name);
       const std::string gpu_address = it != by_address.end() && it->second->physfn ? *it->second->physfn : parent.name;
-      auto &gpu = gpus[gpu_address];
-      if (gpu.pci_address.empty()) {
-        gpu.pci_address = gpu_address;
-        auto pf = by_address.find(gpu_address);
-        gpu.name = pf != by_address.end() && !pf->second->device_name.empty() ? pf->second->device_name : gpu_address;
+      auto &gpu = gpu_entry(gpu_address, "mdev");
+      const bool quarantined = is_quarantined(parent.name);
+      if (quarantined && best > 0) {
+        ++gpu.quarantined_slots;
+        ++res.quarantined_slots;
+        best = 0;
       }
       gpu.used_slots += used;
       gpu.total_slots += used + best;
+      gpu.framebuffer_used_mb += fb;
       res.used_slots += used;
       res.total_slots += used + best;
     }
+    for (const auto &vf : view.vendor_vfs) {
+      auto &gpu = gpu_entry(vf.gpu, "vendor-vfio");
+      if (vf.current_type != 0) {
+        ++gpu.used_slots;
+        ++gpu.total_slots;
+        ++res.used_slots;
+        ++res.total_slots;
+        if (auto type = vgpu_type(vf.current_type, &view))
+          gpu.framebuffer_used_mb += type->framebuffer_mb;
+      } else if (!vf.creatable.empty()) {
+        if (is_quarantined(vf.address)) {
+          ++gpu.quarantined_slots;
+          ++res.quarantined_slots;
+        } else {
+          ++gpu.total_slots;
+          ++res.total_slots;
+        }
+      }
+    }
+    add_vendor_resources(view, res);
     for (auto &[address, gpu] : gpus)
       res.gpus.push_back(std::move(gpu));
     // mdevs whose parent is not (or no longer) listed count as used too
     const auto counted = res.used_slots;
-    res.used_slots = std::max(counted, static_cast<unsigned>(mdevs.size()));
+    const auto vendor_used = static_cast<unsigned>(std::count_if(
+        view.vendor_vfs.begin(), view.vendor_vfs.end(), [](const VendorVf &vf) { return vf.current_type != 0; }));
+    res.used_slots = std::max(counted, static_cast<unsigned>(mdevs.size()) + vendor_used);
     res.total_slots += res.used_slots - counted;
     return res;
   }
-  for (const auto &fn : functions) {
+  for (const auto &fn : view.functions) {
     if (!fn.is_display())
       continue;
     GpuResources::PassthroughDevice dev;
@@ -173,6 +212,14 @@ InstancePaths Service::instance_paths(const InstanceRecord &instance) const {
     auto dir = mdev_sysfs_dir(instance.mdev_uuid);
     add(dir, std::string(kVfioPciDriver) + ",sysfsdev=" + dir.substr(0, dir.size() - 1));
   }
+  if (!instance.vgpu_vf.empty()) {
+    // The VF is a plain PCI device to QEMU; NVIDIA's vGPU manager wants the VM's UUID.
+    add(pci_sysfs_dir(instance.vgpu_vf), std::string(kVfioPciDriver) + ",host=" + instance.vgpu_vf);
+    if (!instance.uuid.empty())
+      paths.qemu_args.insert(paths.qemu_args.end(), {"-uuid", instance.uuid});
+    paths.cloud_hypervisor_note = "Cloud Hypervisor cannot start a vendor-VFIO vGPU upstream: NVIDIA's vGPU manager "
+                                  "needs the VM's UUID, which Cloud Hypervisor does not pass; use QEMU";
+  }
   return paths;
 }
 
@@ -200,6 +247,9 @@ const DeviceRecord &Service::register_device(const std::string &name, const std:
   if (fn->is_bridge())
     fail(Errc::InvalidArgument, address + " is a PCI bridge: bridges stay with the host (the devices behind it "
                                           "can be passed through)");
+  if (vendor_.is_vendor_vf(address))
+    fail(Errc::InvalidArgument, address + " is a vGPU VF of the vendor's VFIO framework: it stays on its driver "
+                                          "(vfio-pci cannot take it); ask for its profile with gpu_profile instead");
   if (!fn->iommu_group)
     fail(Errc::IommuUnavailable, address + " has no IOMMU group, so it cannot be passed through: enable the IOMMU "
                                            "(VT-d/AMD-Vi in firmware, intel_iommu=on or amd_iommu=on)");

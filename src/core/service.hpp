@@ -8,6 +8,7 @@
 #include "core/pci.hpp"
 #include "core/store.hpp"
 #include "core/sysfs.hpp"
+#include "core/vendor_vgpu.hpp"
 #include "core/vfio.hpp"
 
 #include <chrono>
@@ -18,6 +19,8 @@
 #include <vector>
 
 namespace hostdev::core {
+
+class Undo;
 
 struct InstanceSpec {
   std::vector<std::string> devices; // device ids or names
@@ -42,8 +45,10 @@ struct AvailableDevice {
 
 struct GpuResources {
   GpuMode mode = GpuMode::None;
+  std::vector<std::string> frameworks; // vgpu mode: "mdev", "vendor-vfio" or both
   unsigned total_slots = 0;
   unsigned used_slots = 0;
+  unsigned quarantined_slots = 0; // VFs placement skips (VF health), not in total_slots
   std::vector<ProfileSummary> profiles;
   struct PassthroughDevice {
     std::string name; // registered name, else the device name from hwdb, else the address
@@ -58,8 +63,11 @@ struct GpuResources {
   struct Gpu {
     std::string pci_address; // the PF's address, or the parent's name
     std::string name;        // the device name from hwdb, else the address
+    std::string framework;   // "mdev" | "vendor-vfio"
     unsigned total_slots = 0;
     unsigned used_slots = 0;
+    unsigned quarantined_slots = 0;
+    unsigned framebuffer_used_mb = 0; // of the vGPUs on it, as their types state (the type catalogue)
 
     bool operator==(const Gpu &) const = default;
   };
@@ -72,6 +80,10 @@ struct InstancePaths {
   std::vector<std::string> device_paths; // "/sys/bus/pci/devices/<addr>/", "/sys/bus/mdev/devices/<uuid>/"
   std::vector<std::string> qemu_args;    // "-device", "vfio-pci,host=<addr>", "-device", "vfio-pci,sysfsdev=..."
   std::vector<std::string> cloud_hypervisor_args; // "--device", "path=<dir>", ...
+  // Vendor-VFIO vGPU: "-device vfio-pci,host=<VF>" plus "-uuid <uuid>" in qemu_args. Cloud Hypervisor cannot start
+  // such a VM upstream (NVIDIA's vGPU manager needs the VM's UUID and CH passes none): cloud_hypervisor_args
+  // still name the VF, and this note says so.
+  std::string cloud_hypervisor_note;
 
   bool operator==(const InstancePaths &) const = default;
 };
@@ -85,6 +97,27 @@ public:
                             const std::string & /*parent*/, const std::string & /*instance_id*/) {}
   virtual void mdev_destroyed(const std::string & /*uuid*/, const std::string & /*instance_id*/) {}
   virtual void reconciled(const ReconcileStats &) {}
+  // A VF was quarantined after guests failed to start on it (`instances`: the distinct instances that failed).
+  virtual void vf_quarantined(const std::string & /*vf*/, const std::vector<std::string> & /*instances*/) {}
+};
+
+// One place a vGPU could go, as create tries them: least-loaded GPU first.
+struct VgpuCandidate {
+  std::string framework; // "mdev" | "vendor-vfio"
+  std::string gpu;       // the PF's address (the parent's name for a parent that is no PCI function)
+  std::string target;    // the mdev parent, or the VF
+  std::string type_id;   // the mdev type ("nvidia-1157", "mtty-2"), or the vendor type id ("1150")
+  std::string profile;   // the type's name
+  unsigned framebuffer_mb = 0;
+
+  bool operator==(const VgpuCandidate &) const = default;
+};
+
+struct SriovResult {
+  std::string pf;
+  unsigned num_vfs = 0;
+  bool drivers_autoprobe = true; // the PF's sriov_drivers_autoprobe: VFs get a driver only when true
+  std::vector<std::string> vfs;  // the virtfnN links, in order
 };
 
 // One reading of the host (every PCI function, every mdev parent with its types, every mdev) and what the reads
@@ -93,6 +126,7 @@ struct HostView {
   std::vector<PciFunction> functions; // sorted by address
   std::vector<MdevParent> parents;
   std::vector<Mdev> mdevs;
+  std::vector<VendorVf> vendor_vfs;
   HostReport report;
   std::vector<AvailableDevice> available; // every function, registered ones marked (ListAvailable all=true)
   GpuResources resources;
@@ -133,18 +167,46 @@ public:
 
   ReconcileStats reconcile();
 
+  // vGPU placement: every place `profile` could go now, least-loaded GPU first (framebuffer in use, then vGPUs),
+  // quarantined VFs left out. Throws ProfileUnavailable / NoCapacity.
+  std::vector<VgpuCandidate> vgpu_candidates(const std::string &profile, const HostView &view) const;
+  // Remembers the vendor-VFIO types the view shows that the catalogue lacks. Returns how many were new.
+  unsigned learn_vgpu_types(const HostView &view);
+  // The name and framebuffer of a vendor type: the catalogue, else what a VF lists now; nullopt when unknown.
+  std::optional<VgpuType> vgpu_type(std::uint32_t id, const HostView *view = nullptr) const;
+
+  // SR-IOV: sets the PF's VF count (0 first when changing a non-zero count), verified by the virtfnN links;
+  // refused while any VF is attached, has a vGPU or is held. The count is recorded (for the restore at boot).
+  SriovResult configure_sriov(const std::string &pf_address, unsigned num_vfs);
+
+  // VF health. `ok`: the guest driver came up on the instance's vGPU. Returns whether the VF is quarantined now.
+  bool report_guest_init(const std::string &instance_id_or_name, bool ok);
+  void unquarantine(const std::string &vf_address); // NotFound when the VF is not quarantined
+  bool is_quarantined(const std::string &address) const;
+  // The VF (or the mdev parent that is a VF) holding the instance's vGPU; "" when it has none.
+  std::string vgpu_vf_of(const InstanceRecord &instance) const;
+
   // Devices whose kernel write timed out; refused with InUse until restore succeeds.
   bool is_busy(const std::string &pci_address) const { return busy_.count(pci_address) != 0; }
   bool has_busy() const noexcept { return !busy_.empty(); }
 
   const MdevBus &mdevs() const noexcept { return mdev_; }
+  const VendorVgpu &vendor_vgpu() const noexcept { return vendor_; }
   const PciBus &pci() const noexcept { return pci_; }
   const Store &store() const noexcept { return store_; }
 
 private:
   std::vector<AvailableDevice> available(std::vector<PciFunction> functions) const;
-  GpuResources resources(GpuMode mode, const std::vector<PciFunction> &functions,
-                         const std::vector<MdevParent> &parents, const std::vector<Mdev> &mdevs) const;
+  GpuResources resources(const HostView &view) const;
+  void add_vendor_resources(const HostView &view, GpuResources &res) const;
+  void release_vendor_vgpu(InstanceRecord &inst, bool emit);
+  // One place of create's vGPU: true when placed, false when refused (recorded in `refusals`); throws when the
+  // whole create must stop (a timeout, a vGPU made that the undo list must take back).
+  bool try_mdev_slot(const VgpuCandidate &slot, InstanceRecord &inst, Intent &intent, Undo &undo,
+                     std::string &refusals);
+  bool try_vendor_slot(const VgpuCandidate &slot, InstanceRecord &inst, Intent &intent, Undo &undo,
+                       std::string &refusals);
+  std::vector<Holder> vf_holders(const std::string &vf) const;
   void guard_not_busy(const DeviceRecord &device) const;
   // Runs f(); a Timeout from it marks `address` busy.
   template <class F> auto track_timeout(const std::string &address, F &&f) -> decltype(f()) {
@@ -162,6 +224,7 @@ private:
   const PciNames &names_;
   PciBus pci_;
   MdevBus mdev_;
+  VendorVgpu vendor_;
   Vfio vfio_;
   Events *events_;
   Events no_events_;

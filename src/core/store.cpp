@@ -30,19 +30,31 @@ constexpr const char *kDevices = "devices";
 constexpr const char *kInstances = "instances";
 constexpr const char *kMdevs = "mdevs";
 constexpr const char *kJournal = "journal";
+constexpr const char *kVgpus = "vgpus";
+constexpr const char *kVgpuTypes = "vgpu-types";
+constexpr const char *kVfHealth = "vf-health";
+constexpr const char *kSriov = "sriov";
 constexpr const char *kCorrupt = "corrupt";
+constexpr const char *kFolders[] = {kDevices, kInstances, kMdevs, kJournal, kVgpus, kVgpuTypes, kVfHealth, kSriov};
+
+bool is_address_key(const std::string &key) { return is_pci_address(key) && normalize_pci_address(key) == key; }
 // The largest record the API can produce is a few KiB (an image of 4096 bytes, a few dozen device ids).
 constexpr long kMaxRecordBytes = 64 * 1024;
 
 // The key of a file in `folder`: what may become "<folder>/<key>.json".
 bool is_valid_key(const std::string &folder, const std::string &key) {
-  return folder == kMdevs ? is_normalized_uuid(key) : is_object_id(key);
+  if (folder == kMdevs)
+    return is_normalized_uuid(key);
+  if (folder == kVgpus || folder == kVfHealth || folder == kSriov)
+    return is_address_key(key);
+  if (folder == kVgpuTypes)
+    return is_type_key(key);
+  return is_object_id(key);
 }
 
 void check_key(const std::string &folder, const std::string &key) {
   if (!is_valid_key(folder, key))
-    fail(Errc::InvalidArgument, (folder == kMdevs ? "invalid mdev UUID '" : "invalid id '") + key +
-                                    "' (not a valid file name in " + folder + "/)");
+    fail(Errc::InvalidArgument, "invalid key '" + key.substr(0, 80) + "' (not a valid file name in " + folder + "/)");
 }
 
 bool ends_with(const std::string &s, const std::string &suffix) {
@@ -216,7 +228,7 @@ template <class Map> void remove_one(const std::string &dir, const char *folder,
 
 Store::Store(std::string dir) : dir_(std::move(dir)) {
   ensure_dir(dir_, true); // the state directory itself may be a link an administrator made
-  for (const char *folder : {kDevices, kInstances, kMdevs, kJournal})
+  for (const char *folder : kFolders)
     ensure_dir(dir_ + "/" + folder);
 }
 
@@ -225,9 +237,13 @@ std::vector<std::string> Store::load() {
   instances_.clear();
   mdevs_.clear();
   intents_.clear();
+  vgpus_.clear();
+  vgpu_types_.clear();
+  vf_health_.clear();
+  sriov_.clear();
 
   ensure_dir(dir_, true);
-  for (const char *folder : {kDevices, kInstances, kMdevs, kJournal})
+  for (const char *folder : kFolders)
     ensure_dir(dir_ + "/" + folder);
 
   Loader loader(dir_);
@@ -235,6 +251,10 @@ std::vector<std::string> Store::load() {
   auto instances = loader.read_folder<InstanceRecord>(kInstances, instance_from_json);
   auto mdevs = loader.read_folder<MdevRecord>(kMdevs, mdev_from_json);
   auto intents = loader.read_folder<Intent>(kJournal, intent_from_json);
+  vgpus_ = loader.to_map(loader.read_folder<VgpuRecord>(kVgpus, vgpu_from_json));
+  vgpu_types_ = loader.to_map(loader.read_folder<VgpuTypeRecord>(kVgpuTypes, vgpu_type_from_json));
+  vf_health_ = loader.to_map(loader.read_folder<VfHealthRecord>(kVfHealth, vf_health_from_json));
+  sriov_ = loader.to_map(loader.read_folder<SriovRecord>(kSriov, sriov_from_json));
 
   using Fields = std::vector<std::pair<std::string, std::string>>;
   devices_ = loader.dedup(kDevices, std::move(devices), [](const DeviceRecord &r) {
@@ -295,5 +315,19 @@ void Store::remove_mdev(const std::string &uuid) { remove_one(dir_, kMdevs, mdev
 void Store::put_intent(const Intent &intent) { put_one(dir_, kJournal, intents_, intent); }
 
 void Store::remove_intent(const std::string &id) { remove_one(dir_, kJournal, intents_, id); }
+
+void Store::put_vgpu(const VgpuRecord &record) { put_one(dir_, kVgpus, vgpus_, record); }
+
+void Store::remove_vgpu(const std::string &vf) { remove_one(dir_, kVgpus, vgpus_, vf); }
+
+void Store::put_vgpu_type(const VgpuTypeRecord &record) { put_one(dir_, kVgpuTypes, vgpu_types_, record); }
+
+void Store::put_vf_health(const VfHealthRecord &record) { put_one(dir_, kVfHealth, vf_health_, record); }
+
+void Store::remove_vf_health(const std::string &vf) { remove_one(dir_, kVfHealth, vf_health_, vf); }
+
+void Store::put_sriov(const SriovRecord &record) { put_one(dir_, kSriov, sriov_, record); }
+
+void Store::remove_sriov(const std::string &pf) { remove_one(dir_, kSriov, sriov_, pf); }
 
 } // namespace hostdev::core

@@ -13,7 +13,8 @@ namespace hostdev::core {
 
 class Store {
 public:
-  // Creates <dir>, <dir>/devices, <dir>/instances, <dir>/mdevs, <dir>/journal (mode 0700 for dir) when missing.
+  // Creates <dir> (mode 0700) and its folders when missing: devices, instances, mdevs, journal, and for vendor-VFIO
+  // vGPUs and SR-IOV vgpus (assignments hostdev made), vgpu-types (the type catalogue), vf-health, sriov.
   explicit Store(std::string dir);
 
   // Reads every file. Returns warnings (corrupt files moved aside, stray temp files removed).
@@ -25,6 +26,10 @@ public:
   const std::map<std::string, InstanceRecord> &instances() const noexcept { return instances_; }
   const std::map<std::string, MdevRecord> &mdevs() const noexcept { return mdevs_; }
   const std::map<std::string, Intent> &intents() const noexcept { return intents_; }
+  const std::map<std::string, VgpuRecord> &vgpus() const noexcept { return vgpus_; }
+  const std::map<std::string, VgpuTypeRecord> &vgpu_types() const noexcept { return vgpu_types_; }
+  const std::map<std::string, VfHealthRecord> &vf_health() const noexcept { return vf_health_; }
+  const std::map<std::string, SriovRecord> &sriov() const noexcept { return sriov_; }
 
   const DeviceRecord *find_device(const std::string &id_or_name) const; // by id, else by name
   const DeviceRecord *find_device_by_address(const std::string &address) const;
@@ -43,6 +48,13 @@ public:
   void remove_mdev(const std::string &uuid);
   void put_intent(const Intent &intent);
   void remove_intent(const std::string &id);
+  void put_vgpu(const VgpuRecord &record);
+  void remove_vgpu(const std::string &vf);
+  void put_vgpu_type(const VgpuTypeRecord &record);
+  void put_vf_health(const VfHealthRecord &record);
+  void remove_vf_health(const std::string &vf);
+  void put_sriov(const SriovRecord &record);
+  void remove_sriov(const std::string &pf);
 
 private:
   std::string dir_;
@@ -50,6 +62,10 @@ private:
   std::map<std::string, InstanceRecord> instances_;
   std::map<std::string, MdevRecord> mdevs_;
   std::map<std::string, Intent> intents_;
+  std::map<std::string, VgpuRecord> vgpus_;
+  std::map<std::string, VgpuTypeRecord> vgpu_types_;
+  std::map<std::string, VfHealthRecord> vf_health_;
+  std::map<std::string, SriovRecord> sriov_;
 };
 
 } // namespace hostdev::core

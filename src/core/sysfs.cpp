@@ -352,6 +352,15 @@ bool Sysfs::is_dir(std::string_view path) const {
 
 void Sysfs::set_thread_wait_hooks(const WaitHooks *hooks) noexcept { thread_wait_hooks = hooks; }
 
+void Sysfs::pause(std::chrono::milliseconds duration) {
+  const WaitHooks *hooks = thread_wait_hooks;
+  if (hooks != nullptr && hooks->before)
+    hooks->before();
+  std::this_thread::sleep_for(duration);
+  if (hooks != nullptr && hooks->after)
+    hooks->after();
+}
+
 void Sysfs::write(std::string_view path, std::string_view value, std::chrono::milliseconds deadline) const {
   auto rel = clean_relative(path);
   if (!rel)
@@ -406,8 +415,10 @@ void Sysfs::write(std::string_view path, std::string_view value, std::chrono::mi
   lock.unlock();
   worker.join();
   if (err != 0)
-    fail(Errc::KernelError,
-         "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) + " failed: " + errno_text(err));
+    throw Error(Errc::KernelError,
+                "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) +
+                    " failed: " + errno_text(err),
+                err);
 }
 
 } // namespace hostdev::core

@@ -79,6 +79,8 @@ public:
     std::function<void()> before, after;
   };
   static void set_thread_wait_hooks(const WaitHooks *hooks) noexcept;
+  // Sleeps with the calling thread's wait hooks around the sleep (a retry waiting for the kernel).
+  static void pause(std::chrono::milliseconds duration);
 
   // Tests only: called on the writing thread after a write reached a file of the fixture tree, to play the
   // kernel's side (create a driver link, an mdev directory ...). Returns 0 or an errno the write then fails with.

@@ -122,6 +122,12 @@ void validate_component(std::string_view component, std::string_view what) {
     fail(Errc::InvalidArgument, std::string(what) + " '" + printable(component) + "' is not a valid name");
 }
 
+std::string single_line(std::string text) {
+  std::replace_if(
+      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
+  return text;
+}
+
 std::string to_valid_utf8(std::string_view in) {
   std::string out;
   out.reserve(in.size());

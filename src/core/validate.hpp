@@ -29,6 +29,8 @@ void validate_profile(std::string_view profile);
 // string read from the kernel (sysfs attributes, link names, hwdb): D-Bus and JSON take UTF-8 only, and one
 // bad string must not break a reply for everyone.
 std::string to_valid_utf8(std::string_view bytes);
+// One line: newlines, carriage returns and tabs become spaces.
+std::string single_line(std::string text);
 
 // "pci-0000-a2-00-0" for "0000:a2:00.0".
 std::string default_device_name(std::string_view normalized_address);

@@ -126,6 +126,10 @@ std::optional<std::string> Vfio::bind(const std::string &address, const std::vec
   auto fn = bus_.find(addr);
   if (!fn)
     fail(Errc::DeviceNotFound, "no PCI device " + addr + " on this host");
+  // A VF of the vendor's VFIO framework is a VFIO device on its own driver already; vfio-pci cannot take it
+  // (the driver refuses with EINVAL) and trying would tear the vGPU host driver off it.
+  if (sysfs_.exists(pci_device_path(addr) + "/nvidia/current_vgpu_type"))
+    fail(Errc::InvalidArgument, addr + " is a vGPU VF of the vendor's VFIO framework: it stays on its driver");
   if (!fn->iommu_group)
     fail(Errc::IommuUnavailable, addr + " has no IOMMU group: enable the IOMMU (intel_iommu=on or amd_iommu=on) "
                                         "before passing devices through");

@@ -29,6 +29,9 @@ struct RecordingEvents : Events {
   void mdev_destroyed(const std::string &uuid, const std::string &) override {
     log.push_back("mdev_destroyed " + uuid);
   }
+  void vf_quarantined(const std::string &vf, const std::vector<std::string> &instances) override {
+    log.push_back("vf_quarantined " + vf + " " + std::to_string(instances.size()));
+  }
   void reconciled(const ReconcileStats &s) override {
     log.push_back("reconciled " + std::to_string(s.destroyed) + "/" + std::to_string(s.skipped_not_ours) + "/" +
                   std::to_string(s.skipped_in_use) + "/" + std::to_string(s.cleared_attachments));
@@ -698,4 +701,252 @@ TEST_F(ServiceTest, UnregisteringABoundDeviceGivesItBackFirst) {
   service_->unregister_device("nic");
   EXPECT_EQ(driver(kNicAddr), "igb") << "its host driver, which only the record knew, is not forgotten";
   EXPECT_EQ(files_in("devices"), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------------- vendor VFIO
+
+class VendorServiceTest : public ServiceTest {
+protected:
+  void SetUp() override { build(make_vendor_vgpu_host); }
+  std::uint32_t type_on(const std::string &vf) { return service_->vendor_vgpu().current_type(vf); }
+  std::vector<std::string> overrides_written() {
+    std::vector<std::string> out;
+    for (const auto &w : host_.writes())
+      if (w.find("driver_override") != std::string::npos || w.find("drivers_probe") != std::string::npos ||
+          w.find("/unbind") != std::string::npos)
+        out.push_back(w);
+    return out;
+  }
+};
+
+TEST_F(VendorServiceTest, DetectedAsVgpuOnTheVendorFramework) {
+  const auto view = service_->host_view();
+  EXPECT_EQ(view.report.gpu_mode, GpuMode::Vgpu);
+  EXPECT_EQ(view.report.gpu_framework(), "vendor-vfio");
+  EXPECT_EQ(view.report.vendor_vf_count, 16U);
+  const auto &res = view.resources;
+  EXPECT_EQ(res.frameworks, (std::vector<std::string>{"vendor-vfio"}));
+  EXPECT_EQ(res.total_slots, 16U);
+  EXPECT_EQ(res.used_slots, 0U);
+  ASSERT_EQ(res.gpus.size(), 2U);
+  EXPECT_EQ(res.gpus[0].pci_address, kPf0Addr);
+  EXPECT_EQ(res.gpus[0].framework, "vendor-vfio");
+  ASSERT_EQ(res.profiles.size(), 5U);
+  auto q4 = std::find_if(res.profiles.begin(), res.profiles.end(),
+                         [](const ProfileSummary &p) { return p.name == "NVIDIA L40S-4Q"; });
+  ASSERT_NE(q4, res.profiles.end());
+  EXPECT_EQ(q4->type_id, "1150");
+  EXPECT_EQ(q4->framebuffer_mb, 4096U);
+  EXPECT_EQ(q4->available, 16U);
+  EXPECT_EQ(q4->framework, "vendor-vfio");
+}
+
+TEST_F(VendorServiceTest, TwoVgpusGoToTwoGpusAndNoVfIsEverRebound) {
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 1000);
+  const auto vf_a = a.vgpu_vf;
+  const auto &b = service_->create_instance("vm2", {{}, "NVIDIA L40S-4Q", ""}, 1000);
+  const auto vf_b = b.vgpu_vf;
+  ASSERT_FALSE(vf_a.empty());
+  ASSERT_FALSE(vf_b.empty());
+  EXPECT_EQ(service_->vendor_vgpu().find(vf_a)->gpu, kPf0Addr);
+  EXPECT_EQ(service_->vendor_vgpu().find(vf_b)->gpu, kPf1Addr) << "the least-loaded GPU takes the second";
+  EXPECT_EQ(type_on(vf_a), 1150U);
+  EXPECT_EQ(type_on(vf_b), 1150U);
+  EXPECT_EQ(b.gpu_profile, "NVIDIA L40S-4Q");
+  EXPECT_EQ(b.vgpu_type, 1150U);
+  EXPECT_TRUE(is_normalized_uuid(b.uuid));
+  EXPECT_TRUE(b.mdev_uuid.empty());
+  EXPECT_EQ(files_in("vgpus"), 2U);
+  const auto paths = service_->instance_paths(b);
+  EXPECT_EQ(paths.device_paths, (std::vector<std::string>{"/sys/bus/pci/devices/" + vf_b + "/"}));
+  EXPECT_EQ(paths.qemu_args, (std::vector<std::string>{"-device", "vfio-pci,host=" + vf_b, "-uuid", b.uuid}));
+  EXPECT_NE(paths.cloud_hypervisor_note.find("Cloud Hypervisor"), std::string::npos);
+  EXPECT_TRUE(events_.saw("mdev_created NVIDIA L40S-4Q " + vf_b + " " + b.uuid));
+
+  const auto res = service_->gpu_resources();
+  EXPECT_EQ(res.used_slots, 2U);
+  EXPECT_EQ(res.gpus[0].framebuffer_used_mb, 4096U);
+  EXPECT_EQ(res.gpus[1].framebuffer_used_mb, 4096U);
+
+  service_->delete_instance("vm2");
+  service_->delete_instance("vm1");
+  EXPECT_EQ(type_on(vf_a), 0U);
+  EXPECT_EQ(type_on(vf_b), 0U);
+  const auto writes = host_.writes();
+  EXPECT_NE(std::find(writes.begin(), writes.end(), "sys/bus/pci/devices/" + vf_b + "/nvidia/current_vgpu_type=0"),
+            writes.end());
+  EXPECT_TRUE(overrides_written().empty()) << overrides_written().front();
+  EXPECT_EQ(files_in("vgpus"), 0U);
+  EXPECT_EQ(files_in("journal"), 0U);
+}
+
+TEST_F(VendorServiceTest, TheTypeIdNamesAProfileToo) {
+  const auto &a = service_->create_instance("vm1", {{}, "1147", ""}, 0);
+  EXPECT_EQ(a.gpu_profile, "NVIDIA L40S-1Q");
+}
+
+TEST_F(VendorServiceTest, ARefusingVfIsSkippedForTheNext) {
+  host_.fail_writes(vf_address(kPf0Addr, 0) + "/nvidia/current_vgpu_type", EIO);
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  EXPECT_EQ(a.vgpu_vf, vf_address(kPf0Addr, 1));
+  EXPECT_EQ(files_in("vgpus"), 1U);
+}
+
+TEST_F(VendorServiceTest, FullGpusGiveNoCapacityAndTheCatalogueKeepsTheName) {
+  service_->create_instance("big1", {{}, "L40S-48Q", ""}, 0);
+  service_->create_instance("big2", {{}, "L40S-48Q", ""}, 0);
+  std::string message;
+  EXPECT_EQ(error_code_of(
+                [&] {
+                  service_->create_instance("vm3", {{}, "L40S-48Q", ""}, 0);
+                },
+                &message),
+            Errc::NoCapacity);
+  EXPECT_NE(message.find("NVIDIA L40S-48Q"), std::string::npos) << message;
+  EXPECT_EQ(error_code_of(
+                [&] {
+                  service_->create_instance("vm3", {{}, "L40S-5Q", ""}, 0);
+                },
+                &message),
+            Errc::ProfileUnavailable);
+  // Nothing is creatable now, yet the resources still name the assigned type and its framebuffer.
+  const auto res = service_->gpu_resources();
+  EXPECT_EQ(res.used_slots, 2U);
+  EXPECT_EQ(res.gpus[0].framebuffer_used_mb, 49152U);
+  auto big = std::find_if(res.profiles.begin(), res.profiles.end(),
+                          [](const ProfileSummary &p) { return p.name == "NVIDIA L40S-48Q"; });
+  ASSERT_NE(big, res.profiles.end());
+  EXPECT_EQ(big->available, 0U);
+  EXPECT_EQ(files_in("vgpu-types"), 5U);
+}
+
+TEST_F(VendorServiceTest, DeleteRefusesWhileAProcessHoldsTheVf) {
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  const auto vf = a.vgpu_vf;
+  host_.open_fd(777, "qemu-system-x86", "/dev/vfio/100");
+  std::string message;
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vm1"); }, &message), Errc::InUse);
+  EXPECT_NE(message.find("777 (qemu-system-x86)"), std::string::npos) << message;
+  EXPECT_EQ(type_on(vf), 1150U);
+  host_.remove("proc/777");
+  service_->delete_instance("vm1");
+  EXPECT_EQ(type_on(vf), 0U);
+}
+
+TEST_F(VendorServiceTest, ReconcileReleasesOnlyItsOwnOrphans) {
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  const auto ours = a.vgpu_vf;
+  // Someone else's assignment, made outside hostdev: never touched.
+  const auto foreign = vf_address(kPf1Addr, 5);
+  service_->vendor_vgpu().assign(foreign, 1147, 1s);
+  // The instance vanishes (a crash between the store's writes, a hand edit): its vGPU is an orphan now.
+  fs::remove(state_ / "instances" / (a.id + ".json"));
+  restart();
+  auto stats = service_->reconcile();
+  EXPECT_EQ(stats.destroyed, 1U);
+  EXPECT_EQ(stats.skipped_not_ours, 1U);
+  EXPECT_EQ(type_on(ours), 0U);
+  EXPECT_EQ(type_on(foreign), 1147U);
+  EXPECT_EQ(files_in("vgpus"), 0U);
+}
+
+TEST_F(VendorServiceTest, ReconcileLeavesAHeldOrphan) {
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  const auto vf = a.vgpu_vf;
+  fs::remove(state_ / "instances" / (a.id + ".json"));
+  restart();
+  host_.open_fd(778, "qemu-system-x86", "/dev/vfio/100");
+  EXPECT_EQ(service_->reconcile().skipped_in_use, 1U);
+  EXPECT_EQ(type_on(vf), 1150U);
+  host_.remove("proc/778");
+  EXPECT_EQ(service_->reconcile().destroyed, 1U);
+  EXPECT_EQ(type_on(vf), 0U);
+}
+
+TEST_F(VendorServiceTest, CrashAfterTheWriteIsUndoneByReconcile) {
+  EXPECT_EXIT(
+      {
+        ::setenv("HOSTDEV_TEST_CRASH_AT", "after-vgpu-assign", 1);
+        service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  const auto vf = vf_address(kPf0Addr, 0);
+  EXPECT_EQ(type_on(vf), 1150U) << "the write happened before the crash";
+  restart();
+  EXPECT_EQ(service_->reconcile().destroyed, 1U);
+  EXPECT_EQ(type_on(vf), 0U);
+  EXPECT_EQ(files_in("journal"), 0U);
+  EXPECT_EQ(files_in("vgpus"), 0U);
+}
+
+TEST_F(VendorServiceTest, TwoFailedGuestsQuarantineAVfUntilLifted) {
+  const auto vf = vf_address(kPf0Addr, 0);
+  auto &first = service_->create_instance("vm1", {{}, "L40S-1Q", ""}, 0);
+  ASSERT_EQ(first.vgpu_vf, vf);
+  EXPECT_FALSE(service_->report_guest_init("vm1", false));
+  EXPECT_FALSE(service_->report_guest_init("vm1", false)) << "one instance counts once";
+  service_->delete_instance("vm1");
+  ASSERT_EQ(service_->create_instance("vm2", {{}, "L40S-1Q", ""}, 0).vgpu_vf, vf);
+  EXPECT_TRUE(service_->report_guest_init("vm2", false));
+  EXPECT_TRUE(events_.saw("vf_quarantined " + vf));
+  service_->delete_instance("vm2");
+  // Placement skips it now; the resources say so.
+  const auto &third = service_->create_instance("vm3", {{}, "L40S-1Q", ""}, 0);
+  EXPECT_NE(third.vgpu_vf, vf);
+  EXPECT_EQ(service_->gpu_resources().quarantined_slots, 1U);
+  // It survives a restart (persisted) until an administrator lifts it.
+  restart();
+  EXPECT_TRUE(service_->is_quarantined(vf));
+  service_->unquarantine(vf);
+  EXPECT_FALSE(service_->is_quarantined(vf));
+  EXPECT_EQ(error_code_of([&] { service_->unquarantine(vf); }), Errc::NotFound);
+}
+
+TEST_F(VendorServiceTest, ASuccessClearsEarlierFailures) {
+  service_->create_instance("vm1", {{}, "L40S-1Q", ""}, 0);
+  service_->report_guest_init("vm1", false);
+  EXPECT_EQ(files_in("vf-health"), 1U);
+  service_->report_guest_init("vm1", true);
+  EXPECT_EQ(files_in("vf-health"), 0U);
+  EXPECT_EQ(error_code_of([&] { service_->report_guest_init("nope", true); }), Errc::NotFound);
+}
+
+TEST_F(VendorServiceTest, ConfigureSriovChangesTheCountThroughZeroAndRecordsIt) {
+  auto r = service_->configure_sriov(kPf0Addr, 4);
+  EXPECT_EQ(r.num_vfs, 4U);
+  EXPECT_EQ(r.vfs.size(), 4U);
+  EXPECT_TRUE(r.drivers_autoprobe);
+  const auto writes = host_.writes();
+  const std::string path = std::string("sys/bus/pci/devices/") + kPf0Addr + "/sriov_numvfs=";
+  EXPECT_NE(std::find(writes.begin(), writes.end(), path + "0"), writes.end());
+  EXPECT_NE(std::find(writes.begin(), writes.end(), path + "4"), writes.end());
+  EXPECT_EQ(store_->sriov().at(kPf0Addr).num_vfs, 4U);
+  EXPECT_TRUE(service_->vendor_vgpu().is_vendor_vf(vf_address(kPf0Addr, 3)));
+  EXPECT_EQ(error_code_of([&] { service_->configure_sriov(kPf0Addr, 17); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] { service_->configure_sriov(vf_address(kPf0Addr, 0), 1); }), Errc::InvalidArgument);
+  service_->configure_sriov(kPf0Addr, 0);
+  EXPECT_TRUE(store_->sriov().empty());
+}
+
+TEST_F(VendorServiceTest, ConfigureSriovRefusesWhileAVfHasAVgpu) {
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-1Q", ""}, 0);
+  std::string message;
+  EXPECT_EQ(error_code_of([&] { service_->configure_sriov(kPf0Addr, 2); }, &message), Errc::InUse);
+  EXPECT_NE(message.find(a.vgpu_vf), std::string::npos) << message;
+  EXPECT_EQ(service_->pci().find(kPf0Addr)->sriov_numvfs, 8U);
+}
+
+TEST_F(VendorServiceTest, VendorVfsAreNeverBoundToVfioPci) {
+  const auto vf = vf_address(kPf0Addr, 0);
+  EXPECT_EQ(error_code_of([&] { service_->register_device("vf", vf); }), Errc::InvalidArgument);
+  EXPECT_TRUE(overrides_written().empty());
+}
+
+TEST_F(ServiceTest, MdevPlacementPrefersTheLeastLoadedGpu) {
+  build(make_vgpu_host);
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  const auto &b = service_->create_instance("vm2", {{}, "nvidia-1157", ""}, 0);
+  EXPECT_EQ(a.mdev_parent, vf_address(kPf0Addr, 0));
+  EXPECT_EQ(b.mdev_parent, vf_address(kPf1Addr, 0)) << "the second GPU has no framebuffer in use";
+  EXPECT_EQ(b.gpu_profile, "NVIDIA L40S-4Q");
 }

@@ -76,7 +76,9 @@ InstanceRecord full_instance() {
 
 MdevRecord full_mdev() { return MdevRecord{kUuid, "0000:a2:00.4", "nvidia-1155", kInst, 1700000000555555ULL}; }
 
-Intent full_intent() { return Intent{kIntent, "create-instance", kInst, {kDevA, kDevB}, kUuid, 1700000000777777ULL}; }
+Intent full_intent() {
+  return Intent{kIntent, "create-instance", kInst, {kDevA, kDevB}, kUuid, 1700000000777777ULL, ""};
+}
 
 void expect_same(const DeviceRecord &a, const DeviceRecord &b) {
   EXPECT_EQ(a.id, b.id);
@@ -189,7 +191,8 @@ protected:
 TEST_F(StoreTest, ConstructorCreatesPrivateFolders) {
   Store store(dir_.string());
   EXPECT_EQ(store.dir(), dir_.string());
-  EXPECT_EQ(names_in(dir_), (std::vector<std::string>{"devices", "instances", "journal", "mdevs"}));
+  EXPECT_EQ(names_in(dir_), (std::vector<std::string>{"devices", "instances", "journal", "mdevs", "sriov", "vf-health",
+                                                      "vgpu-types", "vgpus"}));
   struct stat st {};
   ASSERT_EQ(::stat(dir_.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0700U);
@@ -239,7 +242,7 @@ TEST_F(StoreTest, InstancesMdevsIntentsRoundTrip) {
   empty_instance.id = kInst2;
   empty_instance.name = "bare";
   empty_instance.image = "debian";
-  Intent empty_intent{"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", "delete-instance", "", {}, "", 5};
+  Intent empty_intent{"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", "delete-instance", "", {}, "", 5, ""};
   {
     Store store(dir_.string());
     store.put_instance(full_instance());
