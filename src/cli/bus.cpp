@@ -130,6 +130,10 @@ void RootProxy::onMdevsReconciled(const VariantMap &stats) {
   if (on_mdevs_reconciled)
     on_mdevs_reconciled(stats);
 }
+void RootProxy::onVfQuarantined(const std::string &vf, const std::vector<std::string> &instance_ids) {
+  if (on_vf_quarantined)
+    on_vf_quarantined(vf, instance_ids);
+}
 void RootProxy::onInterfacesAdded(const sdbus::ObjectPath &path, const std::map<std::string, VariantMap> &ifaces) {
   if (on_interfaces_added)
     on_interfaces_added(path, ifaces);

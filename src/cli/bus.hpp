@@ -50,6 +50,7 @@ public:
       on_mdev_created;
   std::function<void(const std::string &, const sdbus::ObjectPath &)> on_mdev_destroyed;
   std::function<void(const VariantMap &)> on_mdevs_reconciled;
+  std::function<void(const std::string &, const std::vector<std::string> &)> on_vf_quarantined;
   std::function<void(const sdbus::ObjectPath &, const std::map<std::string, VariantMap> &)> on_interfaces_added;
   std::function<void(const sdbus::ObjectPath &, const std::vector<std::string> &)> on_interfaces_removed;
 
@@ -58,6 +59,7 @@ private:
                      const sdbus::ObjectPath &instance) override;
   void onMdevDestroyed(const std::string &uuid, const sdbus::ObjectPath &instance) override;
   void onMdevsReconciled(const VariantMap &stats) override;
+  void onVfQuarantined(const std::string &vf, const std::vector<std::string> &instance_ids) override;
   void onInterfacesAdded(const sdbus::ObjectPath &path, const std::map<std::string, VariantMap> &ifaces) override;
   void onInterfacesRemoved(const sdbus::ObjectPath &path, const std::vector<std::string> &ifaces) override;
 };

@@ -4,6 +4,7 @@
 #include "cli/bus.hpp"
 #include "cli/errors.hpp"
 #include "cli/table.hpp"
+#include "names.hpp"
 
 #include <chrono>
 #include <ctime>
@@ -165,6 +166,8 @@ void print_instance(std::ostream &out, const json &i, const Objects &objs) {
                      {"devices", devs.empty() ? "-" : join(devs, ", ")},
                      {"GPU profile", cell(i, "gpu_profile")},
                      {"mdev", cell(i, "mdev_uuid")},
+                     {"vGPU VF", cell(i, "vgpu_vf")},
+                     {"UUID", cell(i, "uuid")},
                      {"object", cell(i, "path")}});
   out << "\nDevice paths\n";
   if (i.value("device_paths", json::array()).empty())
@@ -173,13 +176,29 @@ void print_instance(std::ostream &out, const json &i, const Objects &objs) {
     out << "  " << p.get<std::string>() << '\n';
   out << "\nQEMU arguments\n  " << join_args(i.value("qemu_args", json::array())) << '\n';
   out << "\nCloud Hypervisor arguments\n  " << join_args(i.value("cloud_hypervisor_args", json::array())) << '\n';
+  if (i.value("vgpu_vf", json()).is_string())
+    out << "  (Cloud Hypervisor cannot start a vendor-VFIO vGPU upstream: NVIDIA's vGPU manager needs the VM's UUID, "
+           "which it does not pass; use QEMU)\n";
 }
 
 void print_profiles_table(std::ostream &out, const json &profiles, const std::string &indent) {
-  Table t({indent + "PROFILE", "TYPE", "FRAMEBUFFER", "AVAILABLE"});
+  Table t({indent + "PROFILE", "TYPE", "FRAMEWORK", "FRAMEBUFFER", "AVAILABLE", "QUARANTINED"});
   for (const auto &p : profiles) {
     const auto fb = p.value("framebuffer_mb", 0u);
-    t.add({indent + cell(p, "name"), cell(p, "type"), fb ? std::to_string(fb) + " MB" : "-", cell(p, "available")});
+    const auto q = p.value("quarantined", 0u);
+    t.add({indent + cell(p, "name"), cell(p, "type"), cell(p, "framework"), fb ? std::to_string(fb) + " MB" : "-",
+           cell(p, "available"), q ? std::to_string(q) : "-"});
+  }
+  t.print(out);
+}
+
+void print_gpus_table(std::ostream &out, const json &gpus, const std::string &indent) {
+  Table t({indent + "GPU", "NAME", "FRAMEWORK", "USED", "OF", "FRAMEBUFFER USED", "QUARANTINED"});
+  for (const auto &g : gpus) {
+    const auto q = g.value("quarantined_slots", 0u);
+    t.add({indent + cell(g, "pci_address"), cell(g, "name"), cell(g, "framework"), cell(g, "used_slots"),
+           cell(g, "total_slots"), std::to_string(g.value("framebuffer_used_mb", 0u)) + " MB",
+           q ? std::to_string(q) : "-"});
   }
   t.print(out);
 }
@@ -210,7 +229,8 @@ int cmd_status(Session &s, const Invocation &inv, std::ostream &out) {
   t.add({"  hugepages", std::to_string(host.value("hugepages_free", std::uint64_t{0})) + " free of " +
                             std::to_string(host.value("hugepages_total", std::uint64_t{0})) +
                             (size ? " (" + std::to_string(size) + " kB)" : "")});
-  t.add({"  GPU mode", cell(host, "gpu_mode")});
+  const auto framework = host.value("gpu_framework", std::string());
+  t.add({"  GPU mode", cell(host, "gpu_mode") + (framework.empty() ? "" : " (" + framework + ")")});
   t.print(out);
   const auto problems = host.value("problems", json::array());
   const auto hints = host.value("hints", json::array());
@@ -222,10 +242,15 @@ int cmd_status(Session &s, const Invocation &inv, std::ostream &out) {
         out << "    hint: " << hints[i].get<std::string>() << '\n';
     }
   }
+  const auto quarantined = res.value("quarantined_slots", 0u);
   out << "\nGPU resources: mode " << cell(res, "mode") << ", " << cell(res, "used_slots") << " of "
-      << cell(res, "total_slots") << " slots used\n";
+      << cell(res, "total_slots") << " slots used"
+      << (quarantined ? ", " + std::to_string(quarantined) + " quarantined" : std::string()) << "\n";
   const auto profiles = res.value("profiles", json::array());
   const auto devices = res.value("devices", json::array());
+  const auto gpus = res.value("gpus", json::array());
+  if (!gpus.empty())
+    print_gpus_table(out, gpus, "  ");
   if (!profiles.empty())
     print_profiles_table(out, profiles, "  ");
   if (!devices.empty()) {
@@ -456,6 +481,56 @@ int cmd_reconcile(Session &s, const Invocation &inv, std::ostream &out) {
   return errors.empty() ? kExitOk : kExitFailure;
 }
 
+int cmd_sriov(Session &s, const Invocation &inv, std::ostream &out) {
+  unsigned long count = 0;
+  std::size_t used = 0;
+  try {
+    count = std::stoul(inv.args[1], &used);
+  } catch (const std::exception &) {
+    used = 0;
+  }
+  if (used == 0 || used != inv.args[1].size() || count > 65535 || inv.args[1][0] == '-')
+    throw sdbus::Error(std::string(names::kErrorPrefix) + "InvalidArgument",
+                       "the VF count must be a number from 0 to 65535, not '" + inv.args[1] + "'");
+  const json r =
+      map_json(s.root().ConfigureSriov(inv.args[0], static_cast<std::uint32_t>(count), s.mutation_options()));
+  if (inv.json) {
+    out << r.dump(2) << '\n';
+    return kExitOk;
+  }
+  out << cell(r, "pf") << " has " << cell(r, "num_vfs") << " VFs now";
+  if (!r.value("drivers_autoprobe", true))
+    out << " (sriov_drivers_autoprobe is 0: they have no driver until one is bound)";
+  out << ".\n";
+  for (const auto &vf : r.value("vfs", json::array()))
+    out << "  " << vf.get<std::string>() << '\n';
+  return kExitOk;
+}
+
+int cmd_report_init(Session &s, const Invocation &inv, std::ostream &out) {
+  const auto &verdict = inv.args[1];
+  if (verdict != "ok" && verdict != "failed")
+    throw sdbus::Error(std::string(names::kErrorPrefix) + "InvalidArgument",
+                       "the guest's verdict is 'ok' or 'failed', not '" + verdict + "'");
+  const bool quarantined = s.root().ReportGuestInit(inv.args[0], verdict == "ok", s.mutation_options());
+  if (inv.json)
+    out << json{{"instance", inv.args[0]}, {"ok", verdict == "ok"}, {"vf_quarantined", quarantined}}.dump(2) << '\n';
+  else
+    out << "Reported " << verdict << " for instance " << inv.args[0] << "."
+        << (quarantined ? " Its VF is quarantined: placement skips it until 'hostdevctl unquarantine VF'." : "")
+        << '\n';
+  return kExitOk;
+}
+
+int cmd_unquarantine(Session &s, const Invocation &inv, std::ostream &out) {
+  s.root().Unquarantine(inv.args[0], s.mutation_options());
+  if (inv.json)
+    out << json{{"vf", inv.args[0]}, {"quarantined", false}}.dump(2) << '\n';
+  else
+    out << "Lifted the quarantine of " << inv.args[0] << ".\n";
+  return kExitOk;
+}
+
 std::string context_of(const Invocation &inv) {
   std::string c = inv.command;
   for (const auto &a : inv.args)
@@ -467,11 +542,12 @@ std::string context_of(const Invocation &inv) {
 
 int run_bus_command(const Invocation &inv, std::ostream &out, std::ostream &err) {
   static const std::map<std::string, std::function<int(Session &, const Invocation &, std::ostream &)>> commands{
-      {"status", cmd_status},        {"available", cmd_available},   {"register", cmd_register},
-      {"devices", cmd_devices},      {"device", cmd_device},         {"bind", cmd_device_action},
-      {"unbind", cmd_device_action}, {"restore", cmd_device_action}, {"unregister", cmd_unregister},
-      {"profiles", cmd_profiles},    {"create", cmd_create},         {"instances", cmd_instances},
-      {"instance", cmd_instance},    {"delete", cmd_delete},         {"reconcile", cmd_reconcile},
+      {"status", cmd_status},        {"available", cmd_available},     {"register", cmd_register},
+      {"devices", cmd_devices},      {"device", cmd_device},           {"bind", cmd_device_action},
+      {"unbind", cmd_device_action}, {"restore", cmd_device_action},   {"unregister", cmd_unregister},
+      {"profiles", cmd_profiles},    {"create", cmd_create},           {"instances", cmd_instances},
+      {"instance", cmd_instance},    {"delete", cmd_delete},           {"reconcile", cmd_reconcile},
+      {"sriov", cmd_sriov},          {"report-init", cmd_report_init}, {"unquarantine", cmd_unquarantine},
   };
   const auto it = commands.find(inv.command);
   if (it == commands.end())

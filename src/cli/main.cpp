@@ -35,7 +35,11 @@ void usage(std::ostream &out) {
          "  instances                 instances\n"
          "  instance NAME             one instance: device paths, QEMU and Cloud Hypervisor arguments\n"
          "  delete NAME               delete an instance (unbinds its devices, destroys its vGPU)\n"
-         "  reconcile                 destroy orphaned mdevs, clear stale attachments\n"
+         "  reconcile                 destroy orphaned mdevs and vGPUs, clear stale attachments\n"
+         "  sriov PF COUNT            set the number of SR-IOV VFs of a physical function\n"
+         "  report-init INSTANCE ok|failed\n"
+         "                            whether the guest driver came up on the instance's vGPU (VF health)\n"
+         "  unquarantine VF           lift the quarantine of a VF\n"
          "  monitor                   print the daemon's signals live, one line each, until Ctrl-C\n"
          "\n"
          "Command without the daemon:\n"
@@ -110,6 +114,9 @@ constexpr CommandSpec kCommands[] = {
     {"instance", 1, 1, false, false, "instance NAME"},
     {"delete", 1, 1, false, false, "delete NAME"},
     {"reconcile", 0, 0, false, false, "reconcile"},
+    {"sriov", 2, 2, false, false, "sriov PF COUNT"},
+    {"report-init", 2, 2, false, false, "report-init INSTANCE ok|failed"},
+    {"unquarantine", 1, 1, false, false, "unquarantine VF"},
     {"monitor", 0, 0, false, false, "monitor"},
 };
 

@@ -103,6 +103,9 @@ int run_monitor(const Invocation &inv, std::ostream &out, std::ostream &err) {
     root.on_mdevs_reconciled = [&](const VariantMap &stats) {
       print.emit("MdevsReconciled", names::kRootPath, {{"stats", map_json(stats)}});
     };
+    root.on_vf_quarantined = [&](const std::string &vf, const std::vector<std::string> &instance_ids) {
+      print.emit("VfQuarantined", names::kRootPath, {{"vf", vf}, {"instance_ids", instance_ids}});
+    };
     root.on_interfaces_added = [&](const sdbus::ObjectPath &path, const std::map<std::string, VariantMap> &ifaces) {
       json j = json::object();
       for (const auto &[iface, props] : ifaces)

@@ -217,8 +217,6 @@ InstancePaths Service::instance_paths(const InstanceRecord &instance) const {
     add(pci_sysfs_dir(instance.vgpu_vf), std::string(kVfioPciDriver) + ",host=" + instance.vgpu_vf);
     if (!instance.uuid.empty())
       paths.qemu_args.insert(paths.qemu_args.end(), {"-uuid", instance.uuid});
-    paths.cloud_hypervisor_note = "Cloud Hypervisor cannot start a vendor-VFIO vGPU upstream: NVIDIA's vGPU manager "
-                                  "needs the VM's UUID, which Cloud Hypervisor does not pass; use QEMU";
   }
   return paths;
 }

@@ -79,11 +79,9 @@ struct GpuResources {
 struct InstancePaths {
   std::vector<std::string> device_paths; // "/sys/bus/pci/devices/<addr>/", "/sys/bus/mdev/devices/<uuid>/"
   std::vector<std::string> qemu_args;    // "-device", "vfio-pci,host=<addr>", "-device", "vfio-pci,sysfsdev=..."
-  std::vector<std::string> cloud_hypervisor_args; // "--device", "path=<dir>", ...
   // Vendor-VFIO vGPU: "-device vfio-pci,host=<VF>" plus "-uuid <uuid>" in qemu_args. Cloud Hypervisor cannot start
-  // such a VM upstream (NVIDIA's vGPU manager needs the VM's UUID and CH passes none): cloud_hypervisor_args
-  // still name the VF, and this note says so.
-  std::string cloud_hypervisor_note;
+  // such a VM upstream (NVIDIA's vGPU manager needs the VM's UUID and CH passes none): these still name the VF.
+  std::vector<std::string> cloud_hypervisor_args; // "--device", "path=<dir>", ...
 
   bool operator==(const InstancePaths &) const = default;
 };

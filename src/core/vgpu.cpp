@@ -129,7 +129,7 @@ std::vector<VgpuCandidate> Service::vgpu_candidates(const std::string &profile, 
       if (!profile_matches(profile, t.name, t.id))
         continue;
       known = true;
-      shown = "'" + t.name + "'";
+      shown = "'" + t.name + "'" + (t.name == t.id ? "" : " (type " + t.id + ")");
       if (t.available == 0)
         continue;
       if (is_quarantined(parent.name)) {

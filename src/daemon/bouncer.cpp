@@ -9,11 +9,18 @@ namespace hostdev::daemon {
 
 const std::map<std::string_view, const char *> &action_map() {
   static const std::map<std::string_view, const char *> map = {
-      {"Devices.Register", names::kActionManageDevices},   {"Devices.Unregister", names::kActionManageDevices},
-      {"Device.BindVfio", names::kActionManageDevices},    {"Device.UnbindVfio", names::kActionManageDevices},
-      {"Device.Restore", names::kActionManageDevices},     {"Devices.Reconcile", names::kActionReconcile},
-      {"Instances.Create", names::kActionManageInstances}, {"Instances.Delete", names::kActionManageInstances},
+      {"Devices.Register", names::kActionManageDevices},
+      {"Devices.Unregister", names::kActionManageDevices},
+      {"Device.BindVfio", names::kActionManageDevices},
+      {"Device.UnbindVfio", names::kActionManageDevices},
+      {"Device.Restore", names::kActionManageDevices},
+      {"Devices.Reconcile", names::kActionReconcile},
+      {"Instances.Create", names::kActionManageInstances},
+      {"Instances.Delete", names::kActionManageInstances},
       {"Instance.Delete", names::kActionManageInstances},
+      {"Devices.ConfigureSriov", names::kActionManageDevices},
+      {"Devices.Unquarantine", names::kActionManageDevices},
+      {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   return map;
 }
@@ -67,7 +74,8 @@ const char *Bouncer::action(std::string_view method, std::uint32_t caller_uid,
   const char *act = action_for(method);
   if (act == nullptr)
     return nullptr;
-  if ((method == "Instances.Delete" || method == "Instance.Delete") && instance_owner && *instance_owner != caller_uid)
+  if ((method == "Instances.Delete" || method == "Instance.Delete" || method == "Instances.ReportGuestInit") &&
+      instance_owner && *instance_owner != caller_uid)
     return names::kActionManageAllInstances;
   return act;
 }

@@ -75,12 +75,16 @@ VariantMap resources_map(const core::GpuResources &resources) {
   out.emplace("mode", sdbus::Variant(std::string(core::gpu_mode_name(resources.mode))));
   out.emplace("total_slots", sdbus::Variant(static_cast<std::uint32_t>(resources.total_slots)));
   out.emplace("used_slots", sdbus::Variant(static_cast<std::uint32_t>(resources.used_slots)));
+  out.emplace("quarantined_slots", sdbus::Variant(static_cast<std::uint32_t>(resources.quarantined_slots)));
+  out.emplace("frameworks", sdbus::Variant(resources.frameworks));
   std::vector<VariantMap> profiles;
   for (const auto &p : resources.profiles)
     profiles.push_back({{"name", sdbus::Variant(p.name)},
                         {"type", sdbus::Variant(p.type_id)},
                         {"framebuffer_mb", sdbus::Variant(static_cast<std::uint32_t>(p.framebuffer_mb))},
-                        {"available", sdbus::Variant(static_cast<std::uint32_t>(p.available))}});
+                        {"available", sdbus::Variant(static_cast<std::uint32_t>(p.available))},
+                        {"framework", sdbus::Variant(p.framework)},
+                        {"quarantined", sdbus::Variant(static_cast<std::uint32_t>(p.quarantined))}});
   out.emplace("profiles", sdbus::Variant(profiles));
   std::vector<VariantMap> devices;
   for (const auto &d : resources.devices)
@@ -92,8 +96,11 @@ VariantMap resources_map(const core::GpuResources &resources) {
   for (const auto &g : resources.gpus)
     gpus.push_back({{"pci_address", sdbus::Variant(g.pci_address)},
                     {"name", sdbus::Variant(g.name)},
+                    {"framework", sdbus::Variant(g.framework)},
                     {"total_slots", sdbus::Variant(static_cast<std::uint32_t>(g.total_slots))},
-                    {"used_slots", sdbus::Variant(static_cast<std::uint32_t>(g.used_slots))}});
+                    {"used_slots", sdbus::Variant(static_cast<std::uint32_t>(g.used_slots))},
+                    {"quarantined_slots", sdbus::Variant(static_cast<std::uint32_t>(g.quarantined_slots))},
+                    {"framebuffer_used_mb", sdbus::Variant(static_cast<std::uint32_t>(g.framebuffer_used_mb))}});
   out.emplace("gpus", sdbus::Variant(gpus));
   return out;
 }
@@ -107,6 +114,9 @@ VariantMap report_map(const core::HostReport &report) {
   out.emplace("gpu_mode", sdbus::Variant(std::string(core::gpu_mode_name(report.gpu_mode))));
   out.emplace("gpu_count", sdbus::Variant(static_cast<std::uint32_t>(report.gpu_count)));
   out.emplace("mdev_parent_count", sdbus::Variant(static_cast<std::uint32_t>(report.mdev_parent_count)));
+  out.emplace("vendor_vf_count", sdbus::Variant(static_cast<std::uint32_t>(report.vendor_vf_count)));
+  out.emplace("gpu_framework", sdbus::Variant(report.gpu_framework()));
+  out.emplace("gpu_frameworks", sdbus::Variant(report.gpu_frameworks()));
   out.emplace("hugepages_total", sdbus::Variant(static_cast<std::uint64_t>(report.hugepages_total)));
   out.emplace("hugepages_free", sdbus::Variant(static_cast<std::uint64_t>(report.hugepages_free)));
   out.emplace("hugepage_size_kb", sdbus::Variant(static_cast<std::uint64_t>(report.hugepage_size_kb)));

@@ -95,7 +95,7 @@ Mutation delete_mutation(const Snapshot &snap, const InstanceView &view, const c
   m.details = instance_details(view.record);
   m.instance_owner = view.record.owner_uid;
   m.keys.push_back("instance:" + view.record.id);
-  if (!view.record.mdev_uuid.empty())
+  if (!view.record.mdev_uuid.empty() || !view.record.vgpu_vf.empty())
     m.keys.emplace_back("vgpu");
   for (const auto &device_id : view.record.devices)
     if (auto it = snap.devices.find(device_id); it != snap.devices.end())
@@ -219,6 +219,42 @@ private:
     });
   }
 
+  void ConfigureSriov(sdbus::Result<VariantMap> &&result, std::string pci_address, uint32_t num_vfs,
+                      VariantMap options) override {
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto address = core::normalize_pci_address(pci_address);
+      Mutation m;
+      m.method = "Devices.ConfigureSriov";
+      m.details = {{"pci_address", address}, {"num_vfs", std::to_string(num_vfs)}};
+      // Its VFs may be vGPU places or devices of instances: the vGPU key orders it against creates.
+      m.keys = {"pci:" + address, "vgpu"};
+      m.work = [res, address, num_vfs](core::Service &service, const Caller &) -> Reply {
+        const auto r = service.configure_sriov(address, num_vfs);
+        VariantMap out{{"pf", sdbus::Variant(r.pf)},
+                       {"num_vfs", sdbus::Variant(static_cast<std::uint32_t>(r.num_vfs))},
+                       {"drivers_autoprobe", sdbus::Variant(r.drivers_autoprobe)},
+                       {"vfs", sdbus::Variant(r.vfs)}};
+        return [res, out] { res->returnResults(out); };
+      };
+      return m;
+    });
+  }
+
+  void Unquarantine(sdbus::Result<> &&result, std::string vf, VariantMap options) override {
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto address = core::normalize_pci_address(vf);
+      Mutation m;
+      m.method = "Devices.Unquarantine";
+      m.details = {{"pci_address", address}};
+      m.keys = {"vgpu"};
+      m.work = [res, address](core::Service &service, const Caller &) -> Reply {
+        service.unquarantine(address);
+        return [res] { res->returnResults(); };
+      };
+      return m;
+    });
+  }
+
   // Property reads (Get, GetAll, GetManagedObjects) go through backend_.snapshot() like the methods: an old
   // snapshot queues a refresh, so a change made behind hostdev's back shows up.
   std::string GpuMode() override { return core::gpu_mode_name(backend_.snapshot().report.gpu_mode); }
@@ -272,6 +308,23 @@ private:
     mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
       const auto &snap = backend_.snapshot();
       return delete_mutation(snap, find_instance(snap, instance), "Instances.Delete", res);
+    });
+  }
+
+  void ReportGuestInit(sdbus::Result<bool> &&result, std::string instance, bool ok, VariantMap options) override {
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto &view = find_instance(backend_.snapshot(), instance);
+      Mutation m;
+      m.method = "Instances.ReportGuestInit";
+      m.details = instance_details(view.record);
+      m.details.emplace("ok", ok ? "true" : "false");
+      m.instance_owner = view.record.owner_uid;
+      m.keys = {"instance:" + view.record.id, "vgpu"};
+      m.work = [res, id = view.record.id, ok](core::Service &service, const Caller &) -> Reply {
+        const bool quarantined = service.report_guest_init(id, ok);
+        return [res, quarantined] { res->returnResults(quarantined); };
+      };
+      return m;
     });
   }
 
@@ -391,6 +444,8 @@ public:
     if (a.record.devices != b.record.devices) out.emplace_back("Devices");
     if (a.record.gpu_profile != b.record.gpu_profile) out.emplace_back("GpuProfile");
     if (a.record.mdev_uuid != b.record.mdev_uuid) out.emplace_back("MdevUuid");
+    if (a.record.vgpu_vf != b.record.vgpu_vf) out.emplace_back("VgpuVf");
+    if (a.record.uuid != b.record.uuid) out.emplace_back("Uuid");
     if (a.paths.device_paths != b.paths.device_paths) out.emplace_back("DevicePaths");
     if (a.paths.qemu_args != b.paths.qemu_args) out.emplace_back("QemuArgs");
     if (a.paths.cloud_hypervisor_args != b.paths.cloud_hypervisor_args) out.emplace_back("CloudHypervisorArgs");
@@ -425,6 +480,8 @@ private:
   }
   std::string GpuProfile() override { return view().record.gpu_profile; }
   std::string MdevUuid() override { return view().record.mdev_uuid; }
+  std::string VgpuVf() override { return view().record.vgpu_vf; }
+  std::string Uuid() override { return view().record.uuid; }
   std::vector<std::string> DevicePaths() override { return view().paths.device_paths; }
   std::vector<std::string> QemuArgs() override { return view().paths.qemu_args; }
   std::vector<std::string> CloudHypervisorArgs() override { return view().paths.cloud_hypervisor_args; }
@@ -547,6 +604,7 @@ void Objects::emit(const std::vector<PendingSignal> &signals) {
           s.uuid, sdbus::ObjectPath(s.instance_id.empty() ? std::string("/") : instance_path(s.instance_id)));
       break;
     case PendingSignal::Kind::Reconciled: root_->emitMdevsReconciled(stats_map(s.stats)); break;
+    case PendingSignal::Kind::VfQuarantined: root_->emitVfQuarantined(s.parent, s.instance_ids); break;
     }
   }
 }

@@ -79,6 +79,14 @@ void EventQueue::reconciled(const core::ReconcileStats &stats) {
   pending_.push_back(std::move(s));
 }
 
+void EventQueue::vf_quarantined(const std::string &vf, const std::vector<std::string> &instances) {
+  PendingSignal s;
+  s.kind = PendingSignal::Kind::VfQuarantined;
+  s.parent = vf;
+  s.instance_ids = instances;
+  pending_.push_back(std::move(s));
+}
+
 std::vector<PendingSignal> EventQueue::take() { return std::exchange(pending_, {}); }
 
 } // namespace hostdev::daemon

@@ -59,8 +59,9 @@ std::string instance_path(const std::string &id);
 
 // What core::Events reported during one job, replayed as bus signals by the bus thread.
 struct PendingSignal {
-  enum class Kind { MdevCreated, MdevDestroyed, Reconciled } kind = Kind::MdevCreated;
-  std::string uuid, profile, parent, instance_id;
+  enum class Kind { MdevCreated, MdevDestroyed, Reconciled, VfQuarantined } kind = Kind::MdevCreated;
+  std::string uuid, profile, parent, instance_id; // VfQuarantined: parent is the VF
+  std::vector<std::string> instance_ids;          // VfQuarantined
   core::ReconcileStats stats;
 };
 
@@ -72,6 +73,7 @@ public:
                     const std::string &instance_id) override;
   void mdev_destroyed(const std::string &uuid, const std::string &instance_id) override;
   void reconciled(const core::ReconcileStats &stats) override;
+  void vf_quarantined(const std::string &vf, const std::vector<std::string> &instances) override;
   std::vector<PendingSignal> take();
 
 private:

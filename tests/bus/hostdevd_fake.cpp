@@ -1,6 +1,7 @@
 // hostdevd-fake: hostdevd over a fixture sysfs tree with the fake kernel of tests/fixtures. Test code only.
 //   hostdevd-fake --fixture KIND [--kernel-log FILE] [--crash-file FILE] [fault knobs] [hostdevd options]
-// --fixture passthrough|vgpu|no-iommu: the canned hosts of fixtures/fake_host.hpp; no-vfio: the passthrough host
+// --fixture passthrough|vgpu|vendor-vgpu|no-iommu: the canned hosts of fixtures/fake_host.hpp; no-vfio: the passthrough
+// host
 //   with vfio-pci not loaded; vgpu-one-slot: one L40S PF with one VF, an mdev parent holding one vGPU of any
 //   of two profiles (NVIDIA L40S-1Q, NVIDIA L40S-4Q).
 // --kernel-log FILE: every write the fake kernel accepted is appended to FILE ("path\tvalue" lines) and replayed
@@ -177,7 +178,7 @@ int main(int argc, char **argv) {
   std::vector<std::string> rest;
   const std::string extra =
       "\nTest build only:\n"
-      "  --fixture passthrough|vgpu|no-iommu|no-vfio|vgpu-one-slot   the fixture tree (required)\n"
+      "  --fixture passthrough|vgpu|vendor-vgpu|no-iommu|no-vfio|vgpu-one-slot   the fixture tree (required)\n"
       "  --kernel-log FILE     record the fake kernel's writes; replay them at start\n"
       "  --crash-file FILE     crash point for this start (file removed when read)\n"
       "  --delay-writes SUFFIX=MS     writes to paths ending in SUFFIX sleep MS ms first (repeatable)\n"
@@ -234,6 +235,8 @@ int main(int argc, char **argv) {
     test::make_passthrough_host(host);
   else if (fixture == "vgpu")
     test::make_vgpu_host(host);
+  else if (fixture == "vendor-vgpu")
+    test::make_vendor_vgpu_host(host);
   else if (fixture == "no-iommu")
     test::make_no_iommu_host(host);
   else if (fixture == "no-vfio") {
@@ -242,7 +245,7 @@ int main(int argc, char **argv) {
   } else if (fixture == "vgpu-one-slot")
     make_vgpu_one_slot_host(host);
   else {
-    std::cerr << "hostdevd-fake: --fixture passthrough|vgpu|no-iommu|no-vfio|vgpu-one-slot is required\n";
+    std::cerr << "hostdevd-fake: --fixture passthrough|vgpu|vendor-vgpu|no-iommu|no-vfio|vgpu-one-slot is required\n";
     return 2;
   }
   options.sysfs_root = host.root();

@@ -1212,6 +1212,142 @@ def test_daemon_usage():
     check("/nonexistent/hostdev-root" in r.stderr, "the error should name the root: %s" % r.stderr)
 
 
+# ------------------------------------------------------------------------------------ vendor-specific VFIO vGPUs
+
+PF0, PF1 = "0000:a2:00.0", "0000:c1:00.0"
+
+
+def vf_of(pf, index):
+    bus_dev, fn = pf.rsplit(".", 1)
+    n = int(fn) + 4 + index  # as the fixture places them: pf + 4 + index functions
+    dom_bus, dev = bus_dev.rsplit(":", 1)
+    d = int(dev, 16) + n // 8
+    return "%s:%02x.%d" % (dom_bus, d, n % 8)
+
+
+def vendor_file(root, vf, name):
+    with open(os.path.join(root, "sys/bus/pci/devices", vf, "nvidia", name)) as f:
+        return f.read()
+
+
+def test_vendor_vgpu():
+    rec = Recorder()
+    report = call(DEVICES, "CheckHost")
+    eq(report["gpu_mode"], "vgpu", "gpu_mode")
+    eq(report["gpu_framework"], "vendor-vfio", "gpu_framework")
+    eq(report["vendor_vf_count"], 16, "vendor_vf_count")
+    res = call(DEVICES, "GetGpuResources")
+    eq(res["frameworks"], ["vendor-vfio"], "frameworks")
+    eq(res["total_slots"], 16, "total_slots")
+    q4 = [p for p in res["profiles"] if p["name"] == "NVIDIA L40S-4Q"]
+    eq(len(q4), 1, "the L40S-4Q profile")
+    eq((q4[0]["type"], q4[0]["framebuffer_mb"], q4[0]["available"], q4[0]["framework"]),
+       ("1150", 4096, 16, "vendor-vfio"), "L40S-4Q")
+    # The PF registered only to learn where the fixture tree is (nothing binds it).
+    root = fixture_root(register(PF0, "gpu0"))
+    a = call(INSTANCES, "Create", "vm1", sv(gpu_profile="L40S-4Q"))
+    b = call(INSTANCES, "Create", "vm2", sv(gpu_profile="1150"))
+    pa, pb = props(a, INSTANCE), props(b, INSTANCE)
+    eq(pa["VgpuVf"], vf_of(PF0, 0), "the first vGPU on the first GPU")
+    eq(pb["VgpuVf"], vf_of(PF1, 0), "the second vGPU on the other, least-loaded GPU")
+    eq(pb["GpuProfile"], "NVIDIA L40S-4Q", "GpuProfile by type id")
+    eq(pb["MdevUuid"], "", "no mdev")
+    check(len(pb["Uuid"]) == 36, "Uuid %r" % pb["Uuid"])
+    eq(pb["DevicePaths"], ["/sys/bus/pci/devices/%s/" % pb["VgpuVf"]], "DevicePaths")
+    eq(pb["QemuArgs"], ["-device", "vfio-pci,host=" + pb["VgpuVf"], "-uuid", pb["Uuid"]], "QemuArgs")
+    eq(vendor_file(root, pb["VgpuVf"], "current_vgpu_type"), "1150\n", "the type written")
+    s = rec.wait_for(DEVICES, "MdevCreated", pred=lambda s: s[3][2] == pb["VgpuVf"])
+    eq(s[3][:2], [pb["Uuid"], "NVIDIA L40S-4Q"], "MdevCreated for a vendor vGPU")
+    res = call(DEVICES, "GetGpuResources")
+    eq(res["used_slots"], 2, "used_slots")
+    eq([g["framebuffer_used_mb"] for g in res["gpus"]], [4096, 4096], "framebuffer per GPU")
+    for vf in (pa["VgpuVf"], pb["VgpuVf"]):
+        eq(sysfs_state(root, vf), {"driver": "nvidia", "override": "(null)"}, "the VF stays on its driver")
+    call(INSTANCES, "Delete", "vm2", no_opts())
+    eq(vendor_file(root, pb["VgpuVf"], "current_vgpu_type"), "0\n", "0 written back on Delete")
+    s = rec.wait_for(DEVICES, "MdevDestroyed", pred=lambda s: s[3][0] == pb["Uuid"])
+    expect_error("InvalidArgument", call, DEVICES, "Register", "vf", vf_of(PF0, 3), no_opts())
+    expect_error("ProfileUnavailable", call, INSTANCES, "Create", "vm3", sv(gpu_profile="L40S-5Q"))
+
+
+def test_vendor_vgpu_quarantine():
+    rec = Recorder()
+    vf = vf_of(PF0, 0)
+    a = call(INSTANCES, "Create", "vm1", sv(gpu_profile="L40S-1Q"))
+    eq(prop(a, INSTANCE, "VgpuVf"), vf, "placed on the first VF")
+    eq(call(INSTANCES, "ReportGuestInit", "vm1", False, no_opts()), False, "one failure")
+    call(INSTANCES, "Delete", "vm1", no_opts())
+    call(INSTANCES, "Create", "vm2", sv(gpu_profile="L40S-1Q"))
+    eq(call(INSTANCES, "ReportGuestInit", "vm2", False, no_opts()), True, "two instances failed: quarantined")
+    s = rec.wait_for(DEVICES, "VfQuarantined")
+    eq(s[3][0], vf, "VfQuarantined vf")
+    eq(len(s[3][1]), 2, "VfQuarantined names both instances")
+    call(INSTANCES, "Delete", "vm2", no_opts())
+    c = call(INSTANCES, "Create", "vm3", sv(gpu_profile="L40S-1Q"))
+    check(prop(c, INSTANCE, "VgpuVf") != vf, "placement skips the quarantined VF")
+    eq(call(DEVICES, "GetGpuResources")["quarantined_slots"], 1, "quarantined_slots")
+    call(DEVICES, "Unquarantine", vf, no_opts())
+    expect_error("NotFound", call, DEVICES, "Unquarantine", vf, no_opts())
+    expect_error("InvalidPciAddress", call, DEVICES, "Unquarantine", "nonsense", no_opts())
+    expect_error("NotFound", call, INSTANCES, "ReportGuestInit", "nope", True, no_opts())
+    eq(call(DEVICES, "GetGpuResources")["quarantined_slots"], 0, "quarantine lifted")
+
+
+def test_authz_configure_sriov():
+    counts = iter([4, 2, 6])
+
+    def attempt(n, user):
+        return call(DEVICES, "ConfigureSriov", PF1, dbus.UInt32(n), no_opts(), user=user)
+
+    def verify(n, ok):
+        if ok:
+            eq(call(DEVICES, "ListAvailable", sv(all=True)) is not None, True, "reads still work")
+
+    authz("ConfigureSriov", lambda: next(counts), attempt, verify)
+    r = call(DEVICES, "ConfigureSriov", PF1, dbus.UInt32(3), no_opts())
+    eq((r["pf"], r["num_vfs"], len(r["vfs"]), r["drivers_autoprobe"]), (PF1, 3, 3, True), "ConfigureSriov result")
+    expect_error("InvalidArgument", call, DEVICES, "ConfigureSriov", PF1, dbus.UInt32(17), no_opts())
+    expect_error("InvalidPciAddress", call, DEVICES, "ConfigureSriov", "x", dbus.UInt32(1), no_opts())
+    expect_error("DeviceNotFound", call, DEVICES, "ConfigureSriov", "0000:ee:00.0", dbus.UInt32(1), no_opts())
+    call(INSTANCES, "Create", "vm1", sv(gpu_profile="L40S-1Q"))
+    expect_error("InUse", call, DEVICES, "ConfigureSriov", PF0, dbus.UInt32(2), no_opts())
+
+
+def test_authz_unquarantine():
+    vf = vf_of(PF0, 0)
+    n = iter(range(20))
+
+    def setup():
+        # two failed guests on the same VF, then the instances go: the VF stays quarantined
+        for _ in range(2):
+            name = "q%d" % next(n)
+            call(INSTANCES, "Create", name, sv(gpu_profile="L40S-1Q"))
+            call(INSTANCES, "ReportGuestInit", name, False, no_opts())
+            call(INSTANCES, "Delete", name, no_opts())
+        return vf
+
+    def attempt(v, user):
+        return call(DEVICES, "Unquarantine", v, no_opts(), user=user)
+
+    def verify(v, ok):
+        eq(call(DEVICES, "GetGpuResources")["quarantined_slots"], 0 if ok else 1, "quarantined_slots")
+
+    authz("Unquarantine", setup, attempt, verify)
+
+
+def test_authz_report_guest_init():
+    n = iter(range(10))
+
+    def setup():
+        # root-owned: hdtest would need manage-all-instances
+        return call(INSTANCES, "Create", "vm%d" % next(n), sv(gpu_profile="L40S-1Q"))
+
+    def attempt(path, user):
+        return call(INSTANCES, "ReportGuestInit", prop(path, INSTANCE, "Name"), False, no_opts(), user=user)
+
+    authz("ReportGuestInit", setup, attempt)
+
+
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
 
 

@@ -43,8 +43,8 @@ $code" "$OUT"; then echo "ok: $what"; else fail "$what: $(head -c 1500 "$OUT")";
 
 DEVICE_KEYS='["id","name","type","pci_address","vendor_id","device_id","vendor_name","device_name","iommu_group",
   "driver","bound_to_vfio","attached_to","attached_to_name","created_at","sysfs_path","path"]'
-INSTANCE_KEYS='["id","name","image","devices","device_names","gpu_profile","mdev_uuid","device_paths","qemu_args",
-  "cloud_hypervisor_args","owner","created_at","path"]'
+INSTANCE_KEYS='["id","name","image","devices","device_names","gpu_profile","mdev_uuid","vgpu_vf","uuid",
+  "device_paths","qemu_args","cloud_hypervisor_args","owner","created_at","path"]'
 
 t_reads() {
   run 0 "status" status
@@ -232,7 +232,8 @@ t_vgpu() {
   has "profiles: L40S-4Q" "NVIDIA L40S-4Q"
   run 0 "profiles --json" profiles --json
   py "profiles --json keys" '
-assert d and all(set(p) == {"name", "type", "framebuffer_mb", "available"} for p in d), d
+assert d and all(set(p) == {"name", "type", "framebuffer_mb", "available", "framework", "quarantined"} for p in d), d
+assert all(p["framework"] == "mdev" and p["quarantined"] == 0 for p in d), d
 assert any(p["name"] == "NVIDIA L40S-4Q" and p["framebuffer_mb"] == 4096 for p in d), d'
   # monitor: every kind of line, human and JSON, until SIGINT.
   local mon_out mon_err jmon_out jmon_err

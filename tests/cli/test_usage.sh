@@ -40,18 +40,21 @@ expect 2 "inspect with --bus" "$ctl" inspect --bus system
 expect 2 "profiles with an argument" "$ctl" profiles x
 expect 2 "monitor with an argument" "$ctl" monitor x
 expect 2 "reconcile with an argument" "$ctl" reconcile x
+expect 2 "sriov without a count" "$ctl" sriov 0000:01:00.0
+expect 2 "report-init without a verdict" "$ctl" report-init vm1
 expect 2 "'-' as a device name" "$ctl" device -
 expect 0 "--help after a command" "$ctl" devices --help
 expect 0 "help" "$ctl" help
 # hostdevctl --help documents every command and exit code.
 help=$("$ctl" --help)
 for c in status available register devices device bind unbind restore unregister profiles create instances \
-         instance delete reconcile monitor inspect --json --bus --no-ask-password "8 daemon"; do
+         instance delete reconcile sriov report-init unquarantine monitor inspect --json --bus --no-ask-password \
+         "8 daemon"; do
   case $help in *"$c"*) ;; *) echo "FAIL: --help does not mention '$c'"; fails=$((fails+1)) ;; esac
 done
 # No bus at that address: 8, one line, with a hint.
 for c in status "available --all" devices "device gpu0" "bind gpu0" "create vm1 --device gpu0" instances \
-         "delete vm1" reconcile monitor; do
+         "delete vm1" reconcile "sriov 0000:01:00.0 2" "report-init vm1 ok" "unquarantine 0000:01:00.4" monitor; do
   # shellcheck disable=SC2086
   expect 8 "$c without a bus" "$ctl" --bus unix:path=/nonexistent/hostdev-bus --no-ask-password $c
 done

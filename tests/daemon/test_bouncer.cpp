@@ -78,11 +78,18 @@ bool denied(const Bouncer &b, const Caller &c, std::string_view method, std::opt
 
 TEST(Bouncer, EveryMutatingMethodMapsToItsAction) {
   const std::pair<const char *, const char *> expected[] = {
-      {"Devices.Register", names::kActionManageDevices},   {"Devices.Unregister", names::kActionManageDevices},
-      {"Device.BindVfio", names::kActionManageDevices},    {"Device.UnbindVfio", names::kActionManageDevices},
-      {"Device.Restore", names::kActionManageDevices},     {"Devices.Reconcile", names::kActionReconcile},
-      {"Instances.Create", names::kActionManageInstances}, {"Instances.Delete", names::kActionManageInstances},
+      {"Devices.Register", names::kActionManageDevices},
+      {"Devices.Unregister", names::kActionManageDevices},
+      {"Device.BindVfio", names::kActionManageDevices},
+      {"Device.UnbindVfio", names::kActionManageDevices},
+      {"Device.Restore", names::kActionManageDevices},
+      {"Devices.Reconcile", names::kActionReconcile},
+      {"Instances.Create", names::kActionManageInstances},
+      {"Instances.Delete", names::kActionManageInstances},
       {"Instance.Delete", names::kActionManageInstances},
+      {"Devices.ConfigureSriov", names::kActionManageDevices},
+      {"Devices.Unquarantine", names::kActionManageDevices},
+      {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   for (const auto &[method, action] : expected)
     EXPECT_STREQ(daemon::action_for(method), action) << method;
