@@ -1,15 +1,19 @@
 #!/bin/bash
 # Boot ONE lab VM (Debian kernel, q35 + intel-iommu, edu, e1000e, pci-testdev,
-# SR-IOV NVMe, mtty mdev parent) that runs a payload and powers off.
+# SR-IOV NVMe, mtty mdev parent, two NVMe PFs on the vGPU simulator) that runs
+# a payload and powers off.
 #
-# Usage: tests/lab/boot.sh --payload DIR --out DIR [--cache DIR]
+# Usage: tests/lab/boot.sh --payload DIR --out DIR [--cache DIR] [--kernel 6.1|6.12]
 #                          [--timeout SECONDS] [--with-qemu] [--qemu-arg ARG]...
+#   --kernel: the kernel flavour (default 6.1, Debian 12's; 6.12 is bookworm-backports'), see prepare.sh.
 #
 # Payload contract: DIR is copied to /payload in the guest; /payload/run (a
 # busybox sh script) is run with cwd /payload, stdout+stderr on the serial
 # console.  Symlinks in DIR are dereferenced; every ELF under DIR/bin gets its
 # ldd libraries (and the loader) copied in at the same paths.  /lab/lib.sh
-# has helpers (lab_test ...); env LAB_KVER, LAB_WITH_QEMU, LAB_NESTED_BOOT.
+# has helpers (lab_test ...); env LAB_KVER, LAB_KERNEL, LAB_WITH_QEMU,
+# LAB_NESTED_BOOT, LAB_NVSIM_PFS.  /lab/bin/holdvf and /lab/nvsim/ (the
+# simulator's ABI test and fixtures) are there for every payload.
 # With --with-qemu (outer VM 2048 MB) /lab/nested/nested-boot.sh boots a
 # second-level guest (see tests/lab/nested/nested-boot.sh).
 #
@@ -27,13 +31,14 @@ LAB_TAG=lab-boot
 
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
-PAYLOAD="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600 WITH_QEMU=0
+PAYLOAD="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600 WITH_QEMU=0 KERNEL=$LAB_DEFAULT_KERNEL
 EXTRA=()
 while (($#)); do
     case $1 in
     --payload) PAYLOAD=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --cache) CACHE=$2; shift 2 ;;
+    --kernel) KERNEL=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
     --with-qemu) WITH_QEMU=1; shift ;;
     --qemu-arg) EXTRA+=("$2"); shift 2 ;;
@@ -42,6 +47,8 @@ while (($#)); do
     esac
 done
 [[ -n $PAYLOAD && -n $OUT ]] || usage
+lab_flavour "$KERNEL" || usage
+LAB_PREPARE_ARGS=(--kernel "$KERNEL")
 [[ -d $PAYLOAD ]] || { echo "boot.sh: no payload dir $PAYLOAD" >&2; exit 2; }
 PAYLOAD=$(cd "$PAYLOAD" && pwd)
 mkdir -p "$OUT"
@@ -106,6 +113,10 @@ cp "$KDIR/modload.list" "$B/lab/modload.list"
 cp "$HERE/guest/init" "$B/init"
 cp "$HERE/guest/lib.sh" "$B/lab/lib.sh"
 chmod 755 "$B/init"
+mkdir -p "$B/lab/bin" "$B/lab/nvsim"
+cp "$KDIR/nvsim/holdvf" "$B/lab/bin/holdvf"
+cp "$HERE/nvsim/abi-test.sh" "$B/lab/nvsim/"
+cp -r "$HERE/nvsim/fixtures" "$B/lab/nvsim/"
 cp -a "$KDIR/mdevctl-root/usr/." "$B/usr/"
 cp -a "$KDIR/mdevctl-root/etc/." "$B/etc/"
 put_libs "$B" "$KDIR/mdevctl-root/usr/bin/mdevctl"
@@ -115,6 +126,8 @@ printf 'root:x:0:\nnogroup:x:65534:\n' >"$B/etc/group"
 printf '127.0.0.1 localhost lab\n' >"$B/etc/hosts"
 {
     echo "export LAB_KVER=$KVER"
+    echo "export LAB_KERNEL=$KERNEL"
+    echo "export LAB_NVSIM_PFS=\"$LAB_NVSIM_PFS\""
     echo "export LAB_WITH_QEMU=$WITH_QEMU"
     if ((WITH_QEMU)); then echo "export LAB_NESTED_BOOT=/lab/nested/nested-boot.sh"; fi
 } >"$B/lab/env"

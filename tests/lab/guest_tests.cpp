@@ -53,11 +53,15 @@ std::optional<int> kernel_group(const std::string &addr) {
   return std::stoi(t.filename().string());
 }
 
+// The lowest address of a function with that vendor:device (three NVMe PFs share 1b36:0010; 0000:01:00.0 is the
+// lab's own, the others play GPUs for the vGPU simulator). sysfs lists directories in hash order, not by name.
 std::string find_pci(const std::string &vendor, const std::string &device) {
+  std::string found;
   for (const auto &e : fs::directory_iterator(kPci))
-    if (slurp(e.path() / "vendor") == vendor && slurp(e.path() / "device") == device)
-      return e.path().filename().string();
-  return "";
+    if (slurp(e.path() / "vendor") == vendor && slurp(e.path() / "device") == device &&
+        (found.empty() || e.path().filename().string() < found))
+      found = e.path().filename().string();
+  return found;
 }
 
 std::string run(const std::string &cmd) {

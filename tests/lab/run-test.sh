@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # One meson test of the lab: assembles the payload (the project's binaries + payload/run) and hands over to
 # suite.sh, which boots the VM once for all tests sharing RESULTS_DIR.
-# Usage: run-test.sh NAME RESULTS_DIR [--with-qemu] -- BINARY...
+# Usage: run-test.sh NAME RESULTS_DIR [--with-qemu] [--kernel 6.1|6.12] -- BINARY...
+#   NAME is the test's name in the guest (payload/run); --kernel the flavour (default 6.1, see prepare.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 name=$1 results=$2
 shift 2
 with=()
-if [ "${1:-}" = --with-qemu ]; then with=(--with-qemu); shift; fi
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    case $1 in
+    --with-qemu) with+=(--with-qemu); shift ;;
+    --kernel) with+=(--kernel "$2"); shift 2 ;;
+    *) echo "run-test.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
 if [ "${1:-}" = -- ]; then shift; fi
 
 payload=$results/payload

@@ -10,7 +10,10 @@
 #   lab_skip REASON      print "SKIP: REASON" and exit 77 (inside a test)
 #   lab_fail REASON      print "FAIL: REASON" and exit 1  (inside a test)
 #   lab_wait_for SECS CMD...   retry CMD every 0.1 s until it succeeds or SECS pass
-# Environment set by the lab: LAB_KVER, LAB_WITH_QEMU (0/1), LAB_NESTED_BOOT.
+#   lab_nvsim_pfs        the PCI addresses of the vGPU simulator's PFs (the two "GPUs": the PFs bound to its
+#                        driver "nvidia"), one a line; their VFs are virtfnN under each
+# Environment set by the lab: LAB_KVER (e.g. 6.12.95+deb12-amd64), LAB_KERNEL (the flavour, 6.1 or 6.12),
+# LAB_WITH_QEMU (0/1), LAB_NESTED_BOOT, LAB_NVSIM_PFS (the simulator's PFs the machine has, space-separated).
 
 lab_uptime() { cut -d' ' -f1 /proc/uptime; }
 
@@ -40,4 +43,11 @@ lab_wait_for() {
         _lab_n=$((_lab_n - 1))
     done
     "$@"
+}
+
+lab_nvsim_pfs() {
+    for _lab_d in /sys/bus/pci/drivers/nvidia/0000:*; do
+        [ -e "$_lab_d/sriov_totalvfs" ] && echo "${_lab_d##*/}"
+    done
+    return 0
 }

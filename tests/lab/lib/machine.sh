@@ -1,16 +1,21 @@
 # shellcheck shell=bash disable=SC2034 # what is set here is for the callers
 # Sourced by tests/lab/boot.sh and tests/lab/systemd/boot.sh (bash): the machine both boot and the steps around
 # QEMU.  Sets LAB (tests/lab) and REPO (the repository).  The caller sets LAB_TAG (its log prefix), OUT, CACHE
-# (an absolute path), TIMEOUT and MEM; lab_prepare sets ABI, VER, KDIR and KVER, lab_stage STAGE.
+# (an absolute path), TIMEOUT and MEM, and may set LAB_PREPARE_ARGS (e.g. --kernel 6.12) and LAB_CURRENT (the
+# cache file naming the kernel set, lib/flavour.sh); lab_prepare sets ABI, VER, KDIR and KVER, lab_stage STAGE.
 #   lab_prepare SCRIPT [NOISE_RE]   runs a prepare script (log in OUT/prepare.log); stops with 77 or 125 on failure
 #   lab_stage NAME                  STAGE = a temp dir, removed on exit with QEMU stopped
 #   lab_accel PROBE_INITRD          ACCEL and ACCEL_ARGS
 #   lab_machine_args ACCEL-ARGS...  q35 + intel-iommu, MEM, the kernel: one word a line (for mapfile)
-#   LAB_DEVICES, LAB_APPEND         the lab's devices (edu, e1000e, pci-testdev, SR-IOV NVMe), the kernel command line
+#   LAB_DEVICES, LAB_APPEND         the lab's devices (edu, e1000e, pci-testdev, SR-IOV NVMe, the two NVMe PFs
+#                                   that play GPUs for the vGPU simulator), the kernel command line
+#   LAB_NVSIM_PFS                   the addresses of those two PFs in the guest
 #   lab_qemu ARGS...                one QEMU run with the serial console on OUT/console.log
 #   lab_finish NOTE                 exits with the guest's rc, or writes the boot failure to OUT/rc and exits 125
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO=$(cd "$LAB/../.." && pwd)
+# shellcheck source=tests/lab/lib/flavour.sh
+. "$LAB/lib/flavour.sh"
 
 log() { printf '%s: %s\n' "$LAB_TAG" "$*" >&2; }
 fail_rc() { # CODE REASON
@@ -24,14 +29,14 @@ fail_rc() { # CODE REASON
 lab_prepare() { # SCRIPT [NOISE_RE]
     local prc=0 name
     name=${1##*/}
-    "$1" "$CACHE" 2>"$OUT/prepare.log" || prc=$?
+    "$1" ${LAB_PREPARE_ARGS[@]+"${LAB_PREPARE_ARGS[@]}"} "$CACHE" 2>"$OUT/prepare.log" || prc=$?
     cat "$OUT/prepare.log" >&2
     if ((prc == 77)); then
         fail_rc 77 "lab-unavailable: $(sed -n 's/^lab-[a-z]*: SKIP: //p' "$OUT/prepare.log" | tail -n1)"
     elif ((prc != 0)); then
         fail_rc 125 "boot-failed: $name failed (exit $prc): $(lab_log_tail "${2:-}" "$OUT/prepare.log")"
     fi
-    read -r ABI VER KDIR <"$CACHE/current"
+    read -r ABI VER KDIR <"$CACHE/${LAB_CURRENT:-current}"
     KVER=$ABI-amd64
 }
 
@@ -65,8 +70,18 @@ LAB_DEVICES=(
     -device pcie-root-port,id=rp1,chassis=1
     -device nvme-subsys,id=subsys0
     -device nvme,serial=deadbeef,subsys=subsys0,bus=rp1,sriov_max_vfs=4,sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=10,msix_qsize=8
+    # Two more SR-IOV NVMe PFs, each behind its own root port (buses 02 and 03), that the vGPU simulator
+    # (nvsim/nvidia_vgpu_sim.c) drives as two GPUs; their VFs are 0000:0N:00.1-4.
+    -device pcie-root-port,id=rp2,chassis=2,addr=0x5
+    -device nvme-subsys,id=subsys1
+    -device nvme,serial=nvsim0,subsys=subsys1,bus=rp2,sriov_max_vfs=4,sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=10,msix_qsize=8
+    -device pcie-root-port,id=rp3,chassis=3,addr=0x6
+    -device nvme-subsys,id=subsys2
+    -device nvme,serial=nvsim1,subsys=subsys2,bus=rp3,sriov_max_vfs=4,sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=10,msix_qsize=8
 )
-LAB_APPEND="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet"
+LAB_NVSIM_PFS="0000:02:00.0 0000:03:00.0"
+# nvidia_vgpu_sim.pfs: the guest's init passes MODULE.PARAM=VALUE words to insmod, as modprobe would.
+LAB_APPEND="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet nvidia_vgpu_sim.pfs=${LAB_NVSIM_PFS// /,}"
 
 lab_probe_kvm() { # INITRD -> 0 when a trivial KVM boot prints the probe marker
     [[ -r /dev/kvm && -w /dev/kvm ]] || return 1

@@ -44,9 +44,19 @@ t_nvsim_abi() {
     done
     [ ! -e /sys/bus/pci/drivers/nvidia/unbind ] || lab_fail "the simulator has an unbind file"
 
-    # VFs by sriov_numvfs, probed at once (sriov_drivers_autoprobe=1) by the simulator, not by nvme.
+    # VFs by sriov_numvfs: on $a probed at once (sriov_drivers_autoprobe=1) by the simulator, not by nvme; on
+    # $b with sriov_drivers_autoprobe=0, which is honoured: driverless (and off nvme) until bound by hand.
     echo 4 >"$NV_PCI/$a/sriov_numvfs"
+    echo 0 >"$NV_PCI/$b/sriov_drivers_autoprobe"
     echo 2 >"$NV_PCI/$b/sriov_numvfs"
+    echo 1 >"$NV_PCI/$b/sriov_drivers_autoprobe"
+    for vf in $(nv_vf "$b" 0) $(nv_vf "$b" 1); do
+        [ "$(nv_driver "$vf")" = none ] || lab_fail "$vf was probed by $(nv_driver "$vf") with autoprobe off"
+        [ ! -e "$NV_PCI/$vf/nvidia" ] || lab_fail "$vf has nvidia/ without the simulator"
+        echo nvidia >"$NV_PCI/$vf/driver_override"
+        echo "$vf" >/sys/bus/pci/drivers_probe
+    done
+    echo "ok: with autoprobe off the VFs of $b stay driverless; driver_override binds them"
     groups=""
     for vf in $(nv_vf "$a" 0) $(nv_vf "$a" 1) $(nv_vf "$a" 2) $(nv_vf "$a" 3) $(nv_vf "$b" 0) $(nv_vf "$b" 1); do
         g=$(nv_group "$vf")
@@ -121,18 +131,4 @@ t_nvsim_abi() {
     echo 0 >"$NV_PCI/$a/sriov_numvfs"
     echo 0 >"$NV_PCI/$b/sriov_numvfs"
     if [ -e "$NV_PCI/$a/virtfn0" ] || [ -e "$NV_PCI/$b/virtfn0" ]; then lab_fail "VFs left after sriov_numvfs=0"; fi
-
-    # sriov_drivers_autoprobe=0 is honoured: the VF stays driverless (and off nvme) until bound by hand.
-    echo 0 >"$NV_PCI/$a/sriov_drivers_autoprobe"
-    echo 1 >"$NV_PCI/$a/sriov_numvfs"
-    vf=$(nv_vf "$a" 0)
-    [ "$(nv_driver "$vf")" = none ] || lab_fail "$vf was probed by $(nv_driver "$vf") with autoprobe off"
-    [ ! -e "$NV_PCI/$vf/nvidia" ] || lab_fail "$vf has nvidia/ without the simulator"
-    echo nvidia >"$NV_PCI/$vf/driver_override"
-    echo "$vf" >/sys/bus/pci/drivers_probe
-    [ "$(nv_driver "$vf")" = nvidia ] || lab_fail "$vf not on the simulator after driver_override"
-    [ -e "$NV_PCI/$vf/nvidia/current_vgpu_type" ] || lab_fail "$vf has no nvidia/ on the simulator"
-    echo 0 >"$NV_PCI/$a/sriov_numvfs"
-    echo 1 >"$NV_PCI/$a/sriov_drivers_autoprobe"
-    echo "ok: autoprobe off leaves $vf driverless; driver_override binds it"
 }
