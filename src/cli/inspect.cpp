@@ -4,6 +4,7 @@
 #include "core/describe.hpp"
 #include "core/error.hpp"
 #include "core/sysfs.hpp"
+#include "core/vendor_vgpu.hpp"
 
 #include <map>
 #include <set>
@@ -21,16 +22,19 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
     auto names = core::make_hwdb_names();
     core::PciBus bus(sysfs, *names);
     core::MdevBus mdev(sysfs);
+    core::VendorVgpu vendor(sysfs);
     const auto all = bus.discover();
     const auto parents = mdev.parents();
-    const auto report = core::check_host(sysfs, all, static_cast<unsigned>(parents.size()));
+    const auto vendor_vfs = vendor.list(all);
+    const auto report =
+        core::check_host(sysfs, all, static_cast<unsigned>(parents.size()), static_cast<unsigned>(vendor_vfs.size()));
     std::vector<core::PciFunction> shown;
     for (const auto &fn : all)
       if (options.all || fn.is_gpu())
         shown.push_back(fn);
 
     if (options.json) {
-      out << core::inspect_json(report, shown, parents).dump(2) << '\n';
+      out << core::inspect_json(report, shown, parents, vendor_vfs).dump(2) << '\n';
       return 0;
     }
 
@@ -42,7 +46,9 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
     host.add(
         {"  hugepages", std::to_string(report.hugepages_free) + " free of " + std::to_string(report.hugepages_total) +
                             (report.hugepage_size_kb ? " (" + std::to_string(report.hugepage_size_kb) + " kB)" : "")});
-    host.add({"  GPU mode", core::gpu_mode_name(report.gpu_mode)});
+    const auto framework = report.gpu_framework();
+    host.add({"  GPU mode",
+              std::string(core::gpu_mode_name(report.gpu_mode)) + (framework.empty() ? "" : " (" + framework + ")")});
     host.print(out);
 
     if (!report.problems.empty()) {
@@ -120,6 +126,31 @@ int run_inspect(const InspectOptions &options, std::ostream &out, std::ostream &
         t.add({name, r.type, r.fb ? std::to_string(r.fb) + " MB" : "-", std::to_string(r.available),
                std::to_string(r.parents)});
       t.print(out);
+    }
+    if (!vendor_vfs.empty()) {
+      // NVIDIA's vendor-specific VFIO framework: one vGPU per VF, a type id in nvidia/current_vgpu_type.
+      out << "\nvGPU profiles, vendor-specific VFIO (" << vendor_vfs.size() << " VF"
+          << (vendor_vfs.size() == 1 ? "" : "s") << ")\n";
+      struct Row {
+        std::string type;
+        unsigned fb = 0, free_vfs = 0;
+      };
+      std::map<std::string, Row> rows;
+      unsigned assigned = 0;
+      for (const auto &vf : vendor_vfs) {
+        assigned += vf.current_type != 0 ? 1 : 0;
+        for (const auto &ty : vf.creatable) {
+          auto &r = rows[ty.name];
+          r.type = std::to_string(ty.id);
+          r.fb = ty.framebuffer_mb;
+          ++r.free_vfs;
+        }
+      }
+      Table t({"PROFILE", "TYPE", "FRAMEBUFFER", "FREE VFS LISTING IT"});
+      for (const auto &[name, r] : rows)
+        t.add({name, r.type, r.fb ? std::to_string(r.fb) + " MB" : "-", std::to_string(r.free_vfs)});
+      t.print(out);
+      out << "  " << assigned << " of " << vendor_vfs.size() << " VFs have a vGPU\n";
     }
     return 0;
   } catch (const core::Error &e) {

@@ -35,7 +35,7 @@ nlohmann::json device_json(const PciFunction &fn) {
 }
 
 nlohmann::json inspect_json(const HostReport &report, const std::vector<PciFunction> &devices,
-                            const std::vector<MdevParent> &parents) {
+                            const std::vector<MdevParent> &parents, const std::vector<VendorVf> &vendor_vfs) {
   nlohmann::json j;
   j["iommu_enabled"] = report.iommu_enabled;
   j["vfio_available"] = report.vfio_available();
@@ -44,6 +44,8 @@ nlohmann::json inspect_json(const HostReport &report, const std::vector<PciFunct
   j["hugepages"] = {
       {"total", report.hugepages_total}, {"free", report.hugepages_free}, {"size_kb", report.hugepage_size_kb}};
   j["gpu_mode"] = gpu_mode_name(report.gpu_mode);
+  j["gpu_framework"] = report.gpu_framework();
+  j["gpu_frameworks"] = report.gpu_frameworks();
   j["problems"] = nlohmann::json::array();
   j["hints"] = nlohmann::json::array();
   for (const auto &p : report.problems) {
@@ -64,6 +66,20 @@ nlohmann::json inspect_json(const HostReport &report, const std::vector<PciFunct
                           {"framebuffer_mb", t.framebuffer_mb},
                           {"available", t.available}});
     j["mdev_parents"].push_back({{"parent", parent.name}, {"profiles", profiles}});
+  }
+  j["vendor_vfs"] = nlohmann::json::array();
+  for (const auto &vf : vendor_vfs) {
+    nlohmann::json creatable = nlohmann::json::array();
+    for (const auto &t : vf.creatable)
+      creatable.push_back({{"type", std::to_string(t.id)}, {"name", t.name}, {"framebuffer_mb", t.framebuffer_mb}});
+    j["vendor_vfs"].push_back({{"vf", vf.address},
+                               {"gpu", vf.gpu},
+                               {"iommu_group", or_null(vf.iommu_group)},
+                               {"current_type", vf.current_type},
+                               {"creatable", creatable},
+                               {"gpu_instance_id", or_null(vf.gpu_instance_id)},
+                               {"placement_id", or_null(vf.placement_id)},
+                               {"vgpu_params", or_null(vf.vgpu_params)}});
   }
   return j;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/mdev.hpp"
+#include "core/vendor_vgpu.hpp"
 #include "core/pci.hpp"
 
 #include <nlohmann/json.hpp>
@@ -14,8 +15,9 @@ namespace hostdev::core {
 // One PCI function: ids, names, class, IOMMU group and members, driver and override, NUMA node, reset method,
 // SR-IOV facts. Absent facts are null.
 nlohmann::json device_json(const PciFunction &fn);
-// The host report, the functions given and every mdev parent with its profiles.
+// The host report, the functions given, every mdev parent with its profiles and every vendor-VFIO VF with its
+// current and creatable types.
 nlohmann::json inspect_json(const HostReport &report, const std::vector<PciFunction> &devices,
-                            const std::vector<MdevParent> &parents);
+                            const std::vector<MdevParent> &parents, const std::vector<VendorVf> &vendor_vfs = {});
 
 } // namespace hostdev::core

@@ -100,6 +100,35 @@ TEST(Inspect, VgpuHostShowsParentsAndProfiles) {
   EXPECT_EQ((*pf)["virtfns"].size(), 32u);
 }
 
+TEST(Inspect, VendorVfioHostIsVgpuWithItsFramework) {
+  FakeHost h;
+  make_vendor_vgpu_host(h);
+  auto doc = inspect(h, false);
+  EXPECT_EQ(doc["gpu_mode"], "vgpu") << "no mdev bus, yet a vGPU host";
+  EXPECT_EQ(doc["gpu_framework"], "vendor-vfio");
+  EXPECT_EQ(doc["gpu_frameworks"], json::array({"vendor-vfio"}));
+  EXPECT_TRUE(doc["mdev_parents"].empty());
+  ASSERT_EQ(doc["vendor_vfs"].size(), 16u);
+  const auto &vf = doc["vendor_vfs"][0];
+  EXPECT_EQ(vf["vf"], vf_address(kPf0Addr, 0));
+  EXPECT_EQ(vf["gpu"], kPf0Addr);
+  EXPECT_EQ(vf["current_type"], 0);
+  EXPECT_EQ(vf["creatable"][2], json({{"type", "1150"}, {"name", "NVIDIA L40S-4Q"}, {"framebuffer_mb", 4096}}));
+  EXPECT_TRUE(vf["placement_id"].is_null());
+  const auto out = text(h);
+  EXPECT_NE(out.find("vgpu (vendor-vfio)"), std::string::npos) << out;
+  EXPECT_NE(out.find("NVIDIA L40S-4Q"), std::string::npos) << out;
+  EXPECT_NE(out.find("0 of 16 VFs have a vGPU"), std::string::npos) << out;
+}
+
+TEST(Inspect, AHostWithBothFrameworksSaysSo) {
+  FakeHost h;
+  make_vendor_vgpu_host(h);
+  h.add_mdev_parent(kGpuAddr, {{"mtty-2", "mtty-2", "2 ports", 12}});
+  auto doc = inspect(h, false);
+  EXPECT_EQ(doc["gpu_framework"], "mdev+vendor-vfio");
+}
+
 TEST(Inspect, NoIommuHostReportsProblemsWithHints) {
   FakeHost h;
   make_no_iommu_host(h);

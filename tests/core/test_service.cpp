@@ -760,7 +760,8 @@ TEST_F(VendorServiceTest, TwoVgpusGoToTwoGpusAndNoVfIsEverRebound) {
   const auto paths = service_->instance_paths(b);
   EXPECT_EQ(paths.device_paths, (std::vector<std::string>{"/sys/bus/pci/devices/" + vf_b + "/"}));
   EXPECT_EQ(paths.qemu_args, (std::vector<std::string>{"-device", "vfio-pci,host=" + vf_b, "-uuid", b.uuid}));
-  EXPECT_NE(paths.cloud_hypervisor_note.find("Cloud Hypervisor"), std::string::npos);
+  EXPECT_EQ(paths.cloud_hypervisor_args,
+            (std::vector<std::string>{"--device", "path=/sys/bus/pci/devices/" + vf_b + "/"}));
   EXPECT_TRUE(events_.saw("mdev_created NVIDIA L40S-4Q " + vf_b + " " + b.uuid));
 
   const auto res = service_->gpu_resources();

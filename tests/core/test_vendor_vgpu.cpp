@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <fstream>
+#include <sstream>
 
 using namespace hostdev::core;
 using namespace hostdev::test;
@@ -26,6 +28,37 @@ TEST(VendorVgpuParse, ReadsTheDriversFormat) {
   EXPECT_EQ(types[0], (VgpuType{1147, "NVIDIA L40S-1Q", 1024}));
   EXPECT_EQ(types[2], (VgpuType{1150, "NVIDIA L40S-4Q", 4096}));
   EXPECT_EQ(types[3], (VgpuType{1155, "NVIDIA L40S-48Q", 49152}));
+}
+
+std::string fixture(const std::string &name) {
+  std::ifstream in(std::string(HOSTDEV_VENDOR_FIXTURES) + "/" + name);
+  EXPECT_TRUE(in) << name;
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+TEST(VendorVgpuParse, TheDriversTextByteForByte) {
+  auto empty = parse_creatable_vgpu_types(fixture("creatable_vgpu_types.empty-gpu"));
+  ASSERT_GE(empty.size(), 4U);
+  EXPECT_EQ(empty[0], (VgpuType{1147, "NVIDIA L40S-1Q", 1024}));
+  EXPECT_EQ(empty[3], (VgpuType{1152, "NVIDIA L40S-8Q", 8192}));
+  auto after = parse_creatable_vgpu_types(fixture("creatable_vgpu_types.after-4q"));
+  EXPECT_EQ(after.size(), 3U) << "the list shrinks as the GPU fills";
+  EXPECT_EQ(after.back().name, "NVIDIA L40S-4Q");
+  EXPECT_TRUE(parse_creatable_vgpu_types(fixture("creatable_vgpu_types.header-only")).empty());
+  // current_vgpu_type, as the fake kernel of the unit tests writes it too
+  FakeHost host;
+  make_vendor_vgpu_host(host);
+  Sysfs sysfs(host.root());
+  const auto dir = "sys/bus/pci/devices/" + vf_address(kPf0Addr, 0) + "/nvidia/";
+  EXPECT_EQ(sysfs.read(dir + "current_vgpu_type").value_or(""), fixture("current_vgpu_type.none"));
+  host.write_file("sys/devices/pci0000:00/" + vf_address(kPf0Addr, 0) + "/nvidia/current_vgpu_type",
+                  fixture("current_vgpu_type.1150"));
+  EXPECT_EQ(VendorVgpu(sysfs).current_type(vf_address(kPf0Addr, 0)), 1150U);
+  // The fixture host's list has the same lines as the driver's (it has one more type, 48Q, at the end).
+  const auto listed = sysfs.read(dir + "creatable_vgpu_types").value_or("");
+  EXPECT_EQ(listed.rfind(fixture("creatable_vgpu_types.empty-gpu"), 0), 0U) << listed;
 }
 
 TEST(VendorVgpuParse, AFullGpuListsOnlyTheHeader) {
