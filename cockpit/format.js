@@ -76,13 +76,20 @@ export function hugepagesText(report) {
 export function gpuModeText(report) {
     const gpus = Number(report.gpu_count || 0);
     const parents = Number(report.mdev_parent_count || 0);
+    const vfs = Number(report.vendor_vf_count || 0);
     const counts = [];
     if (report.gpu_count !== undefined)
         counts.push(plural(gpus, "GPU function", "GPU functions"));
     if (report.mdev_parent_count !== undefined && parents > 0)
         counts.push(plural(parents, "vGPU parent", "vGPU parents"));
-    const mode = { vgpu: "vGPU", passthrough: "Whole-GPU passthrough", none: "None" }[report.gpu_mode] ||
+    if (vfs > 0)
+        counts.push(plural(vfs, "vendor-VFIO VF", "vendor-VFIO VFs"));
+    let mode = { vgpu: "vGPU", passthrough: "Whole-GPU passthrough", none: "None" }[report.gpu_mode] ||
         String(report.gpu_mode || "unknown");
+    const framework = { "mdev": "mediated devices", "vendor-vfio": "NVIDIA vendor-specific VFIO",
+                        "mdev+vendor-vfio": "mediated devices and NVIDIA vendor-specific VFIO" }[report.gpu_framework];
+    if (report.gpu_mode === "vgpu" && framework)
+        mode += " on " + framework;
     return counts.length ? mode + " (" + counts.join(", ") + ")" : mode;
 }
 
@@ -98,7 +105,7 @@ export function instanceState(instance, devices) {
     const missing = devices.filter(d => !d.boundToVfio).map(d => d.name);
     if (missing.length)
         return { ok: false, text: "Not ready: " + missing.join(", ") + " not on vfio-pci" };
-    if (instance.gpuProfile && !instance.mdevUuid)
+    if (instance.gpuProfile && !instance.mdevUuid && !instance.vgpuVf)
         return { ok: false, text: "Not ready: no vGPU" };
     return { ok: true, text: "Ready" };
 }

@@ -826,13 +826,19 @@ function renderVgpu() {
         const id = "gpu-slots-" + i;
         const gTotal = Number(g.total_slots || 0);
         const gUsed = Number(g.used_slots || 0);
+        const extra = [];
+        if (Number(g.framebuffer_used_mb || 0) > 0)
+            extra.push(cockpit.format(_("$0 framebuffer in use"), fmt.formatMiB(g.framebuffer_used_mb)));
+        if (Number(g.quarantined_slots || 0) > 0)
+            extra.push(cockpit.format(_("$0 quarantined"), g.quarantined_slots));
         return h("li", { class: "slots", "data-gpu": g.pci_address },
                  h("span", { id: id + "-label", class: "slots-label" },
                    g.name && g.name !== g.pci_address ? g.name + " " : "", h("code", {}, g.pci_address)),
                  h("progress", { "aria-labelledby": id + "-label", "aria-describedby": id + "-text",
                                  max: String(Math.max(gTotal, 1)), value: String(gUsed) }),
                  h("span", { id: id + "-text", class: "slots-text" },
-                   cockpit.format(_("$0 of $1 slots used"), gUsed, gTotal)));
+                   cockpit.format(_("$0 of $1 slots used"), gUsed, gTotal)),
+                 extra.length ? h("span", { class: "slots-extra" }, extra.join(", ")) : "");
     }));
     const profiles = [...(r.profiles || [])].sort((a, b) =>
         Number(a.framebuffer_mb) - Number(b.framebuffer_mb) || String(a.name).localeCompare(String(b.name)));
@@ -863,7 +869,7 @@ function renderInstances() {
     const list = instanceList();
     updateRows($("instances-table").tBodies[0], list, i => i.path, i => {
         const devs = instanceDevices(i);
-        const st = fmt.instanceState({ gpuProfile: i.GpuProfile, mdevUuid: i.MdevUuid }, devs);
+        const st = fmt.instanceState({ gpuProfile: i.GpuProfile, mdevUuid: i.MdevUuid, vgpuVf: i.VgpuVf }, devs);
         return [
             h("th", { scope: "row", "data-label": _("Name") },
               h("a", { href: "#/instances/" + encodeURIComponent(i.Id), "data-action": "details",
@@ -902,8 +908,10 @@ function renderDetail() {
         [_("Image"), inst.Image || _("none")],
         [_("Devices"), devs.length ? devs.map(d => d.name).join(", ") : _("none")],
         [_("vGPU profile"), inst.GpuProfile || _("none")],
-        [_("vGPU UUID"), inst.MdevUuid || _("none")],
+        inst.VgpuVf ? [_("vGPU VF"), inst.VgpuVf] : [_("vGPU UUID"), inst.MdevUuid || _("none")],
     ];
+    if (inst.VgpuVf)
+        facts.push([_("VM UUID"), inst.Uuid || _("none")]);
     $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     $("detail-paths").replaceChildren(...(inst.DevicePaths || []).map(p => h("li", {}, h("code", {}, p))));
     $("qemu-args").textContent = fmt.commandLine(inst.QemuArgs);

@@ -57,6 +57,13 @@ test("host report texts", () => {
     assert.equal(fmt.gpuModeText({ gpu_mode: "passthrough", gpu_count: 1, mdev_parent_count: 0 }),
                  "Whole-GPU passthrough (1 GPU function)");
     assert.equal(fmt.gpuModeText({ gpu_mode: "none" }), "None", "older daemons without the counts");
+    assert.equal(fmt.gpuModeText({ gpu_mode: "vgpu", gpu_framework: "vendor-vfio", gpu_count: 18,
+                                   mdev_parent_count: 0, vendor_vf_count: 16 }),
+                 "vGPU on NVIDIA vendor-specific VFIO (18 GPU functions, 16 vendor-VFIO VFs)");
+    assert.equal(fmt.gpuModeText({ gpu_mode: "vgpu", gpu_framework: "mdev+vendor-vfio", gpu_count: 1,
+                                   mdev_parent_count: 1, vendor_vf_count: 1 }),
+                 "vGPU on mediated devices and NVIDIA vendor-specific VFIO (1 GPU function, 1 vGPU parent, " +
+                 "1 vendor-VFIO VF)");
     assert.deepEqual(fmt.problemsWithHints({ problems: ["a", "b"], hints: ["fix a"] }),
                      [{ problem: "a", hint: "fix a" }, { problem: "b", hint: "" }]);
 });
@@ -67,6 +74,8 @@ test("instance state", () => {
     assert.equal(fmt.instanceState({}, [{ name: "gpu0", boundToVfio: false }, { name: "nic0", boundToVfio: false }]).text,
                  "Not ready: gpu0, nic0 not on vfio-pci");
     assert.equal(fmt.instanceState({ gpuProfile: "NVIDIA L40S-1Q", mdevUuid: "" }, []).text, "Not ready: no vGPU");
+    assert.equal(fmt.instanceState({ gpuProfile: "NVIDIA L40S-1Q", mdevUuid: "", vgpuVf: "0000:a2:00.4" }, []).text,
+                 "Ready", "a vendor-VFIO vGPU has a VF, no mdev");
 });
 
 test("owners by uid", () => {

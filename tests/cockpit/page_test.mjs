@@ -609,7 +609,48 @@ async function unavailable(page) {
     check(await page.evaluate(() => window.hostdevNotReloaded === undefined), "the page was loaded again");
 }
 
-const scenarios = { passthrough, vgpu, unprivileged, admin, restart, unavailable };
+// NVIDIA's vendor-specific VFIO framework (no mdev bus): the mode says so, a bar per GPU with its VFs, and a
+// vGPU instance is ready with its VF and the VM's UUID (QEMU's -uuid).
+async function vendorVgpu(page) {
+    step("load");
+    await load(page, 2);
+    await mark(page);
+    step("host view names the framework");
+    await waitText(page, "#view-host", "NVIDIA vendor-specific VFIO");
+    step("vGPU view: a bar per GPU with its 8 VFs");
+    await show(page, "vgpu");
+    const profile = "NVIDIA L40S-4Q";
+    await rowOf(page, "profiles-table", profile).waitFor();
+    check((await cellText(page, "profiles-table", profile, "Type")) === "1150", "the type id");
+    check((await cellText(page, "profiles-table", profile, "Available")) === "16", "free VFs listing it");
+    const perGpu = async () => page.locator("#gpu-slots li .slots-text").allTextContents();
+    check(JSON.stringify(await perGpu()) === JSON.stringify(["0 of 8 slots used", "0 of 8 slots used"]),
+          "a bar per GPU: " + JSON.stringify(await perGpu()));
+    await audit(page, "vendor vgpu");
+    await shot(page, "vendor-vgpu");
+    step("create vm1 with L40S-4Q: ready, on a VF, with the VM's UUID");
+    await show(page, "instances");
+    await page.click("#create-instance");
+    await page.waitForSelector("#create-dialog[open]");
+    await page.fill("#create-name", "vm1");
+    await page.selectOption("#create-profile", profile);
+    await page.click("#create-dialog button[type=submit]");
+    await rowOf(page, "instances-table", "vm1").waitFor();
+    await dialogClosed(page, "create-dialog");
+    check((await cellText(page, "instances-table", "vm1", "State")).includes("Ready"), "a vendor vGPU is ready");
+    await page.getByRole("link", { name: "Details of vm1" }).click();
+    await waitText(page, "#detail-paths", "/sys/bus/pci/devices/");
+    const qemu = await page.locator("#qemu-args").textContent();
+    check(/-device vfio-pci,host=0000:a2:00\.4 -uuid [0-9a-f-]{36}/.test(qemu), "QEMU arguments: " + qemu);
+    check((await page.locator("#detail-facts").textContent()).includes("0000:a2:00.4"), "the VF in the facts");
+    await audit(page, "vendor vgpu instance detail");
+    await show(page, "vgpu");
+    await page.waitForFunction(() => [...document.querySelectorAll("#gpu-slots li")].some(li =>
+        li.textContent.includes("1 of 8 slots used") && li.textContent.includes("4 GiB framebuffer in use")));
+    await shot(page, "vendor-vgpu-in-use");
+}
+
+const scenarios = { passthrough, vgpu, "vendor-vgpu": vendorVgpu, unprivileged, admin, restart, unavailable };
 
 // ---------------------------------------------------------------------------------------------------------------
 
