@@ -96,11 +96,14 @@ trees=$(mktemp -d "${TMPDIR:-/dev/shm}/hostdev-demo.XXXXXX")
 trap 'rm -rf "$trees"' EXIT
 build/tests/make-fixture-tree passthrough "$trees/passthrough"
 build/tests/make-fixture-tree vgpu "$trees/vgpu"
+build/tests/make-fixture-tree vendor-vgpu "$trees/vendor-vgpu"
 build/tests/make-fixture-tree no-iommu "$trees/no-iommu"
 
 step "A captured GPU passthrough host (an L4 with its audio function behind a bridge)" \
   "$ctl" inspect --sysfs-root "$trees/passthrough"
 step "A captured vGPU host (2 x L40S, 32 SR-IOV VFs each)" "$ctl" inspect --sysfs-root "$trees/vgpu"
+step "A captured vGPU host of today (vGPU 17+: no mdev bus, NVIDIA's vendor-specific VFIO on 8 VFs per L40S)" \
+  "$ctl" inspect --sysfs-root "$trees/vendor-vgpu"
 step "A host with the IOMMU off: what to fix" "$ctl" inspect --sysfs-root "$trees/no-iommu"
 step "The same as JSON, for scripts and support bundles (first device)" \
   bash -c "'$ctl' inspect --json --sysfs-root '$trees/passthrough' | python3 -c 'import json,sys; d=json.load(sys.stdin); d[\"devices\"]=d[\"devices\"][:1]; print(json.dumps(d, indent=2))'"

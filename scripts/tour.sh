@@ -104,12 +104,13 @@ fi
 iommu=$(json iommu_enabled <"$tmp/status.json")
 vfio=$(json vfio_available <"$tmp/status.json")
 parents=$(json mdev_parent_count <"$tmp/status.json")
+vendor_vfs=$(json vendor_vf_count <"$tmp/status.json")
 mode=$(json gpu_mode <"$tmp/status.json")
 [ "$iommu" = true ] || why_no_pt="the IOMMU is off (no IOMMU groups under /sys/kernel/iommu_groups), so no device can be handed to a VM"
 [ "$iommu" = true ] && [ "$vfio" != true ] && why_no_pt="the vfio-pci driver is not available (modprobe vfio-pci), so no device can be bound for a VM"
 why_no_pt=${why_no_pt:-}
 why_no_vgpu=''
-[ "${parents:-0}" = 0 ] && why_no_vgpu="there are no mdev parents (GPU mode '$mode': no vGPU or other mediated-device driver is loaded), so there is no profile to create a vGPU from"
+[ "${parents:-0}" = 0 ] && [ "${vendor_vfs:-0}" = 0 ] && why_no_vgpu="there are no mdev parents and no vendor-VFIO VFs (GPU mode '$mode': no vGPU or other mediated-device driver is loaded), so there is no profile to create a vGPU from"
 
 gpus=$(json gpu_count <"$tmp/status.json")
 if [ "${gpus:-0}" != 0 ]; then
