@@ -134,6 +134,11 @@ void RootProxy::onVfQuarantined(const std::string &vf, const std::vector<std::st
   if (on_vf_quarantined)
     on_vf_quarantined(vf, instance_ids);
 }
+void RootProxy::onInstanceStateChanged(const sdbus::ObjectPath &instance, const std::string &state,
+                                       const std::string &reason) {
+  if (on_instance_state_changed)
+    on_instance_state_changed(instance, state, reason);
+}
 void RootProxy::onInterfacesAdded(const sdbus::ObjectPath &path, const std::map<std::string, VariantMap> &ifaces) {
   if (on_interfaces_added)
     on_interfaces_added(path, ifaces);
@@ -142,6 +147,12 @@ void RootProxy::onInterfacesRemoved(const sdbus::ObjectPath &path, const std::ve
   if (on_interfaces_removed)
     on_interfaces_removed(path, ifaces);
 }
+
+InstanceProxy::InstanceProxy(sdbus::IConnection &connection, const std::string &path)
+    : ProxyInterfaces(connection, names::kBusName, path) {
+  registerProxy();
+}
+InstanceProxy::~InstanceProxy() { unregisterProxy(); }
 
 DeviceProxy::DeviceProxy(sdbus::IConnection &connection, const std::string &path)
     : ProxyInterfaces(connection, names::kBusName, path) {

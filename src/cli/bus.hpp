@@ -51,6 +51,7 @@ public:
   std::function<void(const std::string &, const sdbus::ObjectPath &)> on_mdev_destroyed;
   std::function<void(const VariantMap &)> on_mdevs_reconciled;
   std::function<void(const std::string &, const std::vector<std::string> &)> on_vf_quarantined;
+  std::function<void(const sdbus::ObjectPath &, const std::string &, const std::string &)> on_instance_state_changed;
   std::function<void(const sdbus::ObjectPath &, const std::map<std::string, VariantMap> &)> on_interfaces_added;
   std::function<void(const sdbus::ObjectPath &, const std::vector<std::string> &)> on_interfaces_removed;
 
@@ -60,8 +61,18 @@ private:
   void onMdevDestroyed(const std::string &uuid, const sdbus::ObjectPath &instance) override;
   void onMdevsReconciled(const VariantMap &stats) override;
   void onVfQuarantined(const std::string &vf, const std::vector<std::string> &instance_ids) override;
+  void onInstanceStateChanged(const sdbus::ObjectPath &instance, const std::string &state,
+                              const std::string &reason) override;
   void onInterfacesAdded(const sdbus::ObjectPath &path, const std::map<std::string, VariantMap> &ifaces) override;
   void onInterfacesRemoved(const sdbus::ObjectPath &path, const std::vector<std::string> &ifaces) override;
+};
+
+class InstanceProxy final : public sdbus::ProxyInterfaces<gen::Instance_proxy> {
+public:
+  InstanceProxy(sdbus::IConnection &connection, const std::string &path);
+  ~InstanceProxy();
+  InstanceProxy(const InstanceProxy &) = delete;
+  InstanceProxy &operator=(const InstanceProxy &) = delete;
 };
 
 class DeviceProxy final : public sdbus::ProxyInterfaces<gen::Device_proxy> {

@@ -159,7 +159,10 @@ void print_instance(std::ostream &out, const json &i, const Objects &objs) {
       }
       devs.push_back(s);
     }
+  const auto reason = i.value("state_reason", json());
   print_fields(out, {{"id", cell(i, "id")},
+                     {"state", cell(i, "state") + (reason.is_string() ? ": " + reason.get<std::string>() : "")},
+                     {"persistent", i.value("persistent", true) ? "yes (restored after a reboot)" : "no"},
                      {"owner", owner_name(i.value("owner", json()))},
                      {"created", local_time(i.value("created_at", json()))},
                      {"image", cell(i, "image")},
@@ -409,6 +412,8 @@ int cmd_create(Session &s, const Invocation &inv, std::ostream &out) {
     spec["gpu_profile"] = sdbus::Variant(inv.gpu_profile);
   if (!inv.image.empty())
     spec["image"] = sdbus::Variant(inv.image);
+  if (inv.transient)
+    spec["persistent"] = sdbus::Variant(false);
   const auto path = s.root().Create(inv.args[0], spec);
   const Objects objs = Objects::fetch(s.root());
   const json i = objs.instance_json(must_find(objs.instance(path), "the new instance"));
@@ -434,13 +439,13 @@ int cmd_instances(Session &s, const Invocation &inv, std::ostream &out) {
     out << "No instances; create one with 'hostdevctl create NAME --device D' or '--gpu-profile P'.\n";
     return kExitOk;
   }
-  Table t({"NAME", "DEVICES", "GPU PROFILE", "MDEV", "OWNER", "CREATED"});
+  Table t({"NAME", "STATE", "DEVICES", "GPU PROFILE", "MDEV", "OWNER", "CREATED"});
   for (const auto &i : arr) {
     std::vector<std::string> names;
     for (const auto &n : i["device_names"])
       names.push_back(n.get<std::string>());
-    t.add({cell(i, "name"), names.empty() ? "-" : join(names, ","), cell(i, "gpu_profile"), cell(i, "mdev_uuid"),
-           owner_name(i.value("owner", json())), local_time(i.value("created_at", json()))});
+    t.add({cell(i, "name"), cell(i, "state"), names.empty() ? "-" : join(names, ","), cell(i, "gpu_profile"),
+           cell(i, "mdev_uuid"), owner_name(i.value("owner", json())), local_time(i.value("created_at", json()))});
   }
   t.print(out);
   return kExitOk;
@@ -479,6 +484,25 @@ int cmd_reconcile(Session &s, const Invocation &inv, std::ostream &out) {
       out << "  error: " << e.get<std::string>() << '\n';
   }
   return errors.empty() ? kExitOk : kExitFailure;
+}
+
+int cmd_restore_instance(Session &s, const Invocation &inv, std::ostream &out) {
+  const auto path = s.root().GetInstance(inv.args[0]);
+  {
+    InstanceProxy inst(s.connection(), path);
+    inst.Restore(s.mutation_options());
+  }
+  const Objects objs = Objects::fetch(s.root());
+  const json i = objs.instance_json(must_find(objs.instance(path), "instance '" + inv.args[0] + "'"));
+  if (inv.json) {
+    out << i.dump(2) << '\n';
+    return kExitOk;
+  }
+  out << "Instance " << cell(i, "name") << " is " << cell(i, "state");
+  if (i.value("state_reason", json()).is_string())
+    out << ": " << i["state_reason"].get<std::string>();
+  out << ".\n";
+  return i.value("state", std::string()) == "active" ? kExitOk : kExitFailure;
 }
 
 int cmd_sriov(Session &s, const Invocation &inv, std::ostream &out) {
@@ -542,12 +566,25 @@ std::string context_of(const Invocation &inv) {
 
 int run_bus_command(const Invocation &inv, std::ostream &out, std::ostream &err) {
   static const std::map<std::string, std::function<int(Session &, const Invocation &, std::ostream &)>> commands{
-      {"status", cmd_status},        {"available", cmd_available},     {"register", cmd_register},
-      {"devices", cmd_devices},      {"device", cmd_device},           {"bind", cmd_device_action},
-      {"unbind", cmd_device_action}, {"restore", cmd_device_action},   {"unregister", cmd_unregister},
-      {"profiles", cmd_profiles},    {"create", cmd_create},           {"instances", cmd_instances},
-      {"instance", cmd_instance},    {"delete", cmd_delete},           {"reconcile", cmd_reconcile},
-      {"sriov", cmd_sriov},          {"report-init", cmd_report_init}, {"unquarantine", cmd_unquarantine},
+      {"status", cmd_status},
+      {"available", cmd_available},
+      {"register", cmd_register},
+      {"devices", cmd_devices},
+      {"device", cmd_device},
+      {"bind", cmd_device_action},
+      {"unbind", cmd_device_action},
+      {"restore", cmd_device_action},
+      {"unregister", cmd_unregister},
+      {"profiles", cmd_profiles},
+      {"create", cmd_create},
+      {"instances", cmd_instances},
+      {"instance", cmd_instance},
+      {"delete", cmd_delete},
+      {"reconcile", cmd_reconcile},
+      {"sriov", cmd_sriov},
+      {"restore-instance", cmd_restore_instance},
+      {"report-init", cmd_report_init},
+      {"unquarantine", cmd_unquarantine},
   };
   const auto it = commands.find(inv.command);
   if (it == commands.end())

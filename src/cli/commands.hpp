@@ -17,6 +17,7 @@ struct Invocation {
   std::vector<std::string> devices; // create --device (repeatable, or comma separated)
   std::string gpu_profile;          // create --gpu-profile
   std::string image;                // create --image
+  bool transient = false;           // create --transient: not restored after a reboot
 };
 
 // Runs one bus command; returns the exit code (see cli/errors.hpp).

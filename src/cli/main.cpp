@@ -30,8 +30,10 @@ void usage(std::ostream &out) {
          "  restore NAME              recovery: unbind, clear the override, re-probe (also clears a busy mark)\n"
          "  unregister NAME           forget a device (refused while an instance uses it)\n"
          "  profiles                  vGPU profiles with their free slots\n"
-         "  create NAME [--device D]... [--gpu-profile P] [--image I]\n"
-         "                            create an instance with devices and/or a vGPU\n"
+         "  create NAME [--device D]... [--gpu-profile P] [--image I] [--transient]\n"
+         "                            create an instance with devices and/or a vGPU (--transient: dropped,\n"
+         "                            not restored, at the next boot)\n"
+         "  restore-instance NAME     restore what a degraded instance is missing (after a reboot)\n"
          "  instances                 instances\n"
          "  instance NAME             one instance: device paths, QEMU and Cloud Hypervisor arguments\n"
          "  delete NAME               delete an instance (unbinds its devices, destroys its vGPU)\n"
@@ -109,7 +111,8 @@ constexpr CommandSpec kCommands[] = {
     {"restore", 1, 1, false, false, "restore NAME"},
     {"unregister", 1, 1, false, false, "unregister NAME"},
     {"profiles", 0, 0, false, false, "profiles"},
-    {"create", 1, 1, false, true, "create NAME [--device D]... [--gpu-profile P] [--image I]"},
+    {"create", 1, 1, false, true, "create NAME [--device D]... [--gpu-profile P] [--image I] [--transient]"},
+    {"restore-instance", 1, 1, false, false, "restore-instance NAME"},
     {"instances", 0, 0, false, false, "instances"},
     {"instance", 1, 1, false, false, "instance NAME"},
     {"delete", 1, 1, false, false, "delete NAME"},
@@ -204,6 +207,9 @@ int main(int argc, char **argv) {
     } else if (take_value(raw, i, "--image", value, error)) {
       inv.image = value;
       saw_create = true;
+    } else if (a == "--transient") {
+      inv.transient = true;
+      saw_create = true;
     } else {
       error = "unknown option '" + a + "'";
     }
@@ -235,7 +241,7 @@ int main(int argc, char **argv) {
   if (saw_all && !spec->all_option)
     return bad_usage(inv.command + ": --all does not apply; " + synopsis);
   if (saw_create && !spec->create_option)
-    return bad_usage(inv.command + ": --device, --gpu-profile and --image belong to create; " + synopsis);
+    return bad_usage(inv.command + ": --device, --gpu-profile, --image and --transient belong to create; " + synopsis);
   if (rest.size() < spec->min_args)
     return bad_usage(inv.command + ": missing argument; " + synopsis);
   if (rest.size() > spec->max_args)

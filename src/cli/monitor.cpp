@@ -106,6 +106,11 @@ int run_monitor(const Invocation &inv, std::ostream &out, std::ostream &err) {
     root.on_vf_quarantined = [&](const std::string &vf, const std::vector<std::string> &instance_ids) {
       print.emit("VfQuarantined", names::kRootPath, {{"vf", vf}, {"instance_ids", instance_ids}});
     };
+    root.on_instance_state_changed = [&](const sdbus::ObjectPath &instance, const std::string &state,
+                                         const std::string &reason) {
+      print.emit("InstanceStateChanged", names::kRootPath,
+                 {{"instance", std::string(instance)}, {"state", state}, {"reason", reason}});
+    };
     root.on_interfaces_added = [&](const sdbus::ObjectPath &path, const std::map<std::string, VariantMap> &ifaces) {
       json j = json::object();
       for (const auto &[iface, props] : ifaces)

@@ -46,6 +46,7 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
   inst.name = name;
   inst.image = spec.image;
   inst.owner_uid = owner_uid;
+  inst.persistent = spec.persistent;
 
   // 2. The journal knows what we are about to do before the kernel does.
   Intent intent;
@@ -96,10 +97,12 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
     }
     for (auto &dev : devices) {
       dev.attached_to = inst.id;
+      dev.on_vfio = true;
       inst.devices.push_back(dev.id);
       store_.put_device(dev);
       undo.push("detaching " + dev.name, [this, detached = dev]() mutable {
         detached.attached_to.clear();
+        detached.on_vfio = false;
         store_.put_device(detached);
       });
     }
@@ -299,6 +302,7 @@ void Service::delete_instance(const std::string &id_or_name) {
     std::erase(inst.devices, dev.id);
     store_.put_instance(inst);
     dev.attached_to.clear();
+    dev.on_vfio = false;
     store_.put_device(dev);
   };
   for (auto &dev : devices) {

@@ -93,6 +93,10 @@ bool get_bool(const RecordJson &j, const char *key) {
   return v.get<bool>();
 }
 
+bool get_bool_or(const RecordJson &j, const char *key, bool fallback) {
+  return j.contains(key) ? get_bool(j, key) : fallback;
+}
+
 bool is_address(const std::string &s) { return is_pci_address(s) && normalize_pci_address(s) == s; }
 
 void check_version(const RecordJson &j) {
@@ -139,6 +143,10 @@ void check_content(const DeviceRecord &r) {
   check(!r.iommu_group || *r.iommu_group >= 0, "iommu_group", "a group number");
   check(r.attached_to.empty() || is_object_id(r.attached_to), "attached_to", "empty or an instance id");
   check(!r.host_driver || is_safe_component(*r.host_driver), "host_driver", "a driver name");
+  check(r.subsystem_vendor_id.empty() || is_lower_hex4(r.subsystem_vendor_id), "subsystem_vendor_id",
+        "empty or four lower-case hex digits");
+  check(r.subsystem_device_id.empty() || is_lower_hex4(r.subsystem_device_id), "subsystem_device_id",
+        "empty or four lower-case hex digits");
 }
 
 void check_content(const InstanceRecord &r) {
@@ -153,6 +161,10 @@ void check_content(const InstanceRecord &r) {
   check(r.vgpu_vf.empty() == (r.vgpu_type == 0), "vgpu_type", "set exactly when vgpu_vf is");
   check(r.uuid.empty() || is_normalized_uuid(r.uuid), "uuid", "empty or a lower-case UUID");
   check(r.mdev_uuid.empty() || r.vgpu_vf.empty(), "vgpu_vf", "empty when the instance has an mdev");
+  check(r.state == "active" || r.state == "degraded" || r.state == "restoring", "state",
+        "\"active\", \"degraded\" or \"restoring\"");
+  check(r.state_reason.size() <= 4096 && to_valid_utf8(r.state_reason) == r.state_reason, "state_reason",
+        "a text of at most 4096 bytes");
 }
 
 void check_content(const VgpuRecord &r) {
@@ -178,6 +190,8 @@ void check_content(const VfHealthRecord &r) {
 void check_content(const SriovRecord &r) {
   check(is_address(r.pf), "pf", "a normalized PCI address");
   check(r.num_vfs <= 65535, "num_vfs", "a VF count");
+  check(r.vendor_id.empty() || is_lower_hex4(r.vendor_id), "vendor_id", "empty or four lower-case hex digits");
+  check(r.device_id.empty() || is_lower_hex4(r.device_id), "device_id", "empty or four lower-case hex digits");
 }
 
 void check_content(const MdevRecord &r) {
@@ -216,6 +230,9 @@ RecordJson to_json(const DeviceRecord &r) {
   j["created_at"] = r.created_at;
   j["attached_to"] = r.attached_to;
   j["host_driver"] = r.host_driver ? RecordJson(*r.host_driver) : RecordJson(nullptr);
+  j["subsystem_vendor_id"] = r.subsystem_vendor_id;
+  j["subsystem_device_id"] = r.subsystem_device_id;
+  j["on_vfio"] = r.on_vfio;
   return j;
 }
 
@@ -232,7 +249,10 @@ RecordJson to_json(const InstanceRecord &r) {
           {"created_at", r.created_at},
           {"vgpu_vf", r.vgpu_vf},
           {"vgpu_type", r.vgpu_type},
-          {"uuid", r.uuid}};
+          {"uuid", r.uuid},
+          {"state", r.state},
+          {"state_reason", r.state_reason},
+          {"persistent", r.persistent}};
 }
 
 RecordJson to_json(const MdevRecord &r) {
@@ -274,7 +294,9 @@ RecordJson to_json(const VfHealthRecord &r) {
 }
 
 RecordJson to_json(const SriovRecord &r) {
-  return {{"version", kFormatVersion}, {"pf", r.pf}, {"num_vfs", r.num_vfs}, {"set_at", r.set_at}};
+  return {{"version", kFormatVersion}, {"pf", r.pf},
+          {"num_vfs", r.num_vfs},      {"set_at", r.set_at},
+          {"vendor_id", r.vendor_id},  {"device_id", r.device_id}};
 }
 
 DeviceRecord device_from_json(const RecordJson &j) {
@@ -290,6 +312,9 @@ DeviceRecord device_from_json(const RecordJson &j) {
   r.created_at = get_u64(j, "created_at");
   r.attached_to = get_string(j, "attached_to");
   r.host_driver = get_optional_string(j, "host_driver");
+  r.subsystem_vendor_id = get_string_or(j, "subsystem_vendor_id", "");
+  r.subsystem_device_id = get_string_or(j, "subsystem_device_id", "");
+  r.on_vfio = get_bool_or(j, "on_vfio", false);
   check_content(r);
   return r;
 }
@@ -309,6 +334,9 @@ InstanceRecord instance_from_json(const RecordJson &j) {
   r.vgpu_vf = get_string_or(j, "vgpu_vf", "");
   r.vgpu_type = get_u32_or(j, "vgpu_type", 0);
   r.uuid = get_string_or(j, "uuid", "");
+  r.state = get_string_or(j, "state", "active");
+  r.state_reason = get_string_or(j, "state_reason", "");
+  r.persistent = get_bool_or(j, "persistent", true);
   check_content(r);
   return r;
 }
@@ -379,6 +407,8 @@ SriovRecord sriov_from_json(const RecordJson &j) {
   r.pf = get_string(j, "pf");
   r.num_vfs = get_u32(j, "num_vfs");
   r.set_at = get_u64(j, "set_at");
+  r.vendor_id = get_string_or(j, "vendor_id", "");
+  r.device_id = get_string_or(j, "device_id", "");
   check_content(r);
   return r;
 }

@@ -23,6 +23,11 @@ struct DeviceRecord {
   std::uint64_t created_at = 0;           // µs since epoch
   std::string attached_to;                // instance id, "" when free
   std::optional<std::string> host_driver; // the driver before hostdev bound it to vfio-pci, when known
+  // Added later (absent in older files): the subsystem ids, for the identity check before a restore touches the
+  // address again ("" = unknown), and whether hostdev keeps it on vfio-pci (BindVfio, or attached).
+  std::string subsystem_vendor_id;
+  std::string subsystem_device_id;
+  bool on_vfio = false;
 
   bool operator==(const DeviceRecord &) const = default;
 };
@@ -42,6 +47,11 @@ struct InstanceRecord {
   std::string vgpu_vf;
   std::uint32_t vgpu_type = 0;
   std::string uuid;
+  // After a reboot: "active" (everything it owns exists), "degraded" (some of it could not be restored:
+  // state_reason says what and why), "restoring". A non-persistent instance is dropped at the next boot.
+  std::string state = "active";
+  std::string state_reason;
+  bool persistent = true;
 
   bool operator==(const InstanceRecord &) const = default;
 };
@@ -101,6 +111,7 @@ struct SriovRecord {
   std::string pf;
   unsigned num_vfs = 0;
   std::uint64_t set_at = 0;
+  std::string vendor_id, device_id; // of the PF, for the identity check before a restore ("" in older files)
 };
 
 using RecordJson = nlohmann::ordered_json;

@@ -258,6 +258,8 @@ const DeviceRecord &Service::register_device(const std::string &name, const std:
   rec.pci_address = address;
   rec.vendor_id = hex4(fn->vendor_id);
   rec.device_id = hex4(fn->device_id);
+  rec.subsystem_vendor_id = hex4(fn->subsystem_vendor_id);
+  rec.subsystem_device_id = hex4(fn->subsystem_device_id);
   rec.iommu_group = fn->iommu_group;
   rec.created_at = now_usec();
   if (!fn->on_vfio())
@@ -285,6 +287,7 @@ const DeviceRecord &Service::bind_device(const std::string &id_or_name) {
     fail(Errc::InUse, rec.name + " is attached to instance " + rec.attached_to);
   auto previous = track_timeout(rec.pci_address, [&] { return vfio_.bind(rec.pci_address); });
   rec.host_driver = previous;
+  rec.on_vfio = true;
   store_.put_device(rec);
   return store_.devices().at(rec.id);
 }
@@ -295,6 +298,10 @@ const DeviceRecord &Service::unbind_device(const std::string &id_or_name) {
   if (!rec.attached_to.empty())
     fail(Errc::InUse, rec.name + " is attached to instance " + rec.attached_to + "; delete the instance first");
   track_timeout(rec.pci_address, [&] { return vfio_.unbind(rec.pci_address, rec.host_driver); });
+  if (rec.on_vfio) {
+    rec.on_vfio = false;
+    store_.put_device(rec);
+  }
   return store_.devices().at(rec.id);
 }
 
@@ -304,6 +311,10 @@ const DeviceRecord &Service::restore_device(const std::string &id_or_name) {
     fail(Errc::InUse, rec.name + " is attached to instance " + rec.attached_to + "; delete the instance first");
   track_timeout(rec.pci_address, [&] { return vfio_.restore(rec.pci_address); });
   busy_.erase(rec.pci_address);
+  if (rec.on_vfio) {
+    rec.on_vfio = false;
+    store_.put_device(rec);
+  }
   return store_.devices().at(rec.id);
 }
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -26,6 +27,7 @@ struct InstanceSpec {
   std::vector<std::string> devices; // device ids or names
   std::string gpu_profile;          // "" = none
   std::string image;                // free text, e.g. an image name; "" = none
+  bool persistent = true;           // restored after a reboot; false: dropped (devices given back) at the next boot
 };
 
 struct ReconcileStats {
@@ -34,6 +36,15 @@ struct ReconcileStats {
   unsigned skipped_in_use = 0;
   unsigned cleared_attachments = 0;
   std::vector<std::string> errors;
+};
+
+// What the start-up did: a new boot restores, the same boot reconciles.
+struct StartUpReport {
+  bool new_boot = false;
+  std::optional<std::string> boot_id; // the kernel's; nullopt when unreadable
+  std::vector<std::string> notes;     // one line each for the journal: what was restored, dropped, or why not
+  unsigned active = 0, degraded = 0, dropped = 0;
+  ReconcileStats reconcile;
 };
 
 struct AvailableDevice {
@@ -97,6 +108,8 @@ public:
   virtual void reconciled(const ReconcileStats &) {}
   // A VF was quarantined after guests failed to start on it (`instances`: the distinct instances that failed).
   virtual void vf_quarantined(const std::string & /*vf*/, const std::vector<std::string> & /*instances*/) {}
+  virtual void instance_state_changed(const std::string & /*instance_id*/, const std::string & /*state*/,
+                                      const std::string & /*reason*/) {}
 };
 
 // One place a vGPU could go, as create tries them: least-loaded GPU first.
@@ -132,6 +145,9 @@ struct HostView {
 
 struct ServiceOptions {
   std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline; // per kernel write
+  // At a new boot: how long to wait for a missing mdev parent or VF (a driver still loading) before an instance
+  // that needs it is degraded.
+  std::chrono::milliseconds restore_wait{10000};
 };
 
 class Service {
@@ -164,6 +180,14 @@ public:
   void delete_instance(const std::string &id_or_name);
 
   ReconcileStats reconcile();
+
+  // At every start: reads the kernel's boot id (proc/sys/kernel/random/boot_id beneath the sysfs root); a boot id
+  // other than the recorded one means a reboot: non-persistent instances are dropped, the others restored (SR-IOV
+  // VF counts, vfio-pci bindings, mdevs with the same UUID, type and parent, vendor-VFIO types on the same VF,
+  // each after an identity check of the address). Then reconcile, and the boot id is recorded.
+  StartUpReport start_up();
+  // Restores what one instance owns that is missing; sets its state (active or degraded with the reasons).
+  const InstanceRecord &restore_instance(const std::string &id_or_name);
 
   // vGPU placement: every place `profile` could go now, least-loaded GPU first (framebuffer in use, then vGPUs),
   // quarantined VFs left out. Throws ProfileUnavailable / NoCapacity.
@@ -205,6 +229,10 @@ private:
   bool try_vendor_slot(const VgpuCandidate &slot, InstanceRecord &inst, Intent &intent, Undo &undo,
                        std::string &refusals);
   std::vector<Holder> vf_holders(const std::string &vf) const;
+  // "" when the function at `address` is what the record says (vendor, device, subsystem ids), else why not.
+  std::string identity_mismatch(const DeviceRecord &rec) const;
+  void set_state(InstanceRecord &inst, const std::string &state, const std::string &reason);
+  void wait_for(const std::function<bool()> &present) const;
   void guard_not_busy(const DeviceRecord &device) const;
   // Runs f(); a Timeout from it marks `address` busy.
   template <class F> auto track_timeout(const std::string &address, F &&f) -> decltype(f()) {

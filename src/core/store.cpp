@@ -35,6 +35,7 @@ constexpr const char *kVgpuTypes = "vgpu-types";
 constexpr const char *kVfHealth = "vf-health";
 constexpr const char *kSriov = "sriov";
 constexpr const char *kCorrupt = "corrupt";
+constexpr const char *kBootId = "boot-id";
 constexpr const char *kFolders[] = {kDevices, kInstances, kMdevs, kJournal, kVgpus, kVgpuTypes, kVfHealth, kSriov};
 
 bool is_address_key(const std::string &key) { return is_pci_address(key) && normalize_pci_address(key) == key; }
@@ -255,6 +256,22 @@ std::vector<std::string> Store::load() {
   vgpu_types_ = loader.to_map(loader.read_folder<VgpuTypeRecord>(kVgpuTypes, vgpu_type_from_json));
   vf_health_ = loader.to_map(loader.read_folder<VfHealthRecord>(kVfHealth, vf_health_from_json));
   sriov_ = loader.to_map(loader.read_folder<SriovRecord>(kSriov, sriov_from_json));
+  boot_id_.reset();
+  std::string text;
+  const std::string boot_file = dir_ + "/" + kBootId;
+  struct stat st {};
+  if (::lstat(boot_file.c_str(), &st) == 0) {
+    if (S_ISREG(st.st_mode) && st.st_size <= 64 && read_whole_file(boot_file, text)) {
+      while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+        text.pop_back();
+      if (is_normalized_uuid(text))
+        boot_id_ = text;
+    }
+    if (!boot_id_)
+      loader.warnings.push_back("ignored " + std::string(kBootId) +
+                                ": not a boot id (the next start counts as a new "
+                                "boot only if the kernel's id differs)");
+  }
 
   using Fields = std::vector<std::pair<std::string, std::string>>;
   devices_ = loader.dedup(kDevices, std::move(devices), [](const DeviceRecord &r) {
@@ -329,5 +346,12 @@ void Store::remove_vf_health(const std::string &vf) { remove_one(dir_, kVfHealth
 void Store::put_sriov(const SriovRecord &record) { put_one(dir_, kSriov, sriov_, record); }
 
 void Store::remove_sriov(const std::string &pf) { remove_one(dir_, kSriov, sriov_, pf); }
+
+void Store::set_boot_id(const std::string &boot_id) {
+  if (!is_normalized_uuid(boot_id))
+    fail(Errc::InvalidArgument, "invalid boot id '" + boot_id.substr(0, 40) + "'");
+  atomic_write_file(dir_ + "/" + kBootId, boot_id + "\n");
+  boot_id_ = boot_id;
+}
 
 } // namespace hostdev::core

@@ -6,6 +6,7 @@
 #include "core/records.hpp"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ public:
   const std::map<std::string, VgpuTypeRecord> &vgpu_types() const noexcept { return vgpu_types_; }
   const std::map<std::string, VfHealthRecord> &vf_health() const noexcept { return vf_health_; }
   const std::map<std::string, SriovRecord> &sriov() const noexcept { return sriov_; }
+  // The kernel's boot id when the store was last brought up to date with the host (<dir>/boot-id); nullopt when
+  // never recorded or unreadable (load() warns).
+  const std::optional<std::string> &boot_id() const noexcept { return boot_id_; }
 
   const DeviceRecord *find_device(const std::string &id_or_name) const; // by id, else by name
   const DeviceRecord *find_device_by_address(const std::string &address) const;
@@ -55,6 +59,7 @@ public:
   void remove_vf_health(const std::string &vf);
   void put_sriov(const SriovRecord &record);
   void remove_sriov(const std::string &pf);
+  void set_boot_id(const std::string &boot_id); // InvalidArgument unless a UUID
 
 private:
   std::string dir_;
@@ -66,6 +71,7 @@ private:
   std::map<std::string, VgpuTypeRecord> vgpu_types_;
   std::map<std::string, VfHealthRecord> vf_health_;
   std::map<std::string, SriovRecord> sriov_;
+  std::optional<std::string> boot_id_;
 };
 
 } // namespace hostdev::core

@@ -83,6 +83,11 @@ void Service::add_vendor_resources(const HostView &view, GpuResources &res) cons
       if (auto t = vgpu_type(vf.current_type, &view))
         entry(*t);
   }
+  // Types no VF lists now (every GPU too full for them) are still this host's profiles, with nothing available:
+  // a request for one is NoCapacity, not ProfileUnavailable.
+  if (!view.vendor_vfs.empty())
+    for (const auto &[key, rec] : store_.vgpu_types())
+      entry(VgpuType{static_cast<std::uint32_t>(std::stoul(key)), rec.name, rec.framebuffer_mb});
   for (auto &[id, p] : by_id)
     res.profiles.push_back(std::move(p));
   std::sort(res.profiles.begin(), res.profiles.end(), [](const ProfileSummary &a, const ProfileSummary &b) {
@@ -312,6 +317,8 @@ SriovResult Service::configure_sriov(const std::string &pf_address, unsigned num
     rec.pf = pf;
     rec.num_vfs = num_vfs;
     rec.set_at = now_usec();
+    rec.vendor_id = hex4(fn->vendor_id);
+    rec.device_id = hex4(fn->device_id);
     store_.put_sriov(rec);
   }
   return result;

@@ -20,6 +20,7 @@ const std::map<std::string_view, const char *> &action_map() {
       {"Instance.Delete", names::kActionManageInstances},
       {"Devices.ConfigureSriov", names::kActionManageDevices},
       {"Devices.Unquarantine", names::kActionManageDevices},
+      {"Instance.Restore", names::kActionManageInstances},
       {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   return map;
@@ -74,7 +75,8 @@ const char *Bouncer::action(std::string_view method, std::uint32_t caller_uid,
   const char *act = action_for(method);
   if (act == nullptr)
     return nullptr;
-  if ((method == "Instances.Delete" || method == "Instance.Delete" || method == "Instances.ReportGuestInit") &&
+  if ((method == "Instances.Delete" || method == "Instance.Delete" || method == "Instances.ReportGuestInit" ||
+       method == "Instance.Restore") &&
       instance_owner && *instance_owner != caller_uid)
     return names::kActionManageAllInstances;
   return act;

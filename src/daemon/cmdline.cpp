@@ -47,6 +47,9 @@ void usage(std::ostream &out, const std::string &extra) {
          "                        (default "
       << seconds_text(core::Sysfs::kDefaultDeadline) << ", fractions allowed: 0.001 to " << kMaxWriteTimeoutSeconds
       << ")\n"
+         "  --restore-wait SECONDS\n"
+         "                        after a reboot: how long to wait for a missing mdev parent or vGPU VF\n"
+         "                        (a driver still loading) before its instance is degraded (default 10)\n"
          "  --help                this text\n"
          "  --version             the version\n"
       << extra;
@@ -86,7 +89,7 @@ int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vecto
       return 0;
     }
     if (arg == "--sysfs-root" || arg == "--state-dir" || arg == "--bus" || arg == "--idle-exit" ||
-        arg == "--write-timeout") {
+        arg == "--write-timeout" || arg == "--restore-wait") {
       auto v = value(arg.c_str());
       if (!v)
         return 2;
@@ -96,7 +99,15 @@ int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vecto
         options.state_dir = *v;
       else if (arg == "--bus")
         options.bus = *v;
-      else if (arg == "--write-timeout") {
+      else if (arg == "--restore-wait") {
+        auto wait = *v == "0" ? std::optional<std::chrono::milliseconds>(0) : parse_write_timeout(*v);
+        if (!wait) {
+          std::cerr << "hostdevd: --restore-wait wants seconds from 0 to " << kMaxWriteTimeoutSeconds << ", not '" << *v
+                    << "'\n";
+          return 2;
+        }
+        options.restore_wait = *wait;
+      } else if (arg == "--write-timeout") {
         auto timeout = parse_write_timeout(*v);
         if (!timeout) {
           std::cerr << "hostdevd: --write-timeout wants seconds from 0.001 to " << kMaxWriteTimeoutSeconds

@@ -15,6 +15,7 @@ struct DaemonOptions {
   std::string bus = "system";        // "system", "session" or a D-Bus address ("unix:path=...")
   std::chrono::seconds idle_exit{0}; // 0 = stay
   std::chrono::milliseconds write_timeout = core::Sysfs::kDefaultDeadline; // per kernel write (--write-timeout)
+  std::chrono::milliseconds restore_wait{10000};                           // --restore-wait
 };
 
 // Parses argv into `options`. Returns -1 to go on, else the exit status (0 after --help/--version, 2 on a usage

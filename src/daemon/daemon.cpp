@@ -75,10 +75,22 @@ public:
         });
     core::ServiceOptions service_options;
     service_options.deadline = options_.write_timeout;
+    service_options.restore_wait = options_.restore_wait;
     service_ = std::make_unique<core::Service>(sysfs_, store_, *names_, units_.get(), &events_, service_options);
 
-    // Discover and reconcile before anyone can call.
-    const auto stats = service_->reconcile();
+    // Restore after a reboot (or finish a restore cut short), then reconcile, before anyone can call: a unit
+    // ordered after hostdevd.service (Type=dbus) starts only once this is done.
+    const auto startup = service_->start_up();
+    for (const auto &note : startup.notes)
+      log(Level::Notice, "start-up: " + note);
+    if (startup.new_boot)
+      log(startup.degraded ? Level::Warning : Level::Info,
+          "restored after a reboot: " + std::to_string(startup.active) + " instances active, " +
+              std::to_string(startup.degraded) + " degraded, " + std::to_string(startup.dropped) +
+              " non-persistent dropped",
+          {{"HOSTDEV_RESTORE_ACTIVE", std::to_string(startup.active)},
+           {"HOSTDEV_RESTORE_DEGRADED", std::to_string(startup.degraded)}});
+    const auto &stats = startup.reconcile;
     log(stats.errors.empty() ? Level::Info : Level::Warning,
         "reconciled: " + std::to_string(stats.destroyed) + " mdevs destroyed, " +
             std::to_string(stats.skipped_not_ours) + " not ours, " + std::to_string(stats.skipped_in_use) +

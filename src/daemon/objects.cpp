@@ -265,43 +265,45 @@ private:
 
   // Instances
   void Create(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, VariantMap spec) override {
-    mutation_call(
-        backend_, getObject(), std::move(result), spec, {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}},
-        "spec key", [&](const Options &opts, auto res) {
-          core::validate_name(name, "instance name");
-          const auto &snap = backend_.snapshot();
-          // polkit sees the devices by name, id and address, and the profile by name and type id, however the
-          // caller wrote them.
-          core::InstanceSpec s;
-          s.image = opts.get_string("image");
-          std::vector<std::string> names, ids, addresses, keys{"instance-name:" + name};
-          for (const auto &ref : opts.get_strings("devices")) {
-            const auto &view = find_device(snap, ref);
-            names.push_back(view.record.name);
-            ids.push_back(view.record.id);
-            addresses.push_back(view.record.pci_address);
-            add_device_keys(keys, view.record);
-          }
-          s.devices = ids;
-          Mutation m;
-          m.method = "Instances.Create";
-          m.keys = keys;
-          m.details = {{"instance", name}};
-          if (!ids.empty())
-            m.details.insert(
-                {{"device", joined(names)}, {"device_id", joined(ids)}, {"pci_address", joined(addresses)}});
-          if (const auto profile = opts.get_string("gpu_profile"); !profile.empty()) {
-            const auto &p = core::resolve_profile(snap.resources.profiles, profile);
-            s.gpu_profile = p.name;
-            m.keys.emplace_back("vgpu");
-            m.details.insert({{"profile", p.name}, {"profile_type", p.type_id}});
-          }
-          m.work = [res, name, s](core::Service &service, const Caller &caller) -> Reply {
-            const auto path = sdbus::ObjectPath(instance_path(service.create_instance(name, s, caller.uid).id));
-            return [res, path] { res->returnResults(path); };
-          };
-          return m;
-        });
+    mutation_call(backend_, getObject(), std::move(result), spec,
+                  {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}, {"persistent", "b"}}, "spec key",
+                  [&](const Options &opts, auto res) {
+                    core::validate_name(name, "instance name");
+                    const auto &snap = backend_.snapshot();
+                    // polkit sees the devices by name, id and address, and the profile by name and type id, however the
+                    // caller wrote them.
+                    core::InstanceSpec s;
+                    s.image = opts.get_string("image");
+                    s.persistent = opts.get_bool("persistent", true);
+                    std::vector<std::string> names, ids, addresses, keys{"instance-name:" + name};
+                    for (const auto &ref : opts.get_strings("devices")) {
+                      const auto &view = find_device(snap, ref);
+                      names.push_back(view.record.name);
+                      ids.push_back(view.record.id);
+                      addresses.push_back(view.record.pci_address);
+                      add_device_keys(keys, view.record);
+                    }
+                    s.devices = ids;
+                    Mutation m;
+                    m.method = "Instances.Create";
+                    m.keys = keys;
+                    m.details = {{"instance", name}};
+                    if (!ids.empty())
+                      m.details.insert(
+                          {{"device", joined(names)}, {"device_id", joined(ids)}, {"pci_address", joined(addresses)}});
+                    if (const auto profile = opts.get_string("gpu_profile"); !profile.empty()) {
+                      const auto &p = core::resolve_profile(snap.resources.profiles, profile);
+                      s.gpu_profile = p.name;
+                      m.keys.emplace_back("vgpu");
+                      m.details.insert({{"profile", p.name}, {"profile_type", p.type_id}});
+                    }
+                    m.work = [res, name, s](core::Service &service, const Caller &caller) -> Reply {
+                      const auto path =
+                          sdbus::ObjectPath(instance_path(service.create_instance(name, s, caller.uid).id));
+                      return [res, path] { res->returnResults(path); };
+                    };
+                    return m;
+                  });
   }
 
   void Delete(sdbus::Result<> &&result, std::string instance, VariantMap options) override {
@@ -446,6 +448,8 @@ public:
     if (a.record.mdev_uuid != b.record.mdev_uuid) out.emplace_back("MdevUuid");
     if (a.record.vgpu_vf != b.record.vgpu_vf) out.emplace_back("VgpuVf");
     if (a.record.uuid != b.record.uuid) out.emplace_back("Uuid");
+    if (a.record.state != b.record.state) out.emplace_back("State");
+    if (a.record.state_reason != b.record.state_reason) out.emplace_back("StateReason");
     if (a.paths.device_paths != b.paths.device_paths) out.emplace_back("DevicePaths");
     if (a.paths.qemu_args != b.paths.qemu_args) out.emplace_back("QemuArgs");
     if (a.paths.cloud_hypervisor_args != b.paths.cloud_hypervisor_args) out.emplace_back("CloudHypervisorArgs");
@@ -458,6 +462,28 @@ private:
     mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
       const auto &snap = backend_.snapshot();
       return delete_mutation(snap, find_instance(snap, id_), "Instance.Delete", res);
+    });
+  }
+
+  void Restore(sdbus::Result<> &&result, VariantMap options) override {
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto &snap = backend_.snapshot();
+      const auto &view = find_instance(snap, id_);
+      Mutation m;
+      m.method = "Instance.Restore";
+      m.details = instance_details(view.record);
+      m.instance_owner = view.record.owner_uid;
+      m.keys.push_back("instance:" + view.record.id);
+      if (!view.record.mdev_uuid.empty() || !view.record.vgpu_vf.empty())
+        m.keys.emplace_back("vgpu");
+      for (const auto &device_id : view.record.devices)
+        if (auto it = snap.devices.find(device_id); it != snap.devices.end())
+          add_device_keys(m.keys, it->second.record);
+      m.work = [res, id = view.record.id](core::Service &service, const Caller &) -> Reply {
+        service.restore_instance(id);
+        return [res] { res->returnResults(); };
+      };
+      return m;
     });
   }
 
@@ -482,6 +508,9 @@ private:
   std::string MdevUuid() override { return view().record.mdev_uuid; }
   std::string VgpuVf() override { return view().record.vgpu_vf; }
   std::string Uuid() override { return view().record.uuid; }
+  std::string State() override { return view().record.state; }
+  std::string StateReason() override { return view().record.state_reason; }
+  bool Persistent() override { return view().record.persistent; }
   std::vector<std::string> DevicePaths() override { return view().paths.device_paths; }
   std::vector<std::string> QemuArgs() override { return view().paths.qemu_args; }
   std::vector<std::string> CloudHypervisorArgs() override { return view().paths.cloud_hypervisor_args; }
@@ -605,6 +634,9 @@ void Objects::emit(const std::vector<PendingSignal> &signals) {
       break;
     case PendingSignal::Kind::Reconciled: root_->emitMdevsReconciled(stats_map(s.stats)); break;
     case PendingSignal::Kind::VfQuarantined: root_->emitVfQuarantined(s.parent, s.instance_ids); break;
+    case PendingSignal::Kind::InstanceStateChanged:
+      root_->emitInstanceStateChanged(sdbus::ObjectPath(instance_path(s.instance_id)), s.state, s.reason);
+      break;
     }
   }
 }

@@ -87,6 +87,16 @@ void EventQueue::vf_quarantined(const std::string &vf, const std::vector<std::st
   pending_.push_back(std::move(s));
 }
 
+void EventQueue::instance_state_changed(const std::string &instance_id, const std::string &state,
+                                        const std::string &reason) {
+  PendingSignal s;
+  s.kind = PendingSignal::Kind::InstanceStateChanged;
+  s.instance_id = instance_id;
+  s.state = state;
+  s.reason = reason;
+  pending_.push_back(std::move(s));
+}
+
 std::vector<PendingSignal> EventQueue::take() { return std::exchange(pending_, {}); }
 
 } // namespace hostdev::daemon

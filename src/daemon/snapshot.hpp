@@ -59,9 +59,16 @@ std::string instance_path(const std::string &id);
 
 // What core::Events reported during one job, replayed as bus signals by the bus thread.
 struct PendingSignal {
-  enum class Kind { MdevCreated, MdevDestroyed, Reconciled, VfQuarantined } kind = Kind::MdevCreated;
+  enum class Kind {
+    MdevCreated,
+    MdevDestroyed,
+    Reconciled,
+    VfQuarantined,
+    InstanceStateChanged
+  } kind = Kind::MdevCreated;
   std::string uuid, profile, parent, instance_id; // VfQuarantined: parent is the VF
   std::vector<std::string> instance_ids;          // VfQuarantined
+  std::string state, reason;                      // InstanceStateChanged
   core::ReconcileStats stats;
 };
 
@@ -74,6 +81,8 @@ public:
   void mdev_destroyed(const std::string &uuid, const std::string &instance_id) override;
   void reconciled(const core::ReconcileStats &stats) override;
   void vf_quarantined(const std::string &vf, const std::vector<std::string> &instances) override;
+  void instance_state_changed(const std::string &instance_id, const std::string &state,
+                              const std::string &reason) override;
   std::vector<PendingSignal> take();
 
 private:

@@ -7,6 +7,9 @@
 // --kernel-log FILE: every write the fake kernel accepted is appended to FILE ("path\tvalue" lines) and replayed
 //   into the fresh tree at the next start, so a restarted daemon (kill -9, re-activation) finds the kernel state
 //   it left: bound drivers, existing mdevs.
+// The boot id: $HOSTDEV_TEST_DIR/boot_id, when it exists, becomes the tree's proc/sys/kernel/random/boot_id. A test
+//   "reboots" the host by killing the daemon, removing the kernel log (the kernel forgot everything) and writing a
+//   new boot id.
 // --crash-file FILE: when FILE exists, its content (a crash point of core::crash_point) is put into
 //   HOSTDEV_TEST_CRASH_AT and FILE is removed: the next start runs normally.
 // Fault knobs (FakeHost::delay_writes / fail_writes; never applied to the replay of --kernel-log):
@@ -249,6 +252,12 @@ int main(int argc, char **argv) {
     return 2;
   }
   options.sysfs_root = host.root();
+  if (const char *dir = std::getenv("HOSTDEV_TEST_DIR"); dir != nullptr && *dir != '\0') {
+    std::ifstream in(std::string(dir) + "/boot_id");
+    std::string boot_id;
+    if (in && std::getline(in, boot_id))
+      host.write_file("proc/sys/kernel/random/boot_id", boot_id + "\n");
+  }
 
   auto kernel = host.kernel();
   if (!kernel_log.empty()) {

@@ -1348,6 +1348,67 @@ def test_authz_report_guest_init():
     authz("ReportGuestInit", setup, attempt)
 
 
+# --------------------------------------------------------------------------------------------------- reboot
+
+def reboot(boot_id):
+    """The host reboots: the daemon dies, the kernel forgets every write (the kernel log), a new boot id."""
+    if name_has_owner():
+        kill_daemon()
+    log = os.path.join(TEST_DIR, "kernel.log")
+    if os.path.exists(log):
+        os.remove(log)
+    with open(os.path.join(TEST_DIR, "boot_id"), "w") as f:
+        f.write(boot_id + "\n")
+
+
+BOOT_A = "11111111-2222-3333-4444-555555555555"
+BOOT_B = "66666666-7777-8888-9999-000000000000"
+
+
+def test_restore_after_reboot():
+    reboot(BOOT_A)
+    call(DEVICES, "CheckHost")  # the first start in this boot records its id
+    vm1 = call(INSTANCES, "Create", "vm1", sv(gpu_profile="NVIDIA L40S-4Q"))
+    uuid = prop(vm1, INSTANCE, "MdevUuid")
+    eq(prop(vm1, INSTANCE, "State"), "active", "State")
+    eq(prop(vm1, INSTANCE, "Persistent"), True, "Persistent by default")
+    tmp = call(INSTANCES, "Create", "tmp", sv(gpu_profile="NVIDIA L40S-1Q", persistent=False))
+    eq(prop(tmp, INSTANCE, "Persistent"), False, "persistent=false")
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 2, "two vGPUs")
+    reboot(BOOT_B)
+    rec = Recorder()
+    # The first call activates hostdevd, which restores before it takes its name.
+    paths = call(INSTANCES, "ListInstances")
+    eq(paths, [vm1], "the persistent instance is there, the other dropped")
+    eq(prop(vm1, INSTANCE, "State"), "active", "State after the reboot")
+    eq(prop(vm1, INSTANCE, "MdevUuid"), uuid, "the same UUID")
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 1, "the mdev exists again, the dropped one is gone")
+    s = rec.wait_for(DEVICES, "MdevCreated", pred=lambda s: s[3][0] == uuid)
+    eq(s[3][3], vm1, "MdevCreated names the instance")
+    s = rec.wait_for(INSTANCES, "InstanceStateChanged", pred=lambda s: s[3][0] == vm1 and s[3][1] == "active")
+    # A restart within the same boot restores nothing and changes nothing.
+    kill_daemon()
+    eq(prop(vm1, INSTANCE, "State"), "active", "State after a plain restart")
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 1, "still one vGPU")
+    expect_error("InvalidArgument", call, INSTANCES, "Create", "vm2", sv(gpu_profile="NVIDIA L40S-1Q",
+                                                                           persistent="yes"))
+
+
+def test_authz_instance_restore():
+    n = iter(range(10))
+
+    def setup():
+        return call(INSTANCES, "Create", "vm%d" % next(n), sv(gpu_profile="NVIDIA L40S-1Q"))
+
+    def attempt(path, user):
+        return call(INSTANCE, "Restore", no_opts(), path=path, user=user)
+
+    def verify(path, ok):
+        eq(prop(path, INSTANCE, "State"), "active", "State")
+
+    authz("Instance.Restore", setup, attempt, verify)
+
+
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
 
 

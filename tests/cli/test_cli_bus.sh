@@ -44,7 +44,7 @@ $code" "$OUT"; then echo "ok: $what"; else fail "$what: $(head -c 1500 "$OUT")";
 DEVICE_KEYS='["id","name","type","pci_address","vendor_id","device_id","vendor_name","device_name","iommu_group",
   "driver","bound_to_vfio","attached_to","attached_to_name","created_at","sysfs_path","path"]'
 INSTANCE_KEYS='["id","name","image","devices","device_names","gpu_profile","mdev_uuid","vgpu_vf","uuid",
-  "device_paths","qemu_args","cloud_hypervisor_args","owner","created_at","path"]'
+  "device_paths","qemu_args","cloud_hypervisor_args","state","state_reason","persistent","owner","created_at","path"]'
 
 t_reads() {
   run 0 "status" status
@@ -190,8 +190,8 @@ assert d['gpu_profile'] is None and d['mdev_uuid'] is None
 assert d['qemu_args'] == ['-device', 'vfio-pci,host=$GPU', '-device', 'vfio-pci,host=$AUDIO']
 assert d['device_paths'] == ['/sys/bus/pci/devices/$GPU/', '/sys/bus/pci/devices/$AUDIO/']"
   run 0 "instances" instances
-  has "instances: header" "NAME  DEVICES          GPU PROFILE  MDEV  OWNER     CREATED"
-  has "instances: row" "vm1   gpu0,gpu0-audio  -            -     0 (root)"
+  has "instances: header" "NAME  STATE   DEVICES          GPU PROFILE  MDEV  OWNER     CREATED"
+  has "instances: row" "vm1   active  gpu0,gpu0-audio  -            -     0 (root)"
   run 0 "instances --json" instances --json
   py "instances --json" 'assert [x["name"] for x in d] == ["vm1"]'
   run 0 "devices show the attachment" devices --json

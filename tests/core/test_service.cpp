@@ -29,6 +29,9 @@ struct RecordingEvents : Events {
   void mdev_destroyed(const std::string &uuid, const std::string &) override {
     log.push_back("mdev_destroyed " + uuid);
   }
+  void instance_state_changed(const std::string &id, const std::string &state, const std::string &) override {
+    log.push_back("instance_state_changed " + id + " " + state);
+  }
   void vf_quarantined(const std::string &vf, const std::vector<std::string> &instances) override {
     log.push_back("vf_quarantined " + vf + " " + std::to_string(instances.size()));
   }
@@ -804,6 +807,8 @@ TEST_F(VendorServiceTest, FullGpusGiveNoCapacityAndTheCatalogueKeepsTheName) {
                 &message),
             Errc::NoCapacity);
   EXPECT_NE(message.find("NVIDIA L40S-48Q"), std::string::npos) << message;
+  // The daemon resolves the profile against the resources first: they must know it too (from the catalogue).
+  EXPECT_NO_THROW(resolve_profile(service_->gpu_resources().profiles, "L40S-48Q"));
   EXPECT_EQ(error_code_of(
                 [&] {
                   service_->create_instance("vm3", {{}, "L40S-5Q", ""}, 0);
@@ -950,4 +955,156 @@ TEST_F(ServiceTest, MdevPlacementPrefersTheLeastLoadedGpu) {
   EXPECT_EQ(a.mdev_parent, vf_address(kPf0Addr, 0));
   EXPECT_EQ(b.mdev_parent, vf_address(kPf1Addr, 0)) << "the second GPU has no framebuffer in use";
   EXPECT_EQ(b.gpu_profile, "NVIDIA L40S-4Q");
+}
+
+// ---------------------------------------------------------------------------------------------------- reboot
+
+// A host that reboots: a fresh fixture tree (the kernel forgot every binding, mdev, VF and type) with a new boot
+// id, over the same state directory.
+class RestoreTest : public ::testing::Test {
+protected:
+  void TearDown() override { service_.reset(); }
+  void boot(const std::function<void(FakeHost &)> &canned, const std::string &boot_id) {
+    service_.reset();
+    sysfs_.reset();
+    host_ = std::make_unique<FakeHost>();
+    canned(*host_);
+    if (!boot_id.empty())
+      host_->write_file("proc/sys/kernel/random/boot_id", boot_id + "\n");
+    sysfs_ = std::make_unique<Sysfs>(host_->root());
+    sysfs_->set_write_hook(host_->kernel());
+    store_ = std::make_unique<Store>(state_.string());
+    store_->load();
+    ServiceOptions options{300ms};
+    options.restore_wait = 200ms;
+    service_ = std::make_unique<Service>(*sysfs_, *store_, *names_, nullptr, &events_, options);
+  }
+  const InstanceRecord &inst(const std::string &name) { return service_->get_instance(name); }
+  std::size_t files_in_vgpus() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto &e : fs::directory_iterator(state_ / "vgpus"))
+      ++n;
+    return n;
+  }
+
+  static constexpr const char *kBootA = "11111111-2222-3333-4444-555555555555";
+  static constexpr const char *kBootB = "66666666-7777-8888-9999-000000000000";
+  TempDir state_dir_{"hostdev-state"};
+  fs::path state_ = state_dir_.path();
+  std::unique_ptr<PciNames> names_ = make_no_names();
+  std::unique_ptr<FakeHost> host_;
+  std::unique_ptr<Sysfs> sysfs_;
+  std::unique_ptr<Store> store_;
+  RecordingEvents events_;
+  std::unique_ptr<Service> service_;
+};
+
+TEST_F(RestoreTest, AfterARebootEverythingComesBackUnderTheSameNames) {
+  boot(make_vgpu_host, kBootA);
+  EXPECT_FALSE(service_->start_up().new_boot) << "the first start records the boot id";
+  service_->register_device("nic", kPf1Addr); // stands for any device: the L40S PF on vfio-pci
+  const auto uuid = service_->create_instance("vm1", {{"nic"}, "L40S-4Q", ""}, 0).mdev_uuid;
+  const auto parent = inst("vm1").mdev_parent;
+  service_->create_instance("tmp", {{}, "L40S-1Q", "", false}, 0);
+  EXPECT_EQ(service_->pci().driver_of(kPf1Addr), "vfio-pci");
+
+  boot(make_vgpu_host, kBootB);
+  EXPECT_EQ(service_->pci().driver_of(kPf1Addr), "nvidia") << "a fresh boot";
+  EXPECT_FALSE(service_->mdevs().find(uuid));
+  const auto report = service_->start_up();
+  EXPECT_TRUE(report.new_boot);
+  EXPECT_EQ(report.active, 1U);
+  EXPECT_EQ(report.dropped, 1U) << "the non-persistent instance ends with its boot";
+  EXPECT_EQ(service_->pci().driver_of(kPf1Addr), "vfio-pci");
+  auto mdev = service_->mdevs().find(uuid);
+  ASSERT_TRUE(mdev) << "the same UUID";
+  EXPECT_EQ(mdev->parent, parent);
+  EXPECT_EQ(mdev->type_id, "nvidia-1157");
+  EXPECT_EQ(inst("vm1").state, "active");
+  EXPECT_EQ(error_code_of([&] { service_->get_instance("tmp"); }), Errc::NotFound);
+  EXPECT_EQ(*store_->boot_id(), kBootB);
+
+  // A restart within the same boot reconciles and restores nothing.
+  boot(make_vgpu_host, kBootB);
+  EXPECT_FALSE(service_->start_up().new_boot);
+}
+
+TEST_F(RestoreTest, AMissingOrDifferentDeviceDegradesOnlyItsInstance) {
+  boot(make_passthrough_host, kBootA);
+  service_->start_up();
+  service_->register_device("nic", kNicAddr);
+  service_->register_device("edu", kBareAddr);
+  service_->create_instance("vm-nic", {{"nic"}, "", ""}, 0);
+  service_->create_instance("vm-edu", {{"edu"}, "", ""}, 0);
+
+  // The next boot: the NIC's slot holds another card, the edu device is gone.
+  boot(
+      [](FakeHost &h) {
+        make_passthrough_host(h);
+        h.remove("sys/bus/pci/devices/" + std::string(kBareAddr));
+        h.write_file("sys/devices/pci0000:00/" + std::string(kNicAddr) + "/device", "0x10d3\n");
+      },
+      kBootB);
+  const auto report = service_->start_up();
+  EXPECT_EQ(report.degraded, 2U);
+  EXPECT_EQ(inst("vm-nic").state, "degraded");
+  EXPECT_NE(inst("vm-nic").state_reason.find("is now 8086:10d3"), std::string::npos) << inst("vm-nic").state_reason;
+  EXPECT_EQ(service_->pci().driver_of(kNicAddr), "igb") << "never bound onto the wrong card";
+  EXPECT_NE(inst("vm-edu").state_reason.find("is missing"), std::string::npos) << inst("vm-edu").state_reason;
+  EXPECT_TRUE(events_.saw("instance_state_changed"));
+  // Nothing is dropped silently: the instances stay, can be retried or deleted.
+  EXPECT_EQ(service_->restore_instance("vm-edu").state, "degraded");
+  service_->delete_instance("vm-edu");
+}
+
+TEST_F(RestoreTest, AParentThatNeverAppearsDegradesWithAReason) {
+  boot(make_vgpu_host, kBootA);
+  service_->start_up();
+  service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  const auto parent = inst("vm1").mdev_parent;
+  boot([](FakeHost &h) { make_passthrough_host(h); }, kBootB); // no mdev parents: the driver did not load
+  service_->start_up();
+  EXPECT_EQ(inst("vm1").state, "degraded");
+  EXPECT_NE(inst("vm1").state_reason.find(parent + " is not there"), std::string::npos) << inst("vm1").state_reason;
+}
+
+TEST_F(RestoreTest, VendorTypesAndVfCountsComeBack) {
+  boot(make_vendor_vgpu_host, kBootA);
+  service_->start_up();
+  service_->configure_sriov(kPf1Addr, 4);
+  const auto &a = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  const auto vf = a.vgpu_vf;
+  const auto uuid = a.uuid;
+  boot(make_vendor_vgpu_host, kBootB); // 8 VFs per PF again, no types
+  EXPECT_EQ(service_->pci().find(kPf1Addr)->sriov_numvfs, 8U);
+  const auto report = service_->start_up();
+  EXPECT_EQ(report.active, 1U);
+  EXPECT_EQ(service_->pci().find(kPf1Addr)->sriov_numvfs, 4U) << "the VF count hostdev set";
+  EXPECT_EQ(service_->vendor_vgpu().current_type(vf), 1150U) << "the type on the same VF";
+  EXPECT_EQ(inst("vm1").uuid, uuid);
+  EXPECT_EQ(files_in_vgpus(), 1U);
+}
+
+TEST_F(RestoreTest, NoBootIdMeansNoRestore) {
+  boot(make_vgpu_host, kBootA);
+  service_->start_up();
+  service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  boot(make_vgpu_host, ""); // the file is missing
+  const auto report = service_->start_up();
+  EXPECT_FALSE(report.new_boot);
+  ASSERT_FALSE(report.notes.empty());
+  EXPECT_NE(report.notes[0].find("boot id"), std::string::npos);
+  EXPECT_EQ(*store_->boot_id(), kBootA) << "kept for the next start";
+}
+
+TEST_F(VendorServiceTest, AProfileNoGpuHasRoomForIsNoCapacityNotUnknown) {
+  // One 1Q on each GPU: a 48Q fits nowhere now, and no VF lists it any more.
+  service_->create_instance("vm-a", {{}, "L40S-1Q", ""}, 0);
+  service_->create_instance("vm-b", {{}, "L40S-1Q", ""}, 0);
+  EXPECT_NE(service_->vendor_vgpu().find(vf_address(kPf1Addr, 0))->gpu,
+            service_->vendor_vgpu().find(vf_address(kPf0Addr, 0))->gpu);
+  // The daemon resolves the profile against the resources before it queues the work: they know it.
+  const auto res = service_->gpu_resources();
+  EXPECT_NO_THROW(resolve_profile(res.profiles, "L40S-48Q"));
+  EXPECT_EQ(error_code_of([&] { service_->create_instance("vm-c", {{}, "L40S-48Q", ""}, 0); }), Errc::NoCapacity);
 }

@@ -89,6 +89,7 @@ TEST(Bouncer, EveryMutatingMethodMapsToItsAction) {
       {"Instance.Delete", names::kActionManageInstances},
       {"Devices.ConfigureSriov", names::kActionManageDevices},
       {"Devices.Unquarantine", names::kActionManageDevices},
+      {"Instance.Restore", names::kActionManageInstances},
       {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   for (const auto &[method, action] : expected)
