@@ -236,6 +236,8 @@ bool Service::try_vendor_slot(const VgpuCandidate &slot, InstanceRecord &inst, I
 
 void Service::delete_instance(const std::string &id_or_name) {
   auto inst = get_instance(id_or_name);
+  if (inst.from_newer_version)
+    fail(Errc::InvalidArgument, "instance " + inst.name + " was " + inst.state_reason);
   // Pre-flight: refuse while a VM still holds anything, before changing a thing.
   std::optional<Mdev> mdev;
   if (!inst.mdev_uuid.empty()) {

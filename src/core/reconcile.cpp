@@ -12,9 +12,10 @@ namespace hostdev::core {
 ReconcileStats Service::reconcile() {
   ReconcileStats stats;
   const auto &instances = store_.instances();
+  // An instance a newer hostdev wrote owns whatever is recorded for it: this version cannot know what that is.
   auto instance_owns_mdev = [&](const std::string &instance_id, const std::string &uuid) {
     auto it = instances.find(instance_id);
-    return it != instances.end() && it->second.mdev_uuid == uuid;
+    return it != instances.end() && (it->second.from_newer_version || it->second.mdev_uuid == uuid);
   };
   // Deletes a crash or a failure interrupted: finish them (the caller asked for it). One whose instance is gone
   // already has left at most an mdev or attachments, which the steps below clean up like any orphan.
@@ -87,7 +88,7 @@ ReconcileStats Service::reconcile() {
   //     never one in use; a VF whose type is someone else's is left alone.
   auto instance_owns_vgpu = [&](const std::string &instance_id, const std::string &vf) {
     auto it = instances.find(instance_id);
-    return it != instances.end() && it->second.vgpu_vf == vf;
+    return it != instances.end() && (it->second.from_newer_version || it->second.vgpu_vf == vf);
   };
   {
     std::set<std::string> recorded;
@@ -134,7 +135,8 @@ ReconcileStats Service::reconcile() {
     const bool stale =
         !dev.attached_to.empty() &&
         (owner == instances.end() ||
-         std::find(owner->second.devices.begin(), owner->second.devices.end(), id) == owner->second.devices.end());
+         (!owner->second.from_newer_version &&
+          std::find(owner->second.devices.begin(), owner->second.devices.end(), id) == owner->second.devices.end()));
     const bool orphan =
         (dev.attached_to.empty() || stale) &&
         std::any_of(unfinished.begin(), unfinished.end(), [&, device_id = id](const Intent &i) {

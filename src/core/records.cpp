@@ -320,6 +320,20 @@ DeviceRecord device_from_json(const RecordJson &j) {
 }
 
 InstanceRecord instance_from_json(const RecordJson &j) {
+  if (j.is_object() && j.contains("version") && j["version"].is_number_unsigned() &&
+      j["version"].get<std::uint64_t>() > static_cast<std::uint64_t>(kFormatVersion)) {
+    // A downgrade: keep the instance visible and untouched rather than move its file aside.
+    InstanceRecord r;
+    r.id = get_string(j, "id");
+    r.name = get_string(j, "name");
+    validated("name", [&] { validate_name(r.name, "instance name"); });
+    r.from_newer_version = true;
+    r.state = "degraded";
+    r.state_reason = "written by a newer hostdev (format " + std::to_string(j["version"].get<std::uint64_t>()) +
+                     "; this one reads " + std::to_string(kFormatVersion) +
+                     "): left untouched, with everything recorded for it; run the newer hostdev to use it";
+    return r;
+  }
   check_version(j);
   InstanceRecord r;
   r.id = get_string(j, "id");

@@ -52,6 +52,9 @@ struct InstanceRecord {
   std::string state = "active";
   std::string state_reason;
   bool persistent = true;
+  // Read from a file a newer hostdev wrote (a later format version): only its id and name are known. It is shown
+  // degraded, and nothing of this version touches it or what is recorded for it. Never written.
+  bool from_newer_version = false;
 
   bool operator==(const InstanceRecord &) const = default;
 };

@@ -57,6 +57,8 @@ void Service::wait_for(const std::function<bool()> &present) const {
 
 const InstanceRecord &Service::restore_instance(const std::string &id_or_name) {
   auto inst = get_instance(id_or_name);
+  if (inst.from_newer_version)
+    fail(Errc::InvalidArgument, "instance " + inst.name + ": " + inst.state_reason);
   set_state(inst, "restoring", "");
   std::vector<std::string> missing;
 
@@ -165,7 +167,7 @@ StartUpReport Service::start_up() {
     // 0. Non-persistent instances end with the boot that had them.
     if (report.new_boot) {
       for (const auto &[id, inst] : std::map<std::string, InstanceRecord>(store_.instances())) {
-        if (inst.persistent)
+        if (inst.persistent || inst.from_newer_version)
           continue;
         try {
           delete_instance(id);
@@ -220,6 +222,11 @@ StartUpReport Service::start_up() {
     }
     // 3. Every instance: its devices, its mdev, its vendor vGPU.
     for (const auto &[id, inst] : std::map<std::string, InstanceRecord>(store_.instances())) {
+      if (inst.from_newer_version) {
+        ++report.degraded;
+        report.notes.push_back("instance " + inst.name + " " + inst.state_reason);
+        continue;
+      }
       const auto &after = restore_instance(id);
       if (after.state == "active") {
         ++report.active;

@@ -317,13 +317,20 @@ void Store::put_device(const DeviceRecord &record) {
 void Store::remove_device(const std::string &id) { remove_one(dir_, kDevices, devices_, id); }
 
 void Store::put_instance(const InstanceRecord &record) {
+  if (auto it = instances_.find(record.id);
+      record.from_newer_version || (it != instances_.end() && it->second.from_newer_version))
+    fail(Errc::InvalidArgument, "instance '" + record.name + "' was written by a newer hostdev: left untouched");
   for (const auto &[id, other] : instances_)
     if (id != record.id && other.name == record.name)
       fail(Errc::NameExists, "an instance named '" + record.name + "' already exists");
   put_one(dir_, kInstances, instances_, record);
 }
 
-void Store::remove_instance(const std::string &id) { remove_one(dir_, kInstances, instances_, id); }
+void Store::remove_instance(const std::string &id) {
+  if (auto it = instances_.find(id); it != instances_.end() && it->second.from_newer_version)
+    fail(Errc::InvalidArgument, "instance '" + it->second.name + "' was written by a newer hostdev: left untouched");
+  remove_one(dir_, kInstances, instances_, id);
+}
 
 void Store::put_mdev(const MdevRecord &record) { put_one(dir_, kMdevs, mdevs_, record); }
 

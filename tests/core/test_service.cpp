@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include <csignal>
 #include <cstdlib>
@@ -1107,4 +1108,31 @@ TEST_F(VendorServiceTest, AProfileNoGpuHasRoomForIsNoCapacityNotUnknown) {
   const auto res = service_->gpu_resources();
   EXPECT_NO_THROW(resolve_profile(res.profiles, "L40S-48Q"));
   EXPECT_EQ(error_code_of([&] { service_->create_instance("vm-c", {{}, "L40S-48Q", ""}, 0); }), Errc::NoCapacity);
+}
+
+TEST_F(RestoreTest, AnInstanceANewerHostdevWroteIsShownDegradedAndNeverTouched) {
+  boot(make_vgpu_host, kBootA);
+  service_->start_up();
+  const auto &made = service_->create_instance("vm1", {{}, "L40S-4Q", ""}, 0);
+  const auto id = made.id, uuid = made.mdev_uuid;
+  // A newer hostdev rewrote the file in a later format (then the administrator went back to this version).
+  const auto file = state_ / "instances" / (id + ".json");
+  const std::string newer = R"({"version": 2, "id": ")" + id + R"(", "name": "vm1", "something_new": [1, 2]})" + "\n";
+  {
+    std::ofstream out(file);
+    out << newer;
+  }
+  boot(make_vgpu_host, kBootB);
+  const auto report = service_->start_up();
+  EXPECT_EQ(report.degraded, 1U);
+  EXPECT_EQ(inst("vm1").state, "degraded");
+  EXPECT_NE(inst("vm1").state_reason.find("newer hostdev (format 2"), std::string::npos) << inst("vm1").state_reason;
+  EXPECT_TRUE(store_->mdevs().count(uuid)) << "what is recorded for it is kept";
+  EXPECT_EQ(error_code_of([&] { service_->delete_instance("vm1"); }), Errc::InvalidArgument);
+  EXPECT_EQ(error_code_of([&] { service_->restore_instance("vm1"); }), Errc::InvalidArgument);
+  std::ifstream in(file);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  EXPECT_EQ(buf.str(), newer) << "the file is left as the newer version wrote it";
+  EXPECT_EQ(fs::exists(state_ / "corrupt"), false);
 }
