@@ -102,6 +102,11 @@ export function problemsWithHints(report) {
 
 // What an instance's row says about it. devices: [{ name, boundToVfio }] of its devices as far as known.
 export function instanceState(instance, devices) {
+    // After a reboot hostdevd says itself what it could not restore.
+    if (instance.state === "degraded")
+        return { ok: false, text: "Degraded: " + (instance.stateReason || "something could not be restored") };
+    if (instance.state === "restoring")
+        return { ok: false, text: "Restoring after a reboot" };
     const missing = devices.filter(d => !d.boundToVfio).map(d => d.name);
     if (missing.length)
         return { ok: false, text: "Not ready: " + missing.join(", ") + " not on vfio-pci" };

@@ -869,7 +869,8 @@ function renderInstances() {
     const list = instanceList();
     updateRows($("instances-table").tBodies[0], list, i => i.path, i => {
         const devs = instanceDevices(i);
-        const st = fmt.instanceState({ gpuProfile: i.GpuProfile, mdevUuid: i.MdevUuid, vgpuVf: i.VgpuVf }, devs);
+        const st = fmt.instanceState({ gpuProfile: i.GpuProfile, mdevUuid: i.MdevUuid, vgpuVf: i.VgpuVf,
+                                       state: i.State, stateReason: i.StateReason }, devs);
         return [
             h("th", { scope: "row", "data-label": _("Name") },
               h("a", { href: "#/instances/" + encodeURIComponent(i.Id), "data-action": "details",

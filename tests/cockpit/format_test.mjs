@@ -76,6 +76,10 @@ test("instance state", () => {
     assert.equal(fmt.instanceState({ gpuProfile: "NVIDIA L40S-1Q", mdevUuid: "" }, []).text, "Not ready: no vGPU");
     assert.equal(fmt.instanceState({ gpuProfile: "NVIDIA L40S-1Q", mdevUuid: "", vgpuVf: "0000:a2:00.4" }, []).text,
                  "Ready", "a vendor-VFIO vGPU has a VF, no mdev");
+    assert.deepEqual(fmt.instanceState({ state: "degraded", stateReason: "gpu0 (0000:01:00.0) is missing" }, []),
+                     { ok: false, text: "Degraded: gpu0 (0000:01:00.0) is missing" });
+    assert.equal(fmt.instanceState({ state: "restoring" }, []).text, "Restoring after a reboot");
+    assert.equal(fmt.instanceState({ state: "active" }, []).text, "Ready");
 });
 
 test("owners by uid", () => {
