@@ -42,13 +42,6 @@ std::optional<int> read_group(const Sysfs &sysfs, const std::string &path) {
   return value;
 }
 
-std::string join(const std::vector<std::string> &items) {
-  std::string out;
-  for (const auto &item : items)
-    out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 } // namespace
 
 unsigned parse_framebuffer_mb(const std::string &description) {

@@ -15,13 +15,6 @@ namespace {
 constexpr const char *kBootIdFile = "proc/sys/kernel/random/boot_id";
 constexpr std::chrono::milliseconds kPoll{200};
 
-std::string join(const std::vector<std::string> &items, const char *sep) {
-  std::string out;
-  for (const auto &item : items)
-    out += (out.empty() ? "" : sep) + item;
-  return out;
-}
-
 } // namespace
 
 std::string Service::identity_mismatch(const DeviceRecord &rec) const {

@@ -122,6 +122,16 @@ void validate_component(std::string_view component, std::string_view what) {
     fail(Errc::InvalidArgument, std::string(what) + " '" + printable(component) + "' is not a valid name");
 }
 
+std::string join(const std::vector<std::string> &items, std::string_view sep) {
+  std::string out;
+  for (const auto &item : items) {
+    if (!out.empty())
+      out += sep;
+    out += item;
+  }
+  return out;
+}
+
 std::string single_line(std::string text) {
   std::replace_if(
       text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace hostdev::core {
 
@@ -31,6 +32,8 @@ void validate_profile(std::string_view profile);
 std::string to_valid_utf8(std::string_view bytes);
 // One line: newlines, carriage returns and tabs become spaces.
 std::string single_line(std::string text);
+// The items with `sep` between them: "a, b, c".
+std::string join(const std::vector<std::string> &items, std::string_view sep = ", ");
 
 // "pci-0000-a2-00-0" for "0000:a2:00.0".
 std::string default_device_name(std::string_view normalized_address);

@@ -16,13 +16,6 @@ namespace {
 
 constexpr unsigned kQuarantineAfter = 2; // failed guest starts, on distinct instances
 
-std::string join(const std::vector<std::string> &items) {
-  std::string out;
-  for (const auto &item : items)
-    out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 } // namespace
 
 std::optional<VgpuType> Service::vgpu_type(std::uint32_t id, const HostView *view) const {

@@ -87,9 +87,11 @@ void add_device_keys(std::vector<std::string> &keys, const core::DeviceRecord &r
 
 Details instance_details(const core::InstanceRecord &rec) { return {{"instance", rec.name}, {"instance_id", rec.id}}; }
 
-// Instances.Delete and Instance.Delete.
-Mutation delete_mutation(const Snapshot &snap, const InstanceView &view, const char *method,
-                         const std::shared_ptr<sdbus::Result<>> &res) {
+// The shape of every method that acts on one whole instance (Delete, Restore): its owner decides the action, and
+// the work is keyed on the instance, its vGPU and its devices.
+Mutation instance_mutation(const Snapshot &snap, const InstanceView &view, const char *method,
+                           const std::shared_ptr<sdbus::Result<>> &res,
+                           std::function<void(core::Service &, const std::string &)> op) {
   Mutation m;
   m.method = method;
   m.details = instance_details(view.record);
@@ -100,11 +102,18 @@ Mutation delete_mutation(const Snapshot &snap, const InstanceView &view, const c
   for (const auto &device_id : view.record.devices)
     if (auto it = snap.devices.find(device_id); it != snap.devices.end())
       add_device_keys(m.keys, it->second.record);
-  m.work = [res, id = view.record.id](core::Service &service, const Caller &) -> Reply {
-    service.delete_instance(id);
+  m.work = [res, id = view.record.id, op = std::move(op)](core::Service &service, const Caller &) -> Reply {
+    op(service, id);
     return [res] { res->returnResults(); };
   };
   return m;
+}
+
+// Instances.Delete and Instance.Delete.
+Mutation delete_mutation(const Snapshot &snap, const InstanceView &view, const char *method,
+                         const std::shared_ptr<sdbus::Result<>> &res) {
+  return instance_mutation(snap, view, method, res,
+                           [](core::Service &service, const std::string &id) { service.delete_instance(id); });
 }
 
 std::string joined(const std::vector<std::string> &items) {
@@ -468,22 +477,8 @@ private:
   void Restore(sdbus::Result<> &&result, VariantMap options) override {
     mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
       const auto &snap = backend_.snapshot();
-      const auto &view = find_instance(snap, id_);
-      Mutation m;
-      m.method = "Instance.Restore";
-      m.details = instance_details(view.record);
-      m.instance_owner = view.record.owner_uid;
-      m.keys.push_back("instance:" + view.record.id);
-      if (!view.record.mdev_uuid.empty() || !view.record.vgpu_vf.empty())
-        m.keys.emplace_back("vgpu");
-      for (const auto &device_id : view.record.devices)
-        if (auto it = snap.devices.find(device_id); it != snap.devices.end())
-          add_device_keys(m.keys, it->second.record);
-      m.work = [res, id = view.record.id](core::Service &service, const Caller &) -> Reply {
-        service.restore_instance(id);
-        return [res] { res->returnResults(); };
-      };
-      return m;
+      return instance_mutation(snap, find_instance(snap, id_), "Instance.Restore", res,
+                               [](core::Service &service, const std::string &id) { service.restore_instance(id); });
     });
   }
 
