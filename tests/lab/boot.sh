@@ -5,7 +5,13 @@
 #
 # Usage: tests/lab/boot.sh --payload DIR --out DIR [--cache DIR] [--kernel 6.1|6.12]
 #                          [--timeout SECONDS] [--with-qemu] [--qemu-arg ARG]...
+#                          [--append WORDS] [--drop-device NAME]... [--state-disk FILE]
 #   --kernel: the kernel flavour (default 6.1, Debian 12's; 6.12 is bookworm-backports'), see prepare.sh.
+#   --append: more words for the kernel command line (e.g. lab.reboot=2, lab.nomod=mtty: guest/init).
+#   --drop-device: boot without that lab device (edu, e1000e, pci-testdev, rp1: lib/machine.sh's
+#     LAB_SLOTS), the other devices pinned to their usual slots, so no PCI address moves.
+#   --state-disk: FILE (a raw image, kept across boots) as a virtio disk, /dev/vda in the guest, at a
+#     fixed slot after all lab devices (LAB_STATE_SLOT).
 #
 # Payload contract: DIR is copied to /payload in the guest; /payload/run (a
 # busybox sh script) is run with cwd /payload, stdout+stderr on the serial
@@ -32,7 +38,7 @@ LAB_TAG=lab-boot
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
 PAYLOAD="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600 WITH_QEMU=0 KERNEL=$LAB_DEFAULT_KERNEL
-EXTRA=()
+EXTRA=() DROP=() APPEND_MORE="" STATE_DISK=""
 while (($#)); do
     case $1 in
     --payload) PAYLOAD=$2; shift 2 ;;
@@ -42,12 +48,20 @@ while (($#)); do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --with-qemu) WITH_QEMU=1; shift ;;
     --qemu-arg) EXTRA+=("$2"); shift 2 ;;
+    --append) APPEND_MORE+=" $2"; shift 2 ;;
+    --drop-device) DROP+=("$2"); shift 2 ;;
+    --state-disk) STATE_DISK=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "boot.sh: unknown argument $1" >&2; usage ;;
     esac
 done
 [[ -n $PAYLOAD && -n $OUT ]] || usage
 lab_flavour "$KERNEL" || usage
+if ((${#DROP[@]})); then lab_devices_without "${DROP[@]}" >/dev/null || usage; fi
+if [[ -n $STATE_DISK ]]; then
+    [[ -f $STATE_DISK ]] || { echo "boot.sh: no state disk $STATE_DISK" >&2; exit 2; }
+    STATE_DISK=$(cd "$(dirname "$STATE_DISK")" && pwd)/${STATE_DISK##*/}
+fi
 LAB_PREPARE_ARGS=(--kernel "$KERNEL")
 [[ -d $PAYLOAD ]] || { echo "boot.sh: no payload dir $PAYLOAD" >&2; exit 2; }
 PAYLOAD=$(cd "$PAYLOAD" && pwd)
@@ -188,9 +202,16 @@ MEM=1024
 ((WITH_QEMU)) && MEM=2048
 lab_accel "$STAGE/base.cpio"
 mapfile -t MARGS < <(lab_machine_args "${ACCEL_ARGS[@]}")
+DEVICES=("${LAB_DEVICES[@]}")
+if ((${#DROP[@]})); then mapfile -t DEVICES < <(lab_devices_without "${DROP[@]}"); fi
+if [[ -n $STATE_DISK ]]; then
+    # shellcheck disable=SC2054 # commas are QEMU's
+    DEVICES+=(-drive "file=$STATE_DISK,format=raw,if=none,id=labstate,cache=writeback"
+        -device "virtio-blk-pci,drive=labstate,addr=$LAB_STATE_SLOT")
+fi
 
 size=$(du -m "$STAGE/initrd.cpio" | cut -f1)
-log "kernel $KVER ($VER), accel $ACCEL, ${MEM} MB, initramfs ${size} MB, timeout ${TIMEOUT} s"
-lab_qemu "${MARGS[@]}" -initrd "$STAGE/initrd.cpio" -append "$LAB_APPEND" \
-    "${LAB_DEVICES[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
+log "kernel $KVER ($VER), accel $ACCEL, ${MEM} MB, initramfs ${size} MB, timeout ${TIMEOUT} s${DROP[*]:+, without ${DROP[*]}}${APPEND_MORE:+, kernel line +$APPEND_MORE}"
+lab_qemu "${MARGS[@]}" -initrd "$STAGE/initrd.cpio" -append "$LAB_APPEND$APPEND_MORE" \
+    "${DEVICES[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
 lab_finish ""

@@ -35,12 +35,13 @@ mkdir -p "$DEBS"
 
 # Modules the guest loads (their --show-depends closure is copied in).
 # ahci and i2c_i801 give the ICH9 functions 00:1f.* (one IOMMU group) host drivers: a real group conflict.
-LAB_MODULES=(vfio vfio_iommu_type1 vfio_pci mdev mtty e1000e nvme ahci i2c_i801)
+# virtio_pci and virtio_blk: the state disk of the reboot tests (boot.sh --state-disk; no device otherwise).
+LAB_MODULES=(vfio vfio_iommu_type1 vfio_pci mdev mtty e1000e nvme ahci i2c_i801 virtio_pci virtio_blk)
 # A built set is reused only when its stamp carries this signature.
 SIG="lab-v1 ${LAB_MODULES[*]}"
 # The guest's insmod order: the vGPU simulator before nvme (the kernel tries drivers in the order they
 # registered, and both match the NVMe functions that play GPUs).
-LOAD_ORDER=(vfio vfio_iommu_type1 vfio_pci mdev mtty nvidia_vgpu_sim e1000e nvme ahci i2c_i801)
+LOAD_ORDER=(vfio vfio_iommu_type1 vfio_pci mdev mtty nvidia_vgpu_sim e1000e nvme ahci i2c_i801 virtio_pci virtio_blk)
 NVSIM_SRC=$HERE/nvsim
 
 log() { printf 'lab-prepare: %s\n' "$*" >&2; }

@@ -10,6 +10,8 @@
 #   LAB_DEVICES, LAB_APPEND         the lab's devices (edu, e1000e, pci-testdev, SR-IOV NVMe, the two NVMe PFs
 #                                   that play GPUs for the vGPU simulator), the kernel command line
 #   LAB_NVSIM_PFS                   the addresses of those two PFs in the guest
+#   lab_devices_without NAME...     LAB_DEVICES without `-device NAME`, the others pinned to their usual slots
+#   LAB_STATE_SLOT                  the root-bus slot of boot.sh's --state-disk (after every lab device)
 #   lab_qemu ARGS...                one QEMU run with the serial console on OUT/console.log
 #   lab_finish NOTE                 exits with the guest's rc, or writes the boot failure to OUT/rc and exits 125
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -80,6 +82,38 @@ LAB_DEVICES=(
     -device nvme,serial=nvsim1,subsys=subsys2,bus=rp3,sriov_max_vfs=4,sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=10,msix_qsize=8
 )
 LAB_NVSIM_PFS="0000:02:00.0 0000:03:00.0"
+# The slots QEMU gives the root-bus devices of LAB_DEVICES that have no addr= when nothing comes before them
+# (tests/lab/boot.sh): edu 00:01.0, e1000e 00:02.0, pci-testdev 00:03.0, rp1 00:04.0 (rp2, rp3: 0x5, 0x6).
+LAB_SLOTS="edu=0x1 e1000e=0x2 pci-testdev=0x3 rp1=0x4"
+LAB_STATE_SLOT=0x7
+# A machine that lacks some of the lab's devices, as a host after a card was pulled: LAB_DEVICES, one word a
+# line (for mapfile), without the `-device NAME,...` of each NAME, and every remaining device of LAB_SLOTS pinned
+# with addr= to its usual slot, so that no PCI address moves into the gap (a test expects "missing", not another
+# card at the address).
+lab_devices_without() { # NAME...
+    local i=0 n=${#LAB_DEVICES[@]} dev name key slot drop
+    for key; do
+        [[ " $LAB_SLOTS " == *" $key="* ]] || { echo "lab_devices_without: $key is not one of LAB_SLOTS" >&2; return 2; }
+    done
+    while ((i < n)); do
+        if [[ ${LAB_DEVICES[i]} != -device ]]; then
+            printf '%s\n' "${LAB_DEVICES[i]}"
+            i=$((i + 1))
+            continue
+        fi
+        dev=${LAB_DEVICES[i + 1]}
+        name=${dev%%,*}
+        i=$((i + 2))
+        drop=0
+        for key; do [[ $name == "$key" ]] && drop=1; done
+        ((drop)) && continue
+        key=$name
+        [[ $dev =~ (^|,)id=([^,]+) ]] && [[ $name == pcie-root-port ]] && key=${BASH_REMATCH[2]}
+        slot=$(tr ' ' '\n' <<<"$LAB_SLOTS" | sed -n "s/^$key=//p")
+        [[ -n $slot && $dev != *addr=* && $dev != *bus=* ]] && dev+=",addr=$slot"
+        printf '%s\n' -device "$dev"
+    done
+}
 # nvidia_vgpu_sim.pfs: the guest's init passes MODULE.PARAM=VALUE words to insmod, as modprobe would.
 LAB_APPEND="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet nvidia_vgpu_sim.pfs=${LAB_NVSIM_PFS// /,}"
 

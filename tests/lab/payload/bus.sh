@@ -4,6 +4,8 @@
 #   lab_bus_start            start dbus-daemon, export DBUS_SYSTEM_BUS_ADDRESS
 #   lab_daemon_pid           the running hostdevd's pid (empty when none)
 #   lab_daemon_kill          kill -9 hostdevd and wait until its name is gone
+#   lab_daemon_stop          SIGTERM to hostdevd (as at a shutdown) and wait until it is gone
+# LAB_HOSTDEVD_ARGS (set before lab_bus_start): more options for the bus-activated hostdevd (--restore-wait 2).
 LAB_BUS_DIR=/run/hostdev-bus
 LAB_STATE_DIR=/var/lib/hostdev
 
@@ -29,7 +31,7 @@ EOT
     cat >"$LAB_BUS_DIR/services/org.hostdev.Passthrough1.service" <<EOT
 [D-BUS Service]
 Name=org.hostdev.Passthrough1
-Exec=/payload/bin/hostdevd --state-dir $LAB_STATE_DIR
+Exec=/payload/bin/hostdevd --state-dir $LAB_STATE_DIR${LAB_HOSTDEVD_ARGS:+ $LAB_HOSTDEVD_ARGS}
 User=root
 EOT
     export DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/dbus/system_bus_socket  # before: activated services inherit it
@@ -49,5 +51,12 @@ lab_daemon_kill() {
     _pid=$(lab_daemon_pid)
     [ -n "$_pid" ] || return 0
     kill -9 "$_pid"
+    lab_wait_for 10 sh -c '! pidof hostdevd >/dev/null'
+}
+
+lab_daemon_stop() {
+    _pid=$(lab_daemon_pid)
+    [ -n "$_pid" ] || return 0
+    kill -TERM "$_pid"
     lab_wait_for 10 sh -c '! pidof hostdevd >/dev/null'
 }
