@@ -46,7 +46,10 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
   inst.name = name;
   inst.image = spec.image;
   inst.owner_uid = owner_uid;
-  inst.persistent = spec.persistent;
+  inst.persistent = spec.persistent && spec.lease_owner.empty();
+  inst.lease_owner = spec.lease_owner;
+  inst.lease_pid = spec.lease_pid;
+  inst.lease_start = spec.lease_start;
 
   // 2. The journal knows what we are about to do before the kernel does.
   Intent intent;
@@ -232,6 +235,35 @@ bool Service::try_vendor_slot(const VgpuCandidate &slot, InstanceRecord &inst, I
   inst.vgpu_type = v.type_id;
   inst.uuid = v.uuid;
   return true;
+}
+
+std::vector<Holder> Service::instance_holders(const InstanceRecord &inst) const {
+  std::vector<Holder> out;
+  auto add = [&](std::vector<Holder> more) { out.insert(out.end(), more.begin(), more.end()); };
+  if (!inst.mdev_uuid.empty())
+    if (auto m = mdev_.find(inst.mdev_uuid))
+      add(find_holders(sysfs_, vfio_device_nodes(sysfs_, "sys/bus/mdev/devices/" + m->uuid, m->iommu_group)));
+  if (!inst.vgpu_vf.empty())
+    add(vf_holders(inst.vgpu_vf));
+  for (const auto &id : inst.devices)
+    if (auto it = store_.devices().find(id); it != store_.devices().end())
+      if (pci_.driver_of(it->second.pci_address) == std::string(kVfioPciDriver))
+        add(vfio_.holders_of(it->second.pci_address));
+  return out;
+}
+
+void Service::end_lease(const std::string &id_or_name, std::chrono::milliseconds wait) {
+  const auto inst = get_instance(id_or_name);
+  const auto until = std::chrono::steady_clock::now() + wait;
+  auto holders = instance_holders(inst);
+  while (!holders.empty() && std::chrono::steady_clock::now() < until) {
+    Sysfs::pause(std::chrono::milliseconds(200));
+    holders = instance_holders(inst);
+  }
+  if (!holders.empty())
+    fail(Errc::InUse, "the lease of instance " + inst.name + " ended, but its devices are still held by " +
+                          describe_holders(holders) + "; it is deleted once they are closed");
+  delete_instance(inst.id);
 }
 
 void Service::delete_instance(const std::string &id_or_name) {

@@ -97,6 +97,16 @@ bool get_bool_or(const RecordJson &j, const char *key, bool fallback) {
   return j.contains(key) ? get_bool(j, key) : fallback;
 }
 
+// ":1.42": what the bus driver assigns; never reused while the bus runs.
+bool is_unique_bus_name(const std::string &s) {
+  if (s.size() < 4 || s.size() > 64 || s[0] != ':')
+    return false;
+  const auto dot = s.find('.');
+  if (dot == std::string::npos || dot == 1 || dot + 1 == s.size())
+    return false;
+  return std::all_of(s.begin() + 1, s.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+}
+
 bool is_address(const std::string &s) { return is_pci_address(s) && normalize_pci_address(s) == s; }
 
 void check_version(const RecordJson &j) {
@@ -165,6 +175,8 @@ void check_content(const InstanceRecord &r) {
         "\"active\", \"degraded\" or \"restoring\"");
   check(r.state_reason.size() <= 4096 && to_valid_utf8(r.state_reason) == r.state_reason, "state_reason",
         "a text of at most 4096 bytes");
+  check(r.lease_owner.empty() || is_unique_bus_name(r.lease_owner), "lease_owner", "empty or a unique bus name");
+  check(r.lease_owner.empty() || !r.persistent, "persistent", "false for a leased instance");
 }
 
 void check_content(const VgpuRecord &r) {
@@ -252,7 +264,10 @@ RecordJson to_json(const InstanceRecord &r) {
           {"uuid", r.uuid},
           {"state", r.state},
           {"state_reason", r.state_reason},
-          {"persistent", r.persistent}};
+          {"persistent", r.persistent},
+          {"lease_owner", r.lease_owner},
+          {"lease_pid", r.lease_pid},
+          {"lease_start", r.lease_start}};
 }
 
 RecordJson to_json(const MdevRecord &r) {
@@ -351,6 +366,9 @@ InstanceRecord instance_from_json(const RecordJson &j) {
   r.state = get_string_or(j, "state", "active");
   r.state_reason = get_string_or(j, "state_reason", "");
   r.persistent = get_bool_or(j, "persistent", true);
+  r.lease_owner = get_string_or(j, "lease_owner", "");
+  r.lease_pid = get_u32_or(j, "lease_pid", 0);
+  r.lease_start = j.contains("lease_start") ? get_u64(j, "lease_start") : 0;
   check_content(r);
   return r;
 }

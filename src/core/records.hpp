@@ -55,6 +55,12 @@ struct InstanceRecord {
   // Read from a file a newer hostdev wrote (a later format version): only its id and name are known. It is shown
   // degraded, and nothing of this version touches it or what is recorded for it. Never written.
   bool from_newer_version = false;
+  // A lease: the instance belongs to a bus connection (its unique name, the process behind it and that process's
+  // start time, so that a reused name or pid is never taken for the owner); when it goes, the instance is deleted.
+  // Leased instances are never persistent. Empty / 0 without a lease; absent in older files.
+  std::string lease_owner;
+  std::uint32_t lease_pid = 0;
+  std::uint64_t lease_start = 0;
 
   bool operator==(const InstanceRecord &) const = default;
 };

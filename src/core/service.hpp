@@ -28,6 +28,10 @@ struct InstanceSpec {
   std::string gpu_profile;          // "" = none
   std::string image;                // free text, e.g. an image name; "" = none
   bool persistent = true;           // restored after a reboot; false: dropped (devices given back) at the next boot
+  // A lease (the daemon fills these from the caller's connection): the instance ends with that connection.
+  std::string lease_owner = {};
+  std::uint32_t lease_pid = 0;
+  std::uint64_t lease_start = 0;
 };
 
 struct ReconcileStats {
@@ -188,6 +192,12 @@ public:
   StartUpReport start_up();
   // Restores what one instance owns that is missing; sets its state (active or degraded with the reasons).
   const InstanceRecord &restore_instance(const std::string &id_or_name);
+
+  // A lease's owner is gone: waits up to `wait` until no process holds the instance's devices (a VMM that just
+  // died may take a moment to close them), then deletes it. InUse, naming the holders, when they stay.
+  void end_lease(const std::string &id_or_name, std::chrono::milliseconds wait);
+  // The processes holding any of the instance's VFIO objects (devices, mdev, vendor VF).
+  std::vector<Holder> instance_holders(const InstanceRecord &instance) const;
 
   // vGPU placement: every place `profile` could go now, least-loaded GPU first (framebuffer in use, then vGPUs),
   // quarantined VFs left out. Throws ProfileUnavailable / NoCapacity.

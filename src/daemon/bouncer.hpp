@@ -30,6 +30,7 @@ using Details = std::map<std::string, std::string>;
 struct Caller {
   std::string sender; // unique bus name ":1.42"
   std::uint32_t uid = 0;
+  std::uint32_t pid = 0; // the process behind the connection, as the bus driver says (0 when it does not)
 };
 
 // The authority the bouncer asks.

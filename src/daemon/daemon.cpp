@@ -12,6 +12,7 @@
 #include "daemon/log.hpp"
 #include "daemon/monitor.hpp"
 #include "daemon/objects.hpp"
+#include "daemon/peer.hpp"
 #include "daemon/snapshot.hpp"
 #include "daemon/units.hpp"
 #include "daemon/worker.hpp"
@@ -40,6 +41,8 @@ constexpr auto kSnapshotMaxAge = std::chrono::seconds(2);
 constexpr unsigned kMaxInteractivePerUid = 4;
 // Worker threads: mutations of unrelated devices go on while one waits for the kernel (see worker.hpp).
 constexpr unsigned kWorkers = 4;
+// How long a lease's end waits for a dead VMM's devices to be closed before it gives up (and logs the holders).
+constexpr auto kLeaseHolderWait = std::chrono::seconds(10);
 
 class Daemon final : public Backend {
 public:
@@ -118,7 +121,28 @@ public:
     auto startup_signals = events_.take();
     objects_->apply(take_snapshot(*service_, sysfs_));
     objects_->bury();
+    // Leases from before this start: their owner must still be on the bus, as the same process. (Unique names are
+    // never reused while a bus runs; after a bus restart one may be, so the pid and its start time are compared.)
+    std::vector<std::string> gone;
+    for (const auto &[id, view] : objects_->current().instances) {
+      const auto &rec = view.record;
+      if (rec.lease_owner.empty())
+        continue;
+      std::uint32_t pid = 0;
+      try {
+        bus_driver_->callMethod("GetConnectionUnixProcessID")
+            .onInterface("org.freedesktop.DBus")
+            .withArguments(rec.lease_owner)
+            .storeResultsTo(pid);
+      } catch (const sdbus::Error &) {
+        pid = 0; // no such name: the owner is gone
+      }
+      if (pid == 0 || pid != rec.lease_pid || process_start_time(pid) != rec.lease_start)
+        gone.push_back(rec.lease_owner);
+    }
     worker_.start(); // from here on the core belongs to the worker
+    for (const auto &owner : gone)
+      end_leases_of(owner);
 
     try {
       bus_->requestName(names::kBusName);
@@ -164,16 +188,21 @@ public:
       if (refused)
         m->fail(to_dbus_error(refused));
     };
-    bus_driver_->callMethodAsync("GetConnectionUnixUser")
+    bus_driver_->callMethodAsync("GetConnectionCredentials")
         .onInterface("org.freedesktop.DBus")
         .withArguments(sender)
-        .uponReplyInvoke([this, m, sender, settled](const sdbus::Error *error, std::uint32_t uid) {
-          if (error != nullptr) {
-            settled(std::make_exception_ptr(
-                core::Error(core::Errc::NotAuthorized, "cannot tell who " + sender + " is: " + error->getMessage())));
+        .uponReplyInvoke([this, m, sender, settled](const sdbus::Error *error,
+                                                    std::map<std::string, sdbus::Variant> credentials) {
+          auto uid = credentials.find("UnixUserID");
+          if (error != nullptr || uid == credentials.end() || uid->second.peekValueType() != "u") {
+            settled(std::make_exception_ptr(core::Error(
+                core::Errc::NotAuthorized,
+                "cannot tell who " + sender + " is: " + (error ? error->getMessage() : "the bus gave no uid"))));
             return;
           }
-          const Caller caller{sender, uid};
+          Caller caller{sender, uid->second.get<std::uint32_t>(), 0};
+          if (auto pid = credentials.find("ProcessID"); pid != credentials.end() && pid->second.peekValueType() == "u")
+            caller.pid = pid->second.get<std::uint32_t>();
           authorize(caller, m, settled);
         });
     ++authorizing_; // after the call went out: its answer always comes through the loop, later
@@ -215,8 +244,37 @@ private:
         check_id);
   }
 
-  // Bus thread: a unique name left the bus; its polkit checks are given up.
+  // Bus thread: the lease of every instance `owner` held ends (the VMM or its launcher is gone).
+  void end_leases_of(const std::string &owner) {
+    for (const auto &[id, view] : objects_->current().instances) {
+      if (view.record.lease_owner != owner)
+        continue;
+      log(Level::Info, "the owner " + owner + " of leased instance " + view.record.name + " left the bus: ending it",
+          {{"HOSTDEV_INSTANCE", view.record.name}, {"HOSTDEV_CALLER", owner}});
+      std::vector<std::string> keys{"instance:" + id};
+      if (!view.record.mdev_uuid.empty() || !view.record.vgpu_vf.empty())
+        keys.emplace_back("vgpu");
+      for (const auto &device_id : view.record.devices)
+        if (auto it = objects_->current().devices.find(device_id); it != objects_->current().devices.end())
+          keys.push_back("pci:" + it->second.record.pci_address);
+      worker_.submit(
+          [this, id = id, name = view.record.name]() -> Worker::Completion {
+            try {
+              service_->end_lease(id, kLeaseHolderWait);
+            } catch (const std::exception &e) {
+              log(Level::Warning,
+                  "ending the lease of " + name + ": " + e.what() + " (the next start of hostdevd retries)");
+            }
+            return finish({}, true);
+          },
+          keys);
+    }
+  }
+
+  // Bus thread: a unique name left the bus; its polkit checks are given up, its leases end.
   void caller_left(const std::string &name) {
+    if (objects_)
+      end_leases_of(name);
     std::vector<std::string> ids;
     for (auto [it, end] = pending_checks_.equal_range(name); it != end; ++it)
       ids.push_back(it->second);

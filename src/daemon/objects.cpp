@@ -1,5 +1,7 @@
 #include "daemon/objects.hpp"
 
+#include "daemon/peer.hpp"
+
 #include "config.h"
 #include "core/host_names.hpp"
 #include "core/validate.hpp"
@@ -275,8 +277,8 @@ private:
   // Instances
   void Create(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, VariantMap spec) override {
     mutation_call(backend_, getObject(), std::move(result), spec,
-                  {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}, {"persistent", "b"}}, "spec key",
-                  [&](const Options &opts, auto res) {
+                  {{"devices", "as"}, {"gpu_profile", "s"}, {"image", "s"}, {"persistent", "b"}, {"lease", "b"}},
+                  "spec key", [&](const Options &opts, auto res) {
                     core::validate_name(name, "instance name");
                     const auto &snap = backend_.snapshot();
                     // polkit sees the devices by name, id and address, and the profile by name and type id, however the
@@ -284,6 +286,10 @@ private:
                     core::InstanceSpec s;
                     s.image = opts.get_string("image");
                     s.persistent = opts.get_bool("persistent", true);
+                    const bool lease = opts.get_bool("lease", false);
+                    if (lease && opts.get_bool("persistent", false))
+                      core::fail(core::Errc::InvalidArgument,
+                                 "a leased instance cannot be persistent: it ends with its owner");
                     std::vector<std::string> names, ids, addresses, keys{"instance-name:" + name};
                     for (const auto &ref : opts.get_strings("devices")) {
                       const auto &view = find_device(snap, ref);
@@ -306,9 +312,17 @@ private:
                       m.keys.emplace_back("vgpu");
                       m.details.insert({{"profile", p.name}, {"profile_type", p.type_id}});
                     }
-                    m.work = [res, name, s](core::Service &service, const Caller &caller) -> Reply {
+                    m.work = [res, name, s, lease](core::Service &service, const Caller &caller) -> Reply {
+                      auto with_lease = s;
+                      if (lease) {
+                        // The lease is the caller's connection; its pid and that pid's start time keep a reused name or
+                        // pid from passing for the owner after a restart.
+                        with_lease.lease_owner = caller.sender;
+                        with_lease.lease_pid = caller.pid;
+                        with_lease.lease_start = process_start_time(caller.pid);
+                      }
                       const auto path =
-                          sdbus::ObjectPath(instance_path(service.create_instance(name, s, caller.uid).id));
+                          sdbus::ObjectPath(instance_path(service.create_instance(name, with_lease, caller.uid).id));
                       return [res, path] { res->returnResults(path); };
                     };
                     return m;
@@ -506,6 +520,7 @@ private:
   std::string State() override { return view().record.state; }
   std::string StateReason() override { return view().record.state_reason; }
   bool Persistent() override { return view().record.persistent; }
+  std::string LeaseOwner() override { return view().record.lease_owner; }
   std::vector<std::string> DevicePaths() override { return view().paths.device_paths; }
   std::vector<std::string> QemuArgs() override { return view().paths.qemu_args; }
   std::vector<std::string> CloudHypervisorArgs() override { return view().paths.cloud_hypervisor_args; }

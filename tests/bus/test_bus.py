@@ -1409,6 +1409,60 @@ def test_authz_instance_restore():
     authz("Instance.Restore", setup, attempt, verify)
 
 
+# --------------------------------------------------------------------------------------------------- leases
+
+def leasing_child(name, profile):
+    """A process with its own bus connection that creates a leased instance and then waits to be killed, like a
+    VMM launcher. Returns (pid, read end of a pipe that gets the instance path)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+            inst = conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("Create", INSTANCES)(
+                name, sv(gpu_profile=profile, lease=True), timeout=30)
+            os.write(w, (str(inst) + "\n").encode())
+            os.close(w)
+            while True:
+                time.sleep(1)
+        except BaseException as e:  # noqa: BLE001
+            os.write(w, ("ERROR %r\n" % e).encode())
+        os._exit(1)
+    os.close(w)
+    with os.fdopen(r) as f:
+        line = f.readline().strip()
+    check(line.startswith("/"), "the child's Create: " + line)
+    return pid, line
+
+
+def test_lease():
+    pid, inst = leasing_child("leased1", "NVIDIA L40S-1Q")
+    owner = prop(inst, INSTANCE, "LeaseOwner")
+    check(owner.startswith(":"), "LeaseOwner %r" % owner)
+    eq(prop(inst, INSTANCE, "Persistent"), False, "a lease is never persistent")
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 1, "the leased vGPU")
+    expect_error("InvalidArgument", call, INSTANCES, "Create", "x1", sv(gpu_profile="NVIDIA L40S-1Q", lease=True,
+                                                                         persistent=True))
+    # hostdevd restarts while the owner lives: the lease stays.
+    kill_daemon()
+    eq(call(INSTANCES, "ListInstances"), [inst], "the lease survives a restart of hostdevd")
+    # The owner dies: the instance goes, and its vGPU with it.
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    wait_until(lambda: call(INSTANCES, "ListInstances") == [], "the leased instance to go", seconds=5)
+    print("lease ended %.0f ms after its owner died" % ((time.monotonic() - t0) * 1000))
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 0, "the vGPU is gone")
+    # An owner that dies while hostdevd is down: the next start ends the lease.
+    pid, inst = leasing_child("leased2", "NVIDIA L40S-1Q")
+    kill_daemon()
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    call(DEVICES, "CheckHost")  # activates hostdevd
+    wait_until(lambda: call(INSTANCES, "ListInstances") == [], "the orphaned lease to end at start", seconds=5)
+
+
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
 
 

@@ -44,7 +44,8 @@ $code" "$OUT"; then echo "ok: $what"; else fail "$what: $(head -c 1500 "$OUT")";
 DEVICE_KEYS='["id","name","type","pci_address","vendor_id","device_id","vendor_name","device_name","iommu_group",
   "driver","bound_to_vfio","attached_to","attached_to_name","created_at","sysfs_path","path"]'
 INSTANCE_KEYS='["id","name","image","devices","device_names","gpu_profile","mdev_uuid","vgpu_vf","uuid",
-  "device_paths","qemu_args","cloud_hypervisor_args","state","state_reason","persistent","owner","created_at","path"]'
+  "device_paths","qemu_args","cloud_hypervisor_args","state","state_reason","persistent","lease_owner","owner","created_at",
+  "path"]'
 
 t_reads() {
   run 0 "status" status
