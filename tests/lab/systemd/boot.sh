@@ -8,10 +8,16 @@
 #
 # Usage: tests/lab/systemd/boot.sh --destdir DIR --test SCRIPT --out OUT
 #                                  [--cache DIR] [--timeout SECONDS]
+#                                  [--persistent-root FILE] [--append WORDS]
+#   --persistent-root: boot FILE, a writable copy of the root image, instead of
+#     the image itself snapshot=on; FILE is made (a sparse copy) when it does
+#     not exist, and what a boot writes is still there at the next boot of FILE.
+#   --append: more words for the kernel command line (lab.boot=2: tests.sh).
 #
 # In the guest: SCRIPT is /lab/run (runs as root under systemd, cwd /lab,
 # stdout+stderr on ttyS0), /lab/lib.sh is tests/lab/guest/lib.sh (lab_test
-# prints the === LAB-TEST BEGIN/END markers).  When it exits the unit prints
+# prints the === LAB-TEST BEGIN/END markers); /lab/lab-vm.service and
+# /lab/lab-vm-start are there for the reboot test.  When it exits the unit prints
 # rc=$EXIT_STATUS and powers off.  A boot that ends in a soft lockup (seen
 # about once in 18 boots under TCG) is retried once.
 #
@@ -30,7 +36,7 @@ LAB_TAG=lab-sd-boot
 
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
-DESTDIR="" TEST="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600
+DESTDIR="" TEST="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600 ROOT_COPY="" APPEND_MORE=""
 while (($#)); do
     case $1 in
     --destdir) DESTDIR=$2; shift 2 ;;
@@ -38,6 +44,8 @@ while (($#)); do
     --out) OUT=$2; shift 2 ;;
     --cache) CACHE=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
+    --persistent-root) ROOT_COPY=$2; shift 2 ;;
+    --append) APPEND_MORE+=" $2"; shift 2 ;;
     -h | --help) usage ;;
     *) echo "boot.sh: unknown argument $1" >&2; usage ;;
     esac
@@ -50,6 +58,10 @@ OUT=$(cd "$OUT" && pwd)
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 rm -f "$OUT"/{rc,console.log,qemu.log,secs,boot-secs,prepare.log}
+if [[ -n $ROOT_COPY ]]; then
+    mkdir -p "$(dirname "$ROOT_COPY")"
+    ROOT_COPY=$(cd "$(dirname "$ROOT_COPY")" && pwd)/${ROOT_COPY##*/}
+fi
 
 lab_prepare "$HERE/prepare-root.sh"
 SD=$CACHE/systemd
@@ -87,6 +99,8 @@ mkdir -p "$T/lab" "$T/etc/systemd/system/multi-user.target.wants"
 install -m 755 "$TEST" "$T/lab/run"
 install -m 644 "$LAB/guest/lib.sh" "$T/lab/lib.sh"
 install -m 644 "$HERE/guest/hostdev-labtest.service" "$T/etc/systemd/system/hostdev-labtest.service"
+install -m 644 "$HERE/guest/lab-vm.service" "$T/lab/lab-vm.service"
+install -m 755 "$HERE/guest/lab-vm-start" "$T/lab/lab-vm-start"
 ln -s ../hostdev-labtest.service "$T/etc/systemd/system/multi-user.target.wants/hostdev-labtest.service"
 chmod 755 "$T"
 # Name the top-level entries (not "."), so the root directory's own mode is left alone.
@@ -97,15 +111,25 @@ tar -C "$T" --owner=0 --group=0 --numeric-owner -cf "$STAGE/destdir.tar" "${top[
 lab_accel "" # no probe: tcg unless the busybox lab cached KVM
 MEM=1024
 mapfile -t QARGS < <(lab_machine_args "${ACCEL_ARGS[@]}")
+fresh=0
+if [[ -n $ROOT_COPY ]]; then
+    if [[ ! -f $ROOT_COPY ]]; then
+        cp --sparse=always "$SD/root.img" "$ROOT_COPY"
+        fresh=1
+    fi
+    root_drive="file=$ROOT_COPY,if=virtio,format=raw"
+else
+    root_drive="file=$SD/root.img,if=virtio,format=raw,snapshot=on"
+fi
 QARGS+=(
-    -initrd "$STAGE/initrd.cpio" -append "$LAB_APPEND softlockup_panic=1 systemd.getty_auto=0"
-    -drive "file=$SD/root.img,if=virtio,format=raw,snapshot=on"
+    -initrd "$STAGE/initrd.cpio" -append "$LAB_APPEND softlockup_panic=1 systemd.getty_auto=0$APPEND_MORE"
+    -drive "$root_drive"
     -drive "file=$STAGE/destdir.tar,if=virtio,format=raw,readonly=on"
     "${LAB_DEVICES[@]}"
 )
 ird=$(du -k "$STAGE/initrd.cpio" | cut -f1)
 tsz=$(du -k "$STAGE/destdir.tar" | cut -f1)
-log "kernel $KVER, accel $ACCEL, initramfs ${ird} KB, destdir tar ${tsz} KB, timeout ${TIMEOUT} s"
+log "kernel $KVER, accel $ACCEL, initramfs ${ird} KB, destdir tar ${tsz} KB, timeout ${TIMEOUT} s${ROOT_COPY:+, root $ROOT_COPY ($( ((fresh)) && echo fresh || echo kept))}${APPEND_MORE:+, kernel line +$APPEND_MORE}"
 
 attempt=0
 LAB_WATCH_FIRST=1 # time to the first test marker: OUT/boot-secs
@@ -118,6 +142,8 @@ while :; do
     if ((attempt == 1)) && grep -q 'soft lockup' "$OUT/console.log"; then
         log "soft lockup after $secs s: retrying once"
         cp "$OUT/console.log" "$OUT/console.lockup.log"
+        # A fresh copy is made again: the boot that locked up may have written to it.
+        if ((fresh)); then cp --sparse=always "$SD/root.img" "$ROOT_COPY"; fi
         continue
     fi
     break

@@ -6,12 +6,18 @@
 #     package uses (--prefix=/usr --sysconfdir=/etc --localstatedir=/var),
 #     builds only the installed targets, and runs
 #     `meson install --no-rebuild --destdir RESULTS/destdir`;
-#  2. boots the VM once (tests/lab/systemd/boot.sh, output in RESULTS/boot/)
-#     with that DESTDIR and tests/lab/systemd/tests.sh,
+#  2. boots the VM twice (tests/lab/systemd/boot.sh) with that DESTDIR and
+#     tests/lab/systemd/tests.sh, on one writable copy of the root image
+#     (RESULTS/root.img, made fresh for the first boot, removed after the
+#     second): the first boot (RESULTS/boot/) runs every test and sets up the
+#     reboot test, the second (RESULTS/boot-2/, kernel line lab.boot=2) is the
+#     reboot, with a new boot id, and checks it;
 # and every caller prints NAME's section of the console and exits with its rc
-# (0 pass, 77 skip, else fail).  The boot is reused while the DESTDIR's
-# content, tests/lab/systemd/, tests/lab/guest/lib.sh and the root image are
-# unchanged (a failed boot for 120 s only); `rm RESULTS/done` forces one.
+# (0 pass, 77 skip, else fail); sd-restore-order prints the first boot's
+# sd-restore-setup and the second boot's sd-restore-order.  The boots are
+# reused while the DESTDIR's content, tests/lab/systemd/, tests/lab/guest/lib.sh
+# and the root image are unchanged (a failed boot for 120 s only);
+# `rm RESULTS/done` forces them.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,7 +36,13 @@ CACHE=${HOSTDEV_LAB_CACHE:-$REPO/.cache/lab}
 BUILD=$RESULTS/build-usr
 DEST=$RESULTS/destdir
 BOOT=$RESULTS/boot
+BOOT2=$RESULTS/boot-2
+ROOT_COPY=$RESULTS/root.img
 DONE=$RESULTS/done
+case $NAME in
+sd-restore-order) SECTIONS=("$BOOT:sd-restore-setup" "$BOOT2:sd-restore-order") ;;
+*) SECTIONS=("$BOOT:$NAME") ;;
+esac
 
 lab_lock
 
@@ -50,7 +62,8 @@ for t in json.load(sys.stdin):
         for f in t["filename"]:
             print(os.path.relpath(f, b))' "$BUILD")
 if ((${#outs[@]})); then
-    ninja -C "$BUILD" "${outs[@]}" >"$RESULTS/build.log" 2>&1 ||
+    # -j nproc: ninja's default (nproc + 2) would take more cores than the machine has.
+    ninja -C "$BUILD" -j "$(nproc)" "${outs[@]}" >"$RESULTS/build.log" 2>&1 ||
         { tail -n 40 "$RESULTS/build.log"; echo "FAIL: building the installed targets failed"; exit 1; }
 fi
 rm -rf "$DEST"
@@ -67,27 +80,59 @@ signature() { # what a boot depends on: the DESTDIR's content, the guest side, t
     } | sha256sum | cut -c1-32
 }
 sig=$(signature)
+guest_rc() { grep -qE '^[0-9]+$' "$1/rc" 2>/dev/null; } # DIR: the guest printed its rc (the boot itself worked)
+# DONE: "SIGNATURE BRC FAILED" (FAILED: the boot's directory name when one failed, else empty).
 need_boot() {
     [[ -f $DONE ]] || return 0
-    local dsig brc
-    read -r dsig brc <"$DONE" || return 0
+    local dsig brc failed
+    read -r dsig brc failed <"$DONE" || return 0
     [[ $dsig == "$sig" ]] || return 0
-    lab_failed_boot_stale "$brc" && return 0
+    if [[ -n $failed ]]; then
+        BOOT=$RESULTS/$failed lab_failed_boot_stale "$brc" && return 0
+    fi
     return 1
 }
 if need_boot; then
-    rm -f "$DONE"
-    echo "lab-systemd: booting the systemd lab VM (results in $RESULTS)"
-    brc=0
-    "$HERE/boot.sh" --destdir "$DEST" --test "$HERE/tests.sh" --out "$BOOT" --cache "$CACHE" || brc=$?
+    rm -f "$DONE" "$ROOT_COPY"
+    echo "lab-systemd: booting the systemd lab VM twice on one root (results in $RESULTS)"
+    brc=0 failed=""
+    "$HERE/boot.sh" --destdir "$DEST" --test "$HERE/tests.sh" --out "$BOOT" --cache "$CACHE" \
+        --persistent-root "$ROOT_COPY" || brc=$?
+    if guest_rc "$BOOT"; then
+        brc2=0
+        "$HERE/boot.sh" --destdir "$DEST" --test "$HERE/tests.sh" --out "$BOOT2" --cache "$CACHE" \
+            --persistent-root "$ROOT_COPY" --append lab.boot=2 || brc2=$?
+        guest_rc "$BOOT2" || { brc=$brc2 failed=boot-2; }
+    else
+        failed=boot
+        mkdir -p "$BOOT2"
+        rm -f "$BOOT2/console.log" "$BOOT2/secs" "$BOOT2/boot-secs"
+        why=$(cat "$BOOT/rc" 2>/dev/null || echo "boot-failed: boot.sh wrote no rc")
+        [[ $why == lab-unavailable* ]] || why="boot-failed: the first boot failed ($why)"
+        echo "$why" >"$BOOT2/rc"
+    fi
+    rm -f "$ROOT_COPY" # ~140 MB; the next run starts from the image again
     # The image may have been (re)built by this boot: sign with its new stamp.
     sig2=$(signature)
-    echo "$sig2 $brc" >"$DONE"
+    echo "$sig2 $brc $failed" >"$DONE"
 else
-    echo "lab-systemd: reusing the boot in $BOOT ($(cat "$BOOT/secs" 2>/dev/null || echo '?') s)"
+    echo "lab-systemd: reusing the boots in $BOOT and $BOOT2"
 fi
+for b in "$BOOT" "$BOOT2"; do
+    echo "lab-systemd: ${b##*/}: $(cat "$b/secs" 2>/dev/null || echo '?') s, first test at $(cat "$b/boot-secs" 2>/dev/null || echo '?') s"
+done
 
-# ---- this test's section ----------------------------------------------------------------
-lab_section "$NAME"
-echo "lab-systemd: boot $(cat "$BOOT/secs" 2>/dev/null || echo '?') s, first test at $(cat "$BOOT/boot-secs" 2>/dev/null || echo '?') s"
-lab_verdict "$NAME"
+# ---- this test's sections ----------------------------------------------------------------
+final=0 skipped=0
+for s in "${SECTIONS[@]}"; do
+    ((${#SECTIONS[@]} == 1)) || echo "--- ${s%%:*}: ${s##*:}" | sed "s|$RESULTS/||"
+    src=0
+    (BOOT=${s%:*} && lab_section "${s##*:}" && lab_verdict "${s##*:}") || src=$?
+    if ((src == 77)); then
+        skipped=1
+    elif ((src != 0 && final == 0)); then
+        final=$src
+    fi
+done
+((final == 0 && skipped)) && final=77
+exit "$final"

@@ -4,6 +4,10 @@
 # hostdev installed from a DESTDIR (prefix /usr).  Each lab_test NAME is one
 # meson test of the suite 'systemd'.  Order matters: sd-boot must not touch
 # hostdevd, and unit-activation makes the very first call to it.
+# Two boots on one root (run-test.sh): the first runs every test, then
+# sd-restore-setup (an mdev instance, hostdev-restore.service and the stand-in
+# VM unit lab-vm.service enabled); the second (kernel line lab.boot=2) is the
+# reboot and runs only sd-restore-order.
 set -euo pipefail
 # shellcheck source=../guest/lib.sh
 . /lab/lib.sh
@@ -209,15 +213,118 @@ t_policy_group_rule() {
     rm -f "$rules"
 }
 
-lab_test sd-boot t_sd_boot
-lab_test unit-activation t_unit_activation
-lab_test unit-hardening t_unit_hardening
-lab_test sandbox-vfio-bind t_sandbox_vfio_bind
-lab_test sandbox-mdev-create t_sandbox_mdev_create
-lab_test policy-denies-user t_policy_denies_user
-lab_test policy-group-rule t_policy_group_rule
+# ---- the reboot: hostdev-restore.service before the VM units ---------------------------------
+RESTORE=hostdev-restore.service
+VM=lab-vm.service
+LAB_DIR=/var/lib/lab # on the root, which the second boot keeps
+json_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1; } # FIELD < json
+json_list() { awk -v k="\"$1\": \\[" '$0 ~ k { on = 1; next } on && /\]/ { on = 0 } on' | sed 's/^ *"\(.*\)",\{0,1\}$/\1/'; }
+mono() { systemctl show -p "$2" --value "$1"; } # UNIT PROPERTY: a *TimestampMonotonic, in microseconds
+journal_usec() { # UNIT PATTERN: the monotonic time (us) of the first journal line of UNIT matching PATTERN
+    { journalctl -b -u "$1" -o short-monotonic --no-pager | grep -m1 -- "$2" || true; } |
+        sed -n 's/^\[ *\([0-9]*\)\.\([0-9]\{6\}\)\].*/\1\2/p'
+}
 
-echo "=== LAB-JOURNAL BEGIN $UNIT"
-journalctl -b -u "$UNIT" --no-pager -o short-monotonic 2>&1 | tail -n 60 || true
-journalctl -b -u polkit.service --no-pager -o short-monotonic 2>&1 | tail -n 20 || true
+t_sd_restore_setup() {
+    need_daemon
+    local json uuid paths u
+    [ -f "/usr/lib/systemd/system/$RESTORE" ] || lab_fail "$RESTORE is not installed next to $UNIT"
+    systemctl cat --no-pager "$RESTORE" | grep -E '^(Wants|After|Before|Type|RemainAfterExit|ExecStart|WantedBy)='
+    [ "$(systemctl is-enabled "$RESTORE" || true)" = disabled ] || lab_fail "meson install enabled $RESTORE"
+    echo "ok: $RESTORE installed, not enabled"
+    hostdevctl create lab-vm --gpu-profile mtty-2 >/dev/null
+    json=$(hostdevctl instance lab-vm --json)
+    uuid=$(json_field mdev_uuid <<<"$json")
+    paths=$(json_list device_paths <<<"$json" | xargs)
+    echo "lab-vm: mdev $uuid, device paths: $paths"
+    if [ -z "$uuid" ] || [ ! -e "/sys/bus/mdev/devices/$uuid" ]; then lab_fail "no mdev for lab-vm"; fi
+    case " $paths " in
+    *" /sys/bus/mdev/devices/$uuid "* | *" /sys/bus/mdev/devices/$uuid/ "*) ;;
+    *) lab_fail "lab-vm's device paths do not name its mdev" ;;
+    esac
+    grep -q '"persistent": true' <<<"$json" || lab_fail "lab-vm is not persistent"
+    # The stand-in VM: its unit, and its definition (the device paths, as a VM's XML would name them).
+    printf 'LAB_VM_PATHS="%s"\n' "$paths" >/etc/lab-vm.env
+    install -m 644 /lab/lab-vm.service "/etc/systemd/system/$VM"
+    systemctl daemon-reload
+    systemctl enable "$RESTORE" "$VM"
+    for u in "$RESTORE" "$VM"; do
+        [ "$(systemctl is-enabled "$u")" = enabled ] || lab_fail "$u is not enabled"
+    done
+    systemd-analyze verify --man=no "/etc/systemd/system/$VM" "/usr/lib/systemd/system/$RESTORE" 2>&1 | grep -v '^$' || true
+    mkdir -p "$LAB_DIR"
+    echo "$uuid" >"$LAB_DIR/mdev-uuid"
+    cat /proc/sys/kernel/random/boot_id >"$LAB_DIR/boot-id-1"
+    echo "ok: lab-vm (mtty-2, mdev $uuid) made; $RESTORE and $VM enabled; the reboot comes next"
+}
+
+t_sd_restore_order() {
+    need_daemon
+    local uuid boot1 u v json r_start r_done v_start d_up restored n=0
+    [ -f "$LAB_DIR/mdev-uuid" ] || lab_fail "the first boot left no $LAB_DIR/mdev-uuid (did its sd-restore-setup pass?)"
+    uuid=$(<"$LAB_DIR/mdev-uuid")
+    boot1=$(<"$LAB_DIR/boot-id-1")
+    [ "$(cat /proc/sys/kernel/random/boot_id)" != "$boot1" ] || lab_fail "the boot id did not change"
+    echo "boot 2, boot id $(cat /proc/sys/kernel/random/boot_id) (boot 1: $boot1); lab-vm's mdev $uuid"
+    # Both are oneshots wanted by multi-user.target (hence before it, and before this unit): be sure anyway.
+    for u in "$RESTORE" "$VM"; do
+        while [ "$(systemctl show -p ActiveState --value "$u")" = activating ] && ((n < 300)); do sleep 0.1; n=$((n + 1)); done
+    done
+    for u in "$UNIT" "$RESTORE" "$VM"; do
+        echo "$u: $(systemctl show -p ActiveState,Result,ExecMainStatus,InactiveExitTimestampMonotonic,ExecMainStartTimestampMonotonic,ActiveEnterTimestampMonotonic "$u" | xargs)"
+    done
+    for u in "$RESTORE" "$VM"; do
+        [ "$(systemctl is-enabled "$u")" = enabled ] || lab_fail "$u is not enabled after the reboot"
+        [ "$(systemctl show -p ActiveState --value "$u")" = active ] || lab_fail "$u is not active"
+        [ "$(systemctl show -p Result --value "$u")" = success ] || lab_fail "$u did not succeed"
+    done
+    echo "--- what $VM saw at its start (/var/lib/lab-vm/result)"
+    cat /var/lib/lab-vm/result
+    grep -qE "^present /sys/bus/mdev/devices/$uuid/?\$" /var/lib/lab-vm/result || lab_fail "$VM did not see the mdev $uuid"
+    grep -qx "hostdev-restore.service active" /var/lib/lab-vm/result || lab_fail "$RESTORE was not done when $VM started"
+    grep -q "boot_id $(cat /proc/sys/kernel/random/boot_id)" /var/lib/lab-vm/result || lab_fail "the result is not of this boot"
+    d_up=$(mono "$UNIT" ActiveEnterTimestampMonotonic)
+    r_start=$(mono "$RESTORE" ExecMainStartTimestampMonotonic)
+    r_done=$(mono "$RESTORE" ActiveEnterTimestampMonotonic)
+    v_start=$(mono "$VM" ExecMainStartTimestampMonotonic)
+    restored=$(journal_usec "$UNIT" 'restored after a reboot')
+    [ -n "$restored" ] || lab_fail "no 'restored after a reboot' in $UNIT's journal"
+    for v in "$d_up" "$r_start" "$r_done" "$v_start"; do [ "${v:-0}" -gt 0 ] || lab_fail "a timestamp is missing"; done
+    # (The journal's time is journald's receipt of hostdevd's line: shown, not compared.)
+    echo "MEASURE monotonic us: $UNIT up $d_up (its 'restored after a reboot' line received $restored), $RESTORE start $r_start done $r_done, $VM start $v_start"
+    ((d_up <= r_start)) || lab_fail "$RESTORE started before $UNIT was up"
+    ((r_start <= r_done)) || lab_fail "$RESTORE was done before it started"
+    ((r_done <= v_start)) || lab_fail "$VM started before $RESTORE was done"
+    echo "ok: $UNIT up (after its restore) -> $RESTORE done -> $VM started, $(((v_start - d_up) / 1000)) ms after $UNIT"
+    json=$(hostdevctl instance lab-vm --json)
+    [ "$(json_field state <<<"$json")" = active ] || lab_fail "lab-vm is $(json_field state <<<"$json")"
+    [ "$(json_field mdev_uuid <<<"$json")" = "$uuid" ] || lab_fail "lab-vm's mdev_uuid changed"
+    [ -e "/sys/bus/mdev/devices/$uuid" ] || lab_fail "no /sys/bus/mdev/devices/$uuid"
+    echo "--- $RESTORE's output"
+    journalctl -b -u "$RESTORE" -o cat --no-pager
+    journalctl -b -u "$RESTORE" -o cat --no-pager | grep -qE '^lab-vm +active' || lab_fail "$RESTORE did not list lab-vm active"
+    echo "--- $UNIT's start-up"
+    journalctl -b -u "$UNIT" -o short-monotonic --no-pager | grep -E 'start-up|restored|serving' || true
+    hostdevctl delete lab-vm
+}
+
+if grep -qw lab.boot=2 /proc/cmdline; then
+    lab_test sd-restore-order t_sd_restore_order
+    JOURNAL_UNITS=("$UNIT" "$RESTORE" "$VM")
+else
+    lab_test sd-boot t_sd_boot
+    lab_test unit-activation t_unit_activation
+    lab_test unit-hardening t_unit_hardening
+    lab_test sandbox-vfio-bind t_sandbox_vfio_bind
+    lab_test sandbox-mdev-create t_sandbox_mdev_create
+    lab_test policy-denies-user t_policy_denies_user
+    lab_test policy-group-rule t_policy_group_rule
+    lab_test sd-restore-setup t_sd_restore_setup
+    JOURNAL_UNITS=("$UNIT" polkit.service)
+fi
+
+echo "=== LAB-JOURNAL BEGIN ${JOURNAL_UNITS[*]}"
+for u in "${JOURNAL_UNITS[@]}"; do
+    journalctl -b -u "$u" --no-pager -o short-monotonic 2>&1 | tail -n 60 || true
+done
 echo "=== LAB-JOURNAL END"
