@@ -1,6 +1,7 @@
 // Instances: create (all or nothing, journalled) and delete (retryable, each step recorded as it completes).
 #include "core/service.hpp"
 
+#include "core/acl.hpp"
 #include "core/error.hpp"
 #include "core/host_names.hpp"
 #include "core/ids.hpp"
@@ -252,6 +253,76 @@ std::vector<Holder> Service::instance_holders(const InstanceRecord &inst) const 
   return out;
 }
 
+Service::VfioAccess Service::open_vfio(const std::string &id_or_name, std::uint32_t uid) {
+  auto inst = get_instance(id_or_name);
+  if (inst.from_newer_version)
+    fail(Errc::InvalidArgument, "instance " + inst.name + " was " + inst.state_reason);
+  if (inst.state != "active")
+    fail(Errc::InUse, "instance " + inst.name + " is " + inst.state + ": " + inst.state_reason);
+  if (auto holders = instance_holders(inst); !holders.empty())
+    fail(Errc::InUse, "instance " + inst.name + " is in use: " + describe_holders(holders));
+  VfioAccess access;
+  access.nodes.emplace_back("/dev/vfio/vfio");
+  auto add_group = [&](std::optional<int> group, const std::string &what) {
+    if (!group)
+      fail(Errc::IommuUnavailable, what + " has no IOMMU group");
+    const auto node = "/dev/vfio/" + std::to_string(*group);
+    if (std::find(access.nodes.begin(), access.nodes.end(), node) == access.nodes.end())
+      access.nodes.push_back(node);
+  };
+  for (const auto &id : inst.devices)
+    if (auto it = store_.devices().find(id); it != store_.devices().end())
+      add_group(pci_.iommu_group_of(it->second.pci_address), it->second.name);
+  if (!inst.mdev_uuid.empty()) {
+    auto m = mdev_.find(inst.mdev_uuid);
+    if (!m)
+      fail(Errc::DeviceNotFound, "the mdev " + inst.mdev_uuid + " of instance " + inst.name + " is missing");
+    add_group(m->iommu_group, "mdev " + m->uuid);
+  }
+  if (!inst.vgpu_vf.empty())
+    add_group(pci_.iommu_group_of(inst.vgpu_vf), inst.vgpu_vf);
+  // Recorded first: whatever a crash leaves granted is revoked with the instance.
+  const auto before = inst;
+  if (!inst.granted_nodes.empty() && inst.granted_uid != uid)
+    fail(Errc::InUse,
+         "instance " + inst.name + "'s devices are opened to uid " + std::to_string(inst.granted_uid) + " already");
+  inst.granted_nodes = access.nodes;
+  inst.granted_uid = uid;
+  store_.put_instance(inst);
+  std::vector<std::string> done;
+  try {
+    for (const auto &node : access.nodes) {
+      grant_user_access(sysfs_, node.substr(1), uid);
+      done.push_back(node);
+    }
+  } catch (...) {
+    for (const auto &node : done)
+      try {
+        revoke_user_access(sysfs_, node.substr(1), uid);
+      } catch (const Error &) {
+      }
+    store_.put_instance(before);
+    throw;
+  }
+  return access;
+}
+
+void Service::revoke_vfio(InstanceRecord &inst) {
+  std::vector<std::string> left;
+  for (const auto &node : inst.granted_nodes) {
+    try {
+      revoke_user_access(sysfs_, node.substr(1), inst.granted_uid);
+    } catch (const Error &) {
+      left.push_back(node);
+    }
+  }
+  inst.granted_nodes = left;
+  store_.put_instance(inst);
+  if (!left.empty())
+    fail(Errc::KernelError,
+         "cannot take back the access of uid " + std::to_string(inst.granted_uid) + " to " + join(left));
+}
+
 void Service::end_lease(const std::string &id_or_name, std::chrono::milliseconds wait) {
   const auto inst = get_instance(id_or_name);
   const auto until = std::chrono::steady_clock::now() + wait;
@@ -353,6 +424,8 @@ void Service::delete_instance(const std::string &id_or_name) {
     }
     release(dev);
   }
+  if (!inst.granted_nodes.empty())
+    revoke_vfio(inst);
   store_.remove_instance(inst.id);
   store_.remove_intent(intent.id);
 }

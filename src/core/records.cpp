@@ -177,6 +177,10 @@ void check_content(const InstanceRecord &r) {
         "a text of at most 4096 bytes");
   check(r.lease_owner.empty() || is_unique_bus_name(r.lease_owner), "lease_owner", "empty or a unique bus name");
   check(r.lease_owner.empty() || !r.persistent, "persistent", "false for a leased instance");
+  check(r.granted_nodes.size() <= 64, "granted_nodes", "a short list");
+  for (const auto &node : r.granted_nodes)
+    check(node.rfind("/dev/vfio/", 0) == 0 && is_safe_component(node.substr(10)), "granted_nodes",
+          "a list of /dev/vfio/ nodes");
 }
 
 void check_content(const VgpuRecord &r) {
@@ -267,7 +271,9 @@ RecordJson to_json(const InstanceRecord &r) {
           {"persistent", r.persistent},
           {"lease_owner", r.lease_owner},
           {"lease_pid", r.lease_pid},
-          {"lease_start", r.lease_start}};
+          {"lease_start", r.lease_start},
+          {"granted_nodes", r.granted_nodes},
+          {"granted_uid", r.granted_uid}};
 }
 
 RecordJson to_json(const MdevRecord &r) {
@@ -369,6 +375,8 @@ InstanceRecord instance_from_json(const RecordJson &j) {
   r.lease_owner = get_string_or(j, "lease_owner", "");
   r.lease_pid = get_u32_or(j, "lease_pid", 0);
   r.lease_start = j.contains("lease_start") ? get_u64(j, "lease_start") : 0;
+  r.granted_nodes = j.contains("granted_nodes") ? get_string_array(j, "granted_nodes") : std::vector<std::string>{};
+  r.granted_uid = get_u32_or(j, "granted_uid", 0);
   check_content(r);
   return r;
 }

@@ -61,6 +61,10 @@ struct InstanceRecord {
   std::string lease_owner;
   std::uint32_t lease_pid = 0;
   std::uint64_t lease_start = 0;
+  // Device nodes ("/dev/vfio/12") whose ACL gives granted_uid access (OpenVfio): recorded before the grant, revoked
+  // when the instance goes. Empty when none; absent in older files.
+  std::vector<std::string> granted_nodes;
+  std::uint32_t granted_uid = 0;
 
   bool operator==(const InstanceRecord &) const = default;
 };

@@ -199,6 +199,16 @@ public:
   // The processes holding any of the instance's VFIO objects (devices, mdev, vendor VF).
   std::vector<Holder> instance_holders(const InstanceRecord &instance) const;
 
+  // Lets `uid` open the instance's VFIO objects without root: on kernels without VFIO cdevs and iommufd (hostdevd
+  // cannot hand over a group fd that QEMU would take), a POSIX ACL user:<uid>:rw on /dev/vfio/vfio and on each
+  // /dev/vfio/<group> of the instance, revoked when the instance goes. InUse while another process holds any of
+  // them. Returns the nodes.
+  struct VfioAccess {
+    std::string mode = "acl";
+    std::vector<std::string> nodes;
+  };
+  VfioAccess open_vfio(const std::string &id_or_name, std::uint32_t uid);
+
   // vGPU placement: every place `profile` could go now, least-loaded GPU first (framebuffer in use, then vGPUs),
   // quarantined VFs left out. Throws ProfileUnavailable / NoCapacity.
   std::vector<VgpuCandidate> vgpu_candidates(const std::string &profile, const HostView &view) const;
@@ -239,6 +249,7 @@ private:
   bool try_vendor_slot(const VgpuCandidate &slot, InstanceRecord &inst, Intent &intent, Undo &undo,
                        std::string &refusals);
   std::vector<Holder> vf_holders(const std::string &vf) const;
+  void revoke_vfio(InstanceRecord &inst); // the ACLs open_vfio granted; KernelError naming the nodes it could not
   // "" when the function at `address` is what the record says (vendor, device, subsystem ids), else why not.
   std::string identity_mismatch(const DeviceRecord &rec) const;
   void set_state(InstanceRecord &inst, const std::string &state, const std::string &reason);

@@ -21,6 +21,7 @@ const std::map<std::string_view, const char *> &action_map() {
       {"Devices.ConfigureSriov", names::kActionManageDevices},
       {"Devices.Unquarantine", names::kActionManageDevices},
       {"Instance.Restore", names::kActionManageInstances},
+      {"Instance.OpenVfio", names::kActionManageInstances},
       {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   return map;
@@ -76,7 +77,7 @@ const char *Bouncer::action(std::string_view method, std::uint32_t caller_uid,
   if (act == nullptr)
     return nullptr;
   if ((method == "Instances.Delete" || method == "Instance.Delete" || method == "Instances.ReportGuestInit" ||
-       method == "Instance.Restore") &&
+       method == "Instance.Restore" || method == "Instance.OpenVfio") &&
       instance_owner && *instance_owner != caller_uid)
     return names::kActionManageAllInstances;
   return act;

@@ -488,6 +488,27 @@ private:
     });
   }
 
+  void OpenVfio(sdbus::Result<std::vector<sdbus::UnixFd>, VariantMap> &&result, VariantMap options) override {
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto &view = find_instance(backend_.snapshot(), id_);
+      Mutation m;
+      m.method = "Instance.OpenVfio";
+      m.details = instance_details(view.record);
+      m.instance_owner = view.record.owner_uid;
+      m.keys = {"instance:" + view.record.id};
+      m.work = [res, id = view.record.id](core::Service &service, const Caller &caller) -> Reply {
+        const auto access = service.open_vfio(id, caller.uid);
+        const auto args = service.instance_paths(service.get_instance(id)).qemu_args;
+        VariantMap layout{{"mode", sdbus::Variant(access.mode)},
+                          {"nodes", sdbus::Variant(access.nodes)},
+                          {"uid", sdbus::Variant(caller.uid)},
+                          {"qemu_args", sdbus::Variant(args)}};
+        return [res, layout] { res->returnResults(std::vector<sdbus::UnixFd>{}, layout); };
+      };
+      return m;
+    });
+  }
+
   void Restore(sdbus::Result<> &&result, VariantMap options) override {
     mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
       const auto &snap = backend_.snapshot();

@@ -1463,6 +1463,43 @@ def test_lease():
     wait_until(lambda: call(INSTANCES, "ListInstances") == [], "the orphaned lease to end at start", seconds=5)
 
 
+def acl_users(path):
+    """The uids with a user: entry in a file's access ACL (the kernel's xattr form)."""
+    import struct
+    try:
+        raw = os.getxattr(path, "system.posix_acl_access")
+    except OSError:
+        return []
+    return [uid for tag, _perm, uid in struct.iter_unpack("<HHI", raw[4:]) if tag == 0x02]
+
+
+def test_open_vfio():
+    root = fixture_root(register("0000:c1:00.0", "gpu1"))
+    inst = call(INSTANCES, "Create", "vm1", sv(gpu_profile="NVIDIA L40S-1Q"), user="hdadmin")
+    fds, layout = call(INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdadmin")
+    eq(fds, [], "no fd on a kernel without iommufd")
+    eq(layout["mode"], "acl", "mode")
+    eq(layout["uid"], 4712, "the caller's uid")
+    check(layout["nodes"][0] == "/dev/vfio/vfio" and len(layout["nodes"]) == 2, "nodes %r" % layout["nodes"])
+    check(layout["qemu_args"][0] == "-device", "qemu_args %r" % layout["qemu_args"])
+    for node in layout["nodes"]:
+        eq(acl_users(root + node), [4712], "the ACL of " + node)
+    # Another user: not authorized, and no ACL for them.
+    expect_error("NotAuthorized", call, INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdtest")
+    for node in layout["nodes"]:
+        eq(acl_users(root + node), [4712], "no entry for hdtest on " + node)
+    expect_error("InvalidArgument", call, INSTANCE, "OpenVfio", sv(nonsense=True), path=inst, user="hdadmin")
+    fds_before = len(os.listdir("/proc/%d/fd" % daemon_pid()))
+    call(INSTANCES, "Delete", "vm1", no_opts(), user="hdadmin")
+    eq(acl_users(root + "/dev/vfio/vfio"), [], "revoked with the instance")
+    try:
+        call(INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdadmin")
+        raise Failure("OpenVfio on a deleted instance answered")
+    except dbus.DBusException as e:
+        eq(e.get_dbus_name(), "org.freedesktop.DBus.Error.UnknownObject", "OpenVfio on a deleted instance")
+    eq(len(os.listdir("/proc/%d/fd" % daemon_pid())), fds_before, "no descriptor leaked in the daemon")
+
+
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
 
 

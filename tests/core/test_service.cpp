@@ -1,3 +1,4 @@
+#include "core/acl.hpp"
 #include "core/error.hpp"
 #include "core/service.hpp"
 #include "core/validate.hpp"
@@ -1135,4 +1136,32 @@ TEST_F(RestoreTest, AnInstanceANewerHostdevWroteIsShownDegradedAndNeverTouched) 
   buf << in.rdbuf();
   EXPECT_EQ(buf.str(), newer) << "the file is left as the newer version wrote it";
   EXPECT_EQ(fs::exists(state_ / "corrupt"), false);
+}
+
+// ---------------------------------------------------------------------------------------------------- VFIO access
+
+TEST_F(ServiceTest, OpenVfioGrantsTheOwnerTheNodesUntilTheInstanceGoes) {
+  build(make_vgpu_host);
+  service_->register_device("nic", kPf1Addr);
+  const auto &made = service_->create_instance("vm1", {{"nic"}, "L40S-4Q", ""}, 4712);
+  const auto mdev = service_->mdevs().find(made.mdev_uuid);
+  ASSERT_TRUE(mdev && mdev->iommu_group);
+  const auto access = service_->open_vfio("vm1", 4712);
+  EXPECT_EQ(access.mode, "acl");
+  const std::vector<std::string> want = {"/dev/vfio/vfio", "/dev/vfio/11",
+                                         "/dev/vfio/" + std::to_string(*mdev->iommu_group)};
+  EXPECT_EQ(access.nodes, want);
+  for (const auto &node : want)
+    EXPECT_TRUE(has_user_access(*sysfs_, node.substr(1), 4712)) << node;
+  EXPECT_FALSE(has_user_access(*sysfs_, "dev/vfio/11", 4713));
+  EXPECT_EQ(service_->get_instance("vm1").granted_nodes, want) << "recorded, to be revoked";
+  // Another uid while the first has it: refused.
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4713); }), Errc::InUse);
+  // Held by a process: refused (the owner's own VMM opens them after this call, not before).
+  host_.open_fd(555, "qemu-system-x86", "/dev/vfio/11");
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712); }), Errc::InUse);
+  host_.remove("proc/555");
+  service_->delete_instance("vm1");
+  EXPECT_FALSE(has_user_access(*sysfs_, "dev/vfio/vfio", 4712)) << "revoked with the instance";
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712); }), Errc::NotFound);
 }

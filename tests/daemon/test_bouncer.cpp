@@ -90,6 +90,7 @@ TEST(Bouncer, EveryMutatingMethodMapsToItsAction) {
       {"Devices.ConfigureSriov", names::kActionManageDevices},
       {"Devices.Unquarantine", names::kActionManageDevices},
       {"Instance.Restore", names::kActionManageInstances},
+      {"Instance.OpenVfio", names::kActionManageInstances},
       {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   for (const auto &[method, action] : expected)
