@@ -13,6 +13,9 @@
 
 #include <algorithm>
 #include <functional>
+#include <csignal>
+#include <cstring>
+#include <sys/wait.h>
 
 namespace hostdev::cli {
 
@@ -505,6 +508,92 @@ int cmd_restore_instance(Session &s, const Invocation &inv, std::ostream &out) {
   return i.value("state", std::string()) == "active" ? kExitOk : kExitFailure;
 }
 
+// The child VMM of `run`: SIGINT and SIGTERM reach it, and hostdevctl stays to hold the lease.
+volatile sig_atomic_t g_vmm_pid = 0;
+extern "C" void forward_signal(int sig) {
+  if (g_vmm_pid > 0)
+    ::kill(g_vmm_pid, sig);
+}
+
+int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
+  VariantMap spec = s.mutation_options();
+  if (!inv.devices.empty())
+    spec["devices"] = sdbus::Variant(inv.devices);
+  if (!inv.gpu_profile.empty())
+    spec["gpu_profile"] = sdbus::Variant(inv.gpu_profile);
+  spec["lease"] = sdbus::Variant(true);
+  const std::string name = inv.name.empty() ? "run-" + std::to_string(::getpid()) : inv.name;
+  // The instance belongs to this connection: it ends when hostdevctl does, however that happens.
+  const auto path = s.root().Create(name, spec);
+  InstanceProxy inst(s.connection(), path);
+  auto [fds, layout] = inst.OpenVfio(s.mutation_options());
+  const json lay = map_json(layout);
+  std::vector<std::string> hostdev_args;
+  for (const auto &a : lay.value("qemu_args", json::array()))
+    hostdev_args.push_back(a.get<std::string>());
+  std::vector<std::string> argv;
+  bool placed = false;
+  for (const auto &a : inv.args) {
+    if (a == "{hostdev}") {
+      argv.insert(argv.end(), hostdev_args.begin(), hostdev_args.end());
+      placed = true;
+    } else {
+      argv.push_back(a);
+    }
+  }
+  if (!placed && !argv.empty())
+    argv.insert(argv.end(), hostdev_args.begin(), hostdev_args.end());
+  if (inv.print_args || argv.empty()) {
+    if (inv.json)
+      out << json{{"instance", name},
+                  {"mode", lay.value("mode", "")},
+                  {"nodes", lay.value("nodes", json::array())},
+                  {"qemu_args", hostdev_args}}
+                 .dump(2)
+          << '\n';
+    else
+      out << join_args(json(hostdev_args)) << '\n';
+    out.flush();
+  }
+  if (argv.empty()) {
+    // Nothing to start: hold the lease until told to stop (a script starts its VMM meanwhile).
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    int sig = 0;
+    sigwait(&set, &sig);
+    return kExitOk;
+  }
+  out.flush();
+  const pid_t child = ::fork();
+  if (child < 0)
+    throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));
+  if (child == 0) {
+    std::vector<char *> cargv;
+    for (auto &a : argv)
+      cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    ::execvp(cargv[0], cargv.data());
+    std::fprintf(stderr, "hostdevctl: cannot run %s: %s\n", cargv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  g_vmm_pid = child;
+  struct sigaction sa {};
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  g_vmm_pid = 0;
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status);
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : kExitFailure;
+}
+
 int cmd_sriov(Session &s, const Invocation &inv, std::ostream &out) {
   unsigned long count = 0;
   std::size_t used = 0;
@@ -582,6 +671,7 @@ int run_bus_command(const Invocation &inv, std::ostream &out, std::ostream &err)
       {"delete", cmd_delete},
       {"reconcile", cmd_reconcile},
       {"sriov", cmd_sriov},
+      {"run", cmd_run},
       {"restore-instance", cmd_restore_instance},
       {"report-init", cmd_report_init},
       {"unquarantine", cmd_unquarantine},

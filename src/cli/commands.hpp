@@ -18,6 +18,8 @@ struct Invocation {
   std::string gpu_profile;          // create --gpu-profile
   std::string image;                // create --image
   bool transient = false;           // create --transient: not restored after a reboot
+  std::string name;                 // run --name
+  bool print_args = false;          // run --print-args
 };
 
 // Runs one bus command; returns the exit code (see cli/errors.hpp).

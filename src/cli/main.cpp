@@ -34,6 +34,10 @@ void usage(std::ostream &out) {
          "                            create an instance with devices and/or a vGPU (--transient: dropped,\n"
          "                            not restored, at the next boot)\n"
          "  restore-instance NAME     restore what a degraded instance is missing (after a reboot)\n"
+         "  run [--device D]... [--gpu-profile P] [--name N] [--print-args] -- VMM ARGS...\n"
+         "                            an instance leased to this command, its VFIO nodes opened to you, VMM\n"
+         "                            started with {hostdev} in ARGS (or the end) replaced by its arguments;\n"
+         "                            when the VMM exits (or this command dies) the instance goes\n"
          "  instances                 instances\n"
          "  instance NAME             one instance: device paths, QEMU and Cloud Hypervisor arguments\n"
          "  delete NAME               delete an instance (unbinds its devices, destroys its vGPU)\n"
@@ -113,6 +117,7 @@ constexpr CommandSpec kCommands[] = {
     {"profiles", 0, 0, false, false, "profiles"},
     {"create", 1, 1, false, true, "create NAME [--device D]... [--gpu-profile P] [--image I] [--transient]"},
     {"restore-instance", 1, 1, false, false, "restore-instance NAME"},
+    {"run", 0, 4096, false, true, "run [--device D]... [--gpu-profile P] [--name N] [--print-args] [-- VMM ARGS...]"},
     {"instances", 0, 0, false, false, "instances"},
     {"instance", 1, 1, false, false, "instance NAME"},
     {"delete", 1, 1, false, false, "delete NAME"},
@@ -151,7 +156,7 @@ int main(int argc, char **argv) {
   Invocation inv;
   std::vector<std::string> rest; // the command's own arguments, in order (for inspect)
   bool help = false, version = false, options_end = false;
-  bool saw_all = false, saw_create = false, saw_bus = false, saw_ask = false;
+  bool saw_all = false, saw_create = false, saw_bus = false, saw_ask = false, saw_run = false;
   std::string error;
   for (std::size_t i = 0; i < raw.size() && error.empty(); ++i) {
     const auto &a = raw[i];
@@ -210,6 +215,11 @@ int main(int argc, char **argv) {
     } else if (a == "--transient") {
       inv.transient = true;
       saw_create = true;
+    } else if (take_value(raw, i, "--name", value, error)) {
+      inv.name = value;
+      saw_run = true;
+    } else if (a == "--print-args") {
+      inv.print_args = saw_run = true;
     } else {
       error = "unknown option '" + a + "'";
     }
@@ -242,12 +252,18 @@ int main(int argc, char **argv) {
     return bad_usage(inv.command + ": --all does not apply; " + synopsis);
   if (saw_create && !spec->create_option)
     return bad_usage(inv.command + ": --device, --gpu-profile, --image and --transient belong to create; " + synopsis);
+  if (saw_run && inv.command != "run")
+    return bad_usage(inv.command + ": --name and --print-args belong to run; " + synopsis);
+  if (inv.command == "run" && (inv.transient || !inv.image.empty()))
+    return bad_usage("run: its instance is leased (it ends with hostdevctl): --transient and --image do not apply; " +
+                     synopsis);
   if (rest.size() < spec->min_args)
     return bad_usage(inv.command + ": missing argument; " + synopsis);
   if (rest.size() > spec->max_args)
     return bad_usage(inv.command + ": too many arguments; " + synopsis);
   for (const auto &a : rest)
-    if (a.empty() || (a == "-" && !(inv.command == "register" && &a == &rest.front() && rest.size() == 2)))
+    if (inv.command != "run" && // a VMM's arguments are its own business
+        (a.empty() || (a == "-" && !(inv.command == "register" && &a == &rest.front() && rest.size() == 2))))
       return bad_usage(inv.command + ": empty or '-' argument; " + synopsis);
   inv.args = rest;
   if (inv.command == "monitor")

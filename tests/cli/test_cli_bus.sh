@@ -257,6 +257,22 @@ assert d["qemu_args"] == ["-device", "vfio-pci,sysfsdev=/sys/bus/mdev/devices/" 
   py "used_slots 1" 'assert d["resources"]["used_slots"] == 1'
   run 7 "create with a profile this host lacks" create vgpu2 --gpu-profile "NVIDIA L40S-99Q"
   run 0 "delete the vGPU instance" delete vgpu1
+  # run: an instance leased to hostdevctl for an unprivileged VMM (hdadmin), its arguments put in for {hostdev},
+  # the VMM's exit status kept, the instance gone with hostdevctl.
+  as hdadmin 3 "run a VMM that exits 3" run --gpu-profile "NVIDIA L40S-1Q" --name vmrun -- \
+    sh -c 'echo "VMM: $*"; ls /dev/null >/dev/null; exit 3' sh -name guest {hostdev}
+  has "run: the VMM got hostdev's arguments in place" "VMM: -name guest -device vfio-pci,sysfsdev=/sys/bus/mdev/devices/"
+  local gone=''
+  for _ in $(seq 100); do
+    "$ctl" instances --json >"$OUT" 2>/dev/null && ! grep -q '"vmrun"' "$OUT" && { gone=1; break; }
+    sleep 0.05
+  done
+  [ -n "$gone" ] && echo "ok: run: the leased instance ended with hostdevctl" || fail "run: vmrun outlived hostdevctl"
+  as hdadmin 0 "run --print-args, a VMM that exits 0" run --gpu-profile "NVIDIA L40S-1Q" --print-args -- true
+  has "run --print-args" "-device vfio-pci,sysfsdev=/sys/bus/mdev/devices/"
+  as hdtest 4 "run without rights" run --gpu-profile "NVIDIA L40S-1Q" -- true
+  run 2 "run --image" run --image x -- true
+  run 127 "run a VMM that does not exist" run --gpu-profile "NVIDIA L40S-1Q" -- /nonexistent/vmm
   run 0 "reconcile" reconcile
   sleep 0.5
   kill -INT "$mon" "$jmon"
