@@ -114,17 +114,11 @@ for ((n = 1; n <= NBOOTS; n++)); do
 done
 # The lock stays held (until exit) while the sections are read.
 
-final=0 skipped=0
 for s in "${SECTIONS[@]}"; do
     BOOT=$RESULTS/boot-${s%%:*}
     echo "--- boot ${s%%:*}: ${s#*:}"
     src=0
     (lab_section "${s#*:}" && lab_verdict "${s#*:}") || src=$?
-    if ((src == 77)); then
-        skipped=1
-    elif ((src != 0 && final == 0)); then
-        final=$src
-    fi
+    lab_fold "$src"
 done
-((final == 0 && skipped)) && final=77
-exit "$final"
+exit "$(lab_folded)"

@@ -7,6 +7,8 @@
 #   lab_failed_boot_stale BRC   0 when the last boot failed (exit BRC, no rc of the guest) more than 120 s ago
 #   lab_section NAME            prints NAME's section of BOOT/console.log; sets trc, secs and section
 #   lab_verdict NAME            says how NAME went and exits with its rc (0 pass, 77 skip, else fail)
+#   lab_fold RC / lab_folded    one meson test made of several sections: folds each section's rc; lab_folded
+#                               prints the test's rc (the first failure, else 77 if one was skipped, else 0)
 #
 # The payload prints, per test,
 #   === LAB-TEST BEGIN <name>
@@ -14,6 +16,18 @@
 #   === LAB-TEST END <name> rc=<N> secs=<S>
 # (/lab/lib.sh's `lab_test NAME CMD...` does this).  A test missing from the log fails ("did not run"); a failed
 # boot fails every test with the reason and the console tail; a lab unavailable on this machine skips (77).
+
+LAB_FOLD_FINAL=0 LAB_FOLD_SKIPPED=0
+lab_fold() { # RC
+    if (($1 == 77)); then
+        LAB_FOLD_SKIPPED=1
+    elif (($1 != 0 && LAB_FOLD_FINAL == 0)); then
+        LAB_FOLD_FINAL=$1
+    fi
+}
+lab_folded() {
+    if ((LAB_FOLD_FINAL == 0 && LAB_FOLD_SKIPPED)); then echo 77; else echo "$LAB_FOLD_FINAL"; fi
+}
 
 lab_lock() {
     exec 9>"$RESULTS/lock"

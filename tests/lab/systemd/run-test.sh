@@ -123,16 +123,10 @@ for b in "$BOOT" "$BOOT2"; do
 done
 
 # ---- this test's sections ----------------------------------------------------------------
-final=0 skipped=0
 for s in "${SECTIONS[@]}"; do
     ((${#SECTIONS[@]} == 1)) || echo "--- ${s%%:*}: ${s##*:}" | sed "s|$RESULTS/||"
     src=0
     (BOOT=${s%:*} && lab_section "${s##*:}" && lab_verdict "${s##*:}") || src=$?
-    if ((src == 77)); then
-        skipped=1
-    elif ((src != 0 && final == 0)); then
-        final=$src
-    fi
+    lab_fold "$src"
 done
-((final == 0 && skipped)) && final=77
-exit "$final"
+exit "$(lab_folded)"
