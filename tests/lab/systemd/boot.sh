@@ -17,7 +17,8 @@
 # In the guest: SCRIPT is /lab/run (runs as root under systemd, cwd /lab,
 # stdout+stderr on ttyS0), /lab/lib.sh is tests/lab/guest/lib.sh (lab_test
 # prints the === LAB-TEST BEGIN/END markers); /lab/lab-vm.service and
-# /lab/lab-vm-start are there for the reboot test.  When it exits the unit prints
+# /lab/lab-vm-start are there for the reboot test, /lab/nested/initrd.cpio (the
+# nested guest's busybox initramfs, ../nested/init) for sd-unprivileged-run.  When it exits the unit prints
 # rc=$EXIT_STATUS and powers off.  A boot that ends in a soft lockup (seen
 # about once in 18 boots under TCG) is retried once.
 #
@@ -102,6 +103,19 @@ install -m 644 "$HERE/guest/hostdev-labtest.service" "$T/etc/systemd/system/host
 install -m 644 "$HERE/guest/lab-vm.service" "$T/lab/lab-vm.service"
 install -m 755 "$HERE/guest/lab-vm-start" "$T/lab/lab-vm-start"
 ln -s ../hostdev-labtest.service "$T/etc/systemd/system/multi-user.target.wants/hostdev-labtest.service"
+# The nested (L2) guest of sd-unprivileged-run: busybox and ../nested/init, as the busybox lab's --with-qemu has
+# it (its kernel, /lab/nested/vmlinux, is in the root image: prepare-root.sh).
+N=$STAGE/nested-root
+mkdir -p "$N"/{usr/bin,proc,sys,dev} "$T/lab/nested"
+for d in bin sbin; do ln -s usr/bin "$N/$d"; done
+ln -s bin "$N/usr/sbin"
+cp "$KDIR/busybox" "$N/usr/bin/busybox"
+while read -r a; do
+    a=/usr/bin/${a##*/}
+    [[ $a == */busybox || -e $N$a || -L $N$a ]] || ln -s busybox "$N$a"
+done < <("$KDIR/busybox" --list-full)
+install -m 755 "$LAB/nested/init" "$N/init"
+(cd "$N" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$T/lab/nested/initrd.cpio"
 chmod 755 "$T"
 # Name the top-level entries (not "."), so the root directory's own mode is left alone.
 mapfile -t top < <(cd "$T" && find . -mindepth 1 -maxdepth 1 -printf '%P\n' | LC_ALL=C sort)

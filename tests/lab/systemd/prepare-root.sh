@@ -31,8 +31,10 @@ die() { printf 'lab-root: ERROR: %s\n' "$*" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 
 # Packages of the root (besides minbase).  libglib2.0-bin: gdbus reads D-Bus error names.
+# qemu-system-x86 (its Depends only: no GUI, ~75 MB unpacked) and acl (getfacl): sd-unprivileged-run's VMM, a
+# nested TCG guest started by `hostdevctl run` as an unprivileged user.
 PACKAGES=(systemd systemd-sysv dbus polkitd libpam-systemd udev kmod libsdbus-c++1 libsystemd0
-    libstdc++6 mdevctl libglib2.0-bin procps)
+    libstdc++6 mdevctl libglib2.0-bin procps qemu-system-x86 acl)
 # Initramfs: what it takes to mount the ext4 root from virtio-blk.
 BOOT_MODULES=(virtio_pci virtio_blk crc32c_generic ext4)
 # Loaded at boot by systemd-modules-load in the guest (a host admin's job on a real machine).
@@ -126,7 +128,9 @@ done
 printf '%s\n' "${LOAD_MODULES[@]}" >"$R/etc/modules-load.d/hostdev-lab.conf"
 mkdir -p "$R/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=volatile\nForwardToConsole=no\n' >"$R/etc/systemd/journald.conf.d/lab.conf"
-mkdir -p "$R/lab"
+mkdir -p "$R/lab/nested"
+# The nested guest's kernel (sd-unprivileged-run): the lab's own decompressed vmlinux, in the kernel set of SIG.
+cp "$KDIR/vmlinux" "$R/lab/nested/vmlinux"
 
 # ---- kernel modules: the lab's closure + the boot modules, + mtty.ko -------------
 log "kernel modules ($KVER)"

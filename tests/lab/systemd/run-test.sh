@@ -14,9 +14,10 @@
 #     reboot, with a new boot id, and checks it;
 # and every caller prints NAME's section of the console and exits with its rc
 # (0 pass, 77 skip, else fail); sd-restore-order prints the first boot's
-# sd-restore-setup and the second boot's sd-restore-order.  The boots are
-# reused while the DESTDIR's content, tests/lab/systemd/, tests/lab/guest/lib.sh
-# and the root image are unchanged (a failed boot for 120 s only);
+# sd-restore-setup and the second boot's sd-restore-order, sd-unprivileged-run
+# the second boot's section of that name.  The boots are reused while the
+# DESTDIR's content, tests/lab/systemd/, tests/lab/guest/lib.sh,
+# tests/lab/nested/init and the root image are unchanged (a failed boot for 120 s only);
 # `rm RESULTS/done` forces them.
 set -euo pipefail
 
@@ -41,6 +42,7 @@ ROOT_COPY=$RESULTS/root.img
 DONE=$RESULTS/done
 case $NAME in
 sd-restore-order) SECTIONS=("$BOOT:sd-restore-setup" "$BOOT2:sd-restore-order") ;;
+sd-unprivileged-run) SECTIONS=("$BOOT2:sd-unprivileged-run") ;; # the second boot's, after sd-restore-order
 *) SECTIONS=("$BOOT:$NAME") ;;
 esac
 
@@ -75,7 +77,7 @@ signature() { # what a boot depends on: the DESTDIR's content, the guest side, t
     {
         (cd "$DEST" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
         (cd "$DEST" && find . -type l -printf '%p -> %l\n' | LC_ALL=C sort)
-        sha256sum "$HERE"/*.sh "$HERE"/guest/* "$LAB/guest/lib.sh" "$LAB"/lib/*.sh
+        sha256sum "$HERE"/*.sh "$HERE"/guest/* "$LAB/guest/lib.sh" "$LAB"/lib/*.sh "$LAB"/nested/init
         cat "$CACHE/systemd/stamp" 2>/dev/null || true
     } | sha256sum | cut -c1-32
 }
@@ -101,7 +103,7 @@ if need_boot; then
     if guest_rc "$BOOT"; then
         brc2=0
         "$HERE/boot.sh" --destdir "$DEST" --test "$HERE/tests.sh" --out "$BOOT2" --cache "$CACHE" \
-            --persistent-root "$ROOT_COPY" --append lab.boot=2 || brc2=$?
+            --persistent-root "$ROOT_COPY" --append lab.boot=2 --timeout 900 || brc2=$? # + a nested TCG guest
         guest_rc "$BOOT2" || { brc=$brc2 failed=boot-2; }
     else
         failed=boot

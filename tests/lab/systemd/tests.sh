@@ -308,8 +308,149 @@ t_sd_restore_order() {
     hostdevctl delete lab-vm
 }
 
+# ---- hostdevctl run as an unprivileged user: a nested QEMU with real polkit, ACLs and a lease ---------------
+RUN_DIR=/tmp/lab-run # hdadmin's: the nested guests' serial logs
+# The nested (L2) guest: TCG (a 64 MB translation cache: the VM has 1 GB), the lab's vmlinux and ../nested/init's
+# initramfs (prints NESTED-PCI lines), 128 MB.
+NESTED=(-M q35 -accel tcg,tb-size=64 -cpu max -m 128 -smp 1 -nodefaults -display none -no-reboot -net none
+    -kernel /lab/nested/vmlinux -initrd /lab/nested/initrd.cpio -append "console=ttyS0 panic=-1 quiet")
+# As hdadmin (group hostdev), not root: setpriv changes uid, gid and groups without PAM. VFIO pins all guest RAM,
+# which counts against RLIMIT_MEMLOCK (8 MB by default): prlimit raises it before the uid changes, as a user's
+# limits.d entry or a unit's LimitMEMLOCK= would.  Both exec: "${AS_HDADMIN[@]}" CMD & leaves CMD's pid in $!.
+AS_HDADMIN=(prlimit --memlock=unlimited:unlimited -- setpriv --reuid=hdadmin --regid=hdadmin --init-groups --reset-env --)
+group_of() { basename "$(readlink "$1/iommu_group")"; } # SYSFS_DEVICE_DIR -> IOMMU group number
+instance_listed() { hostdevctl instances | awk 'NR > 1 { print $1 }' | grep -qx "$1"; }
+acl_users() { getfacl -cp "$1" 2>/dev/null | sed -n 's/^user:\([^:][^:]*\):.*/\1/p' | xargs; } # NODE -> named users
+wait_gone() { # NAME ADDR UUID LIMIT_MS: poll until the instance, the edu's driver and the mdev are gone; prints ms
+    local t0 ms
+    t0=$(ns)
+    while :; do
+        ms=$(ms_since "$t0")
+        if ! instance_listed "$1" && [ "$(driver_of "$2")" = none ] && [ ! -e "/sys/bus/mdev/devices/$3" ]; then
+            echo "$ms"
+            return 0
+        fi
+        [ "${ms%.*}" -lt "$4" ] || { echo "$ms"; return 1; }
+        sleep 0.05
+    done
+}
+vfio_fds() { # PID: the /dev/vfio/ nodes it holds open, one a line
+    local f l
+    for f in /proc/"$1"/fd/*; do
+        l=$(readlink "$f" 2>/dev/null) || continue
+        case $l in /dev/vfio/*) echo "$l" ;; esac
+    done
+}
+qemu_of() { # HOSTDEVCTL_PID: the VMM it forked, once it holds its VFIO nodes (container + 2 groups), 60 s at most
+    local n=0 q
+    while ((n < 1200)); do
+        q=$(pgrep -P "$1" | head -n1 || true)
+        if [ -n "$q" ] && [ "$(vfio_fds "$q" | wc -l)" -ge 3 ]; then
+            echo "$q"
+            return 0
+        fi
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.05
+        n=$((n + 1))
+    done
+    return 1
+}
+
+t_sd_unprivileged_run() {
+    need_daemon
+    local addr ex rules=/etc/polkit-1/rules.d/50-hostdev.rules t0 n=0 out hpid qpid rc json uuid ipath g_edu g_mdev
+    local node ms secs
+    addr=$(edu_addr) || lab_fail "no edu device (1234:11e8)"
+    command -v qemu-system-x86_64 >/dev/null || lab_fail "no qemu-system-x86_64 in the root"
+    qemu-system-x86_64 --version | head -n1
+    echo "memlock limit of this unit: $(ulimit -l) KB (hdadmin's VMM gets unlimited: prlimit)"
+    # Root registers the device; the shipped example rule lets group hostdev do the rest.
+    hostdevctl register edu "$addr"
+    ex=$(find /usr/share/doc/hostdev /usr/share/hostdev -name '*.rules.example' 2>/dev/null | head -n1 || true)
+    [ -n "$ex" ] || lab_fail "no shipped *.rules.example installed"
+    install -m 644 "$ex" "$rules"
+    t0=$(ns)
+    while :; do
+        out=$(gcall hdadmin "$OBJ" "$IF.Devices.Unregister" "'lab-none'" '@a{sv} {}' 2>&1 || true)
+        case $out in
+        *"$IF.Error.NotAuthorized"*) ;;
+        *"$IF.Error.NotFound"* | *"$IF.Error.DeviceNotFound"*) break ;;
+        *) echo "$out"; lab_fail "unexpected answer while polling for the rule" ;;
+        esac
+        [ "$(ms_since "$t0" | cut -d. -f1)" -lt 20000 ] || lab_fail "the rule did not take effect in 20 s"
+        sleep 0.05
+    done
+    echo "ok: example rule installed, effective after $(ms_since "$t0") ms"
+    rm -rf "$RUN_DIR"
+    install -d -o hdadmin -g hdadmin "$RUN_DIR"
+
+    # 1. The nested guest, started by hdadmin through hostdevctl run, sees the edu and the mtty mdev.
+    echo "--- run 1: hdadmin: hostdevctl run --device edu --gpu-profile mtty-2 -- qemu-system-x86_64 ... {hostdev}"
+    t0=$(ns)
+    rc=0
+    "${AS_HDADMIN[@]}" timeout -k 10 420 hostdevctl run --device edu --gpu-profile mtty-2 --name lab-run -- \
+        qemu-system-x86_64 "${NESTED[@]}" -serial "file:$RUN_DIR/run1.log" '{hostdev}' >"$RUN_DIR/run1.out" 2>&1 || rc=$?
+    secs=$(ms_since "$t0")
+    cat "$RUN_DIR/run1.out"
+    tr -d '\r' <"$RUN_DIR/run1.log" | grep -E '^NESTED-' || true
+    echo "MEASURE run 1: hostdevctl run rc=$rc after ${secs} ms (nested TCG boot included)"
+    [ "$rc" = 0 ] || { tail -n 20 "$RUN_DIR/run1.log"; lab_fail "hostdevctl run exited $rc"; }
+    tr -d '\r' <"$RUN_DIR/run1.log" | grep -q '^NESTED-DONE' || lab_fail "the nested guest did not finish"
+    tr -d '\r' <"$RUN_DIR/run1.log" | grep -qE '^NESTED-PCI [^ ]+ 1234:11e8$' || lab_fail "the nested guest does not see the edu (1234:11e8)"
+    tr -d '\r' <"$RUN_DIR/run1.log" | grep -qE '^NESTED-PCI [^ ]+ 4348:3253$' || lab_fail "the nested guest does not see the mtty mdev (4348:3253)"
+    echo "ok: the L2 guest saw 1234:11e8 and 4348:3253"
+    ms=$(wait_gone lab-run "$addr" none 10000) || lab_fail "lab-run still there (or edu on $(driver_of "$addr")) ${ms} ms after its VMM exited"
+    echo "MEASURE run 1: instance gone and edu driverless ${ms} ms after hostdevctl exited"
+
+    # 2. A VMM that waits (the same nested guest, -S: stopped before its first instruction, devices open):
+    # the ACLs while it runs, hdtest refused, then kill -9 and the clean-up.
+    echo "--- run 2: hdadmin: hostdevctl run ... -- qemu-system-x86_64 -S ...; kill -9 the QEMU"
+    "${AS_HDADMIN[@]}" hostdevctl run --device edu --gpu-profile mtty-2 --name lab-kill -- \
+        qemu-system-x86_64 "${NESTED[@]}" -S -serial "file:$RUN_DIR/run2.log" '{hostdev}' >"$RUN_DIR/run2.out" 2>&1 &
+    hpid=$!
+    qpid=$(qemu_of "$hpid") || { cat "$RUN_DIR/run2.out"; kill -9 "$hpid" 2>/dev/null || true; lab_fail "no QEMU holding /dev/vfio nodes"; }
+    echo "hostdevctl pid $hpid (uid $(stat -c %U "/proc/$hpid")), QEMU pid $qpid (uid $(stat -c %U "/proc/$qpid")):"
+    vfio_fds "$qpid" | sed 's/^/  holds /'
+    [ "$(stat -c %U "/proc/$qpid")" = hdadmin ] || lab_fail "the QEMU does not run as hdadmin"
+    json=$(hostdevctl instance lab-kill --json)
+    uuid=$(json_field mdev_uuid <<<"$json")
+    if [ -z "$uuid" ] || [ ! -e "/sys/bus/mdev/devices/$uuid" ]; then lab_fail "lab-kill has no mdev"; fi
+    [ "$(driver_of "$addr")" = vfio-pci ] || lab_fail "edu on $(driver_of "$addr") while lab-kill runs"
+    g_edu=$(group_of "/sys/bus/pci/devices/$addr")
+    g_mdev=$(group_of "/sys/bus/mdev/devices/$uuid")
+    echo "lab-kill: edu $addr group $g_edu on vfio-pci, mdev $uuid group $g_mdev"
+    for node in /dev/vfio/vfio "/dev/vfio/$g_edu" "/dev/vfio/$g_mdev"; do
+        getfacl -p "$node" 2>/dev/null | grep -vE '^(#|$)' | sed "s|^|  $node |"
+        getfacl -cp "$node" | grep -qx 'user:hdadmin:rw-' || lab_fail "no ACL user:hdadmin:rw- on $node"
+    done
+    echo "ok: user:hdadmin:rw- on /dev/vfio/vfio, /dev/vfio/$g_edu and /dev/vfio/$g_mdev"
+    ipath=$(call_o "$BUS" "$OBJ" "$IF.Instances" GetInstance s lab-kill)
+    [ -n "$ipath" ] || lab_fail "GetInstance lab-kill returned no path"
+    expect_error "$IF.Error.NotAuthorized" gcall hdtest "$ipath" "$IF.Instance.OpenVfio" '@a{sv} {}'
+    for node in /dev/vfio/vfio "/dev/vfio/$g_edu" "/dev/vfio/$g_mdev"; do
+        case " $(acl_users "$node") " in *" hdtest "*) lab_fail "hdtest has an ACL entry on $node" ;; esac
+    done
+    echo "ok: hdtest's OpenVfio on $ipath refused, no ACL entry for hdtest"
+    kill -9 "$qpid"
+    t0=$(ns)
+    ms=$(wait_gone lab-kill "$addr" "$uuid" 15000) || lab_fail "15 s after kill -9: lab-kill listed=$(instance_listed lab-kill && echo yes || echo no), edu on $(driver_of "$addr"), mdev $([ -e "/sys/bus/mdev/devices/$uuid" ] && echo present || echo gone)"
+    rc=0
+    wait "$hpid" || rc=$?
+    cat "$RUN_DIR/run2.out"
+    echo "MEASURE kill -9 of the QEMU to instance gone, edu driverless, mdev gone: ${ms} ms (hostdevctl rc=$rc)"
+    [ "$rc" = 137 ] || lab_fail "hostdevctl exited $rc, not 137 (128+SIGKILL)"
+    [ "${ms%.*}" -lt 5000 ] || lab_fail "the clean-up took ${ms} ms (more than 5 s)"
+    [ ! -e "/dev/vfio/$g_edu" ] || lab_fail "/dev/vfio/$g_edu still exists"
+    case " $(acl_users /dev/vfio/vfio) " in *" hdadmin "*) lab_fail "hdadmin's ACL on /dev/vfio/vfio not revoked" ;; esac
+    echo "ok: instance gone, edu without a driver, mdev $uuid destroyed, ACLs revoked"
+    hostdevctl instances
+    hostdevctl unregister edu
+    rm -f "$rules"
+}
+
 if grep -qw lab.boot=2 /proc/cmdline; then
     lab_test sd-restore-order t_sd_restore_order
+    lab_test sd-unprivileged-run t_sd_unprivileged_run
     JOURNAL_UNITS=("$UNIT" "$RESTORE" "$VM")
 else
     lab_test sd-boot t_sd_boot
