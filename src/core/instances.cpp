@@ -254,9 +254,7 @@ std::vector<Holder> Service::instance_holders(const InstanceRecord &inst) const 
 }
 
 Service::VfioAccess Service::open_vfio(const std::string &id_or_name, std::uint32_t uid) {
-  auto inst = get_instance(id_or_name);
-  if (inst.from_newer_version)
-    fail(Errc::InvalidArgument, "instance " + inst.name + " was " + inst.state_reason);
+  auto inst = instance_to_change(id_or_name);
   if (inst.state != "active")
     fail(Errc::InUse, "instance " + inst.name + " is " + inst.state + ": " + inst.state_reason);
   if (auto holders = instance_holders(inst); !holders.empty())
@@ -338,9 +336,7 @@ void Service::end_lease(const std::string &id_or_name, std::chrono::milliseconds
 }
 
 void Service::delete_instance(const std::string &id_or_name) {
-  auto inst = get_instance(id_or_name);
-  if (inst.from_newer_version)
-    fail(Errc::InvalidArgument, "instance " + inst.name + " was " + inst.state_reason);
+  auto inst = instance_to_change(id_or_name);
   // Pre-flight: refuse while a VM still holds anything, before changing a thing.
   std::optional<Mdev> mdev;
   if (!inst.mdev_uuid.empty()) {

@@ -48,10 +48,30 @@ void Service::wait_for(const std::function<bool()> &present) const {
     Sysfs::pause(kPoll);
 }
 
-const InstanceRecord &Service::restore_instance(const std::string &id_or_name) {
-  auto inst = get_instance(id_or_name);
+const InstanceRecord &Service::instance_to_change(const std::string &id_or_name) const {
+  const auto &inst = get_instance(id_or_name);
   if (inst.from_newer_version)
-    fail(Errc::InvalidArgument, "instance " + inst.name + ": " + inst.state_reason);
+    fail(Errc::InvalidArgument, "instance " + inst.name + " was " + inst.state_reason);
+  return inst;
+}
+
+std::string Service::rebind(const DeviceRecord &dev, const std::vector<std::string> &companions) {
+  if (auto why = identity_mismatch(dev); !why.empty())
+    return why;
+  if (pci_.driver_of(dev.pci_address) == std::string(kVfioPciDriver))
+    return {};
+  try {
+    auto record = dev;
+    record.host_driver = track_timeout(dev.pci_address, [&] { return vfio_.bind(dev.pci_address, companions); });
+    store_.put_device(record);
+    return {};
+  } catch (const Error &e) {
+    return dev.name + " (" + dev.pci_address + ") could not be bound to vfio-pci: " + e.what();
+  }
+}
+
+const InstanceRecord &Service::restore_instance(const std::string &id_or_name) {
+  auto inst = instance_to_change(id_or_name);
   set_state(inst, "restoring", "");
   std::vector<std::string> missing;
 
@@ -66,20 +86,8 @@ const InstanceRecord &Service::restore_instance(const std::string &id_or_name) {
       missing.push_back("device " + id + " is no longer registered");
       continue;
     }
-    const auto &dev = it->second;
-    if (auto why = identity_mismatch(dev); !why.empty()) {
+    if (auto why = rebind(it->second, addresses); !why.empty())
       missing.push_back(why);
-      continue;
-    }
-    if (pci_.driver_of(dev.pci_address) == std::string(kVfioPciDriver))
-      continue;
-    try {
-      auto record = dev;
-      record.host_driver = track_timeout(dev.pci_address, [&] { return vfio_.bind(dev.pci_address, addresses); });
-      store_.put_device(record);
-    } catch (const Error &e) {
-      missing.push_back(dev.name + " (" + dev.pci_address + ") could not be bound to vfio-pci: " + e.what());
-    }
   }
 
   // 2. The mdev, with the same UUID, type and parent (VM definitions name the UUID).
@@ -199,19 +207,8 @@ StartUpReport Service::start_up() {
     for (const auto &[id, dev] : std::map<std::string, DeviceRecord>(store_.devices())) {
       if (!dev.on_vfio || !dev.attached_to.empty())
         continue;
-      if (auto why = identity_mismatch(dev); !why.empty()) {
+      if (auto why = rebind(dev, {}); !why.empty())
         report.notes.push_back(why);
-        continue;
-      }
-      if (pci_.driver_of(dev.pci_address) == std::string(kVfioPciDriver))
-        continue;
-      try {
-        auto record = dev;
-        record.host_driver = vfio_.bind(dev.pci_address);
-        store_.put_device(record);
-      } catch (const Error &e) {
-        report.notes.push_back(dev.name + " (" + dev.pci_address + "): " + e.what());
-      }
     }
     // 3. Every instance: its devices, its mdev, its vendor vGPU.
     for (const auto &[id, inst] : std::map<std::string, InstanceRecord>(store_.instances())) {

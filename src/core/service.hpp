@@ -250,6 +250,11 @@ private:
                        std::string &refusals);
   std::vector<Holder> vf_holders(const std::string &vf) const;
   void revoke_vfio(InstanceRecord &inst); // the ACLs open_vfio granted; KernelError naming the nodes it could not
+  // get_instance for a change: refuses (InvalidArgument) an instance a newer hostdev wrote.
+  const InstanceRecord &instance_to_change(const std::string &id_or_name) const;
+  // After a reboot: puts a recorded device back on vfio-pci (after its identity check). "" when done or already
+  // there, else why not.
+  std::string rebind(const DeviceRecord &dev, const std::vector<std::string> &companions);
   // "" when the function at `address` is what the record says (vendor, device, subsystem ids), else why not.
   std::string identity_mismatch(const DeviceRecord &rec) const;
   void set_state(InstanceRecord &inst, const std::string &state, const std::string &reason);

@@ -195,9 +195,7 @@ std::string Service::vgpu_vf_of(const InstanceRecord &instance) const {
 }
 
 bool Service::report_guest_init(const std::string &id_or_name, bool ok) {
-  const auto inst = get_instance(id_or_name);
-  if (inst.from_newer_version)
-    fail(Errc::InvalidArgument, "instance " + inst.name + " was " + inst.state_reason);
+  const auto inst = instance_to_change(id_or_name);
   const auto vf = vgpu_vf_of(inst);
   if (vf.empty())
     fail(Errc::InvalidArgument, "instance " + inst.name + " has no vGPU on a VF to report on");

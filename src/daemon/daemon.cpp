@@ -251,12 +251,7 @@ private:
         continue;
       log(Level::Info, "the owner " + owner + " of leased instance " + view.record.name + " left the bus: ending it",
           {{"HOSTDEV_INSTANCE", view.record.name}, {"HOSTDEV_CALLER", owner}});
-      std::vector<std::string> keys{"instance:" + id};
-      if (!view.record.mdev_uuid.empty() || !view.record.vgpu_vf.empty())
-        keys.emplace_back("vgpu");
-      for (const auto &device_id : view.record.devices)
-        if (auto it = objects_->current().devices.find(device_id); it != objects_->current().devices.end())
-          keys.push_back("pci:" + it->second.record.pci_address);
+      const auto keys = instance_keys(objects_->current(), view.record);
       worker_.submit(
           [this, id = id, name = view.record.name]() -> Worker::Completion {
             try {

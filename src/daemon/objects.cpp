@@ -89,6 +89,20 @@ void add_device_keys(std::vector<std::string> &keys, const core::DeviceRecord &r
 
 Details instance_details(const core::InstanceRecord &rec) { return {{"instance", rec.name}, {"instance_id", rec.id}}; }
 
+} // namespace
+
+std::vector<std::string> instance_keys(const Snapshot &snap, const core::InstanceRecord &rec) {
+  std::vector<std::string> keys{"instance:" + rec.id};
+  if (!rec.mdev_uuid.empty() || !rec.vgpu_vf.empty())
+    keys.emplace_back("vgpu");
+  for (const auto &device_id : rec.devices)
+    if (auto it = snap.devices.find(device_id); it != snap.devices.end())
+      add_device_keys(keys, it->second.record);
+  return keys;
+}
+
+namespace {
+
 // The shape of every method that acts on one whole instance (Delete, Restore): its owner decides the action, and
 // the work is keyed on the instance, its vGPU and its devices.
 Mutation instance_mutation(const Snapshot &snap, const InstanceView &view, const char *method,
@@ -98,12 +112,7 @@ Mutation instance_mutation(const Snapshot &snap, const InstanceView &view, const
   m.method = method;
   m.details = instance_details(view.record);
   m.instance_owner = view.record.owner_uid;
-  m.keys.push_back("instance:" + view.record.id);
-  if (!view.record.mdev_uuid.empty() || !view.record.vgpu_vf.empty())
-    m.keys.emplace_back("vgpu");
-  for (const auto &device_id : view.record.devices)
-    if (auto it = snap.devices.find(device_id); it != snap.devices.end())
-      add_device_keys(m.keys, it->second.record);
+  m.keys = instance_keys(snap, view.record);
   m.work = [res, id = view.record.id, op = std::move(op)](core::Service &service, const Caller &) -> Reply {
     op(service, id);
     return [res] { res->returnResults(); };

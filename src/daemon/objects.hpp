@@ -49,6 +49,10 @@ public:
   virtual void submit(const std::string &sender, Mutation mutation) = 0;
 };
 
+// The worker keys of work on a whole instance: the instance, its vGPU and its devices (Delete, Restore, a lease's
+// end).
+std::vector<std::string> instance_keys(const Snapshot &snap, const core::InstanceRecord &rec);
+
 class RootObject;
 class DeviceObject;
 class InstanceObject;
