@@ -93,18 +93,9 @@ GpuResources Service::resources(const HostView &view) const {
       unsigned best = 0;
       for (const auto &type : parent.types)
         best = std::max(best, type.available);
-      unsigned used = 0, fb = 0;
-      for (const auto &m : mdevs) {
-        if (m.parent != parent.name)
-          continue;
-        ++used;
-        for (const auto &t : parent.types)
-          if (t.id == m.type_id)
-            fb += t.framebuffer_mb;
-      }
-      auto it = by_address.find(parent.name);
-      const std::string gpu_address = it != by_address.end() && it->second->physfn ? *it->second->physfn : parent.name;
-      auto &gpu = gpu_entry(gpu_address, "mdev");
+      const auto used = static_cast<unsigned>(
+          std::count_if(mdevs.begin(), mdevs.end(), [&](const Mdev &m) { return m.parent == parent.name; }));
+      auto &gpu = gpu_entry(gpu_of_parent(view, parent.name), "mdev");
       const bool quarantined = is_quarantined(parent.name);
       if (quarantined && best > 0) {
         ++gpu.quarantined_slots;
@@ -113,7 +104,6 @@ GpuResources Service::resources(const HostView &view) const {
       }
       gpu.used_slots += used;
       gpu.total_slots += used + best;
-      gpu.framebuffer_used_mb += fb;
       res.used_slots += used;
       res.total_slots += used + best;
     }
@@ -124,8 +114,6 @@ GpuResources Service::resources(const HostView &view) const {
         ++gpu.total_slots;
         ++res.used_slots;
         ++res.total_slots;
-        if (auto type = vgpu_type(vf.current_type, &view))
-          gpu.framebuffer_used_mb += type->framebuffer_mb;
       } else if (!vf.creatable.empty()) {
         if (is_quarantined(vf.address)) {
           ++gpu.quarantined_slots;
@@ -137,8 +125,12 @@ GpuResources Service::resources(const HostView &view) const {
       }
     }
     add_vendor_resources(view, res);
-    for (auto &[address, gpu] : gpus)
+    const auto loads = gpu_loads(view);
+    for (auto &[address, gpu] : gpus) {
+      if (auto l = loads.find(address); l != loads.end())
+        gpu.framebuffer_used_mb = l->second.framebuffer_mb;
       res.gpus.push_back(std::move(gpu));
+    }
     // mdevs whose parent is not (or no longer) listed count as used too
     const auto counted = res.used_slots;
     const auto vendor_used = static_cast<unsigned>(std::count_if(

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -116,6 +117,10 @@ public:
                                       const std::string & /*reason*/) {}
 };
 
+struct HostView;
+// The GPU an mdev parent belongs to: the PF of a parent that is a VF, else the parent itself (mtty).
+std::string gpu_of_parent(const HostView &view, const std::string &parent);
+
 // One place a vGPU could go, as create tries them: least-loaded GPU first.
 struct VgpuCandidate {
   std::string framework; // "mdev" | "vendor-vfio"
@@ -212,6 +217,13 @@ public:
   // vGPU placement: every place `profile` could go now, least-loaded GPU first (framebuffer in use, then vGPUs),
   // quarantined VFs left out. Throws ProfileUnavailable / NoCapacity.
   std::vector<VgpuCandidate> vgpu_candidates(const std::string &profile, const HostView &view) const;
+  // The load of each GPU (by PF address, or the parent's name): the framebuffer its vGPUs' types state, and how
+  // many there are. What placement sorts by and the resources show.
+  struct GpuLoad {
+    unsigned framebuffer_mb = 0;
+    unsigned vgpus = 0;
+  };
+  std::map<std::string, GpuLoad> gpu_loads(const HostView &view) const;
   // Remembers the vendor-VFIO types the view shows that the catalogue lacks. Returns how many were new.
   unsigned learn_vgpu_types(const HostView &view);
   // The name and framebuffer of a vendor type: the catalogue, else what a VF lists now; nullopt when unknown.

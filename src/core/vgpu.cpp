@@ -88,33 +88,37 @@ void Service::add_vendor_resources(const HostView &view, GpuResources &res) cons
   });
 }
 
-std::vector<VgpuCandidate> Service::vgpu_candidates(const std::string &profile, const HostView &view) const {
-  std::map<std::string, const PciFunction *> by_address;
-  for (const auto &fn : view.functions)
-    by_address[fn.address] = &fn;
-  auto gpu_of = [&](const std::string &parent) {
-    auto it = by_address.find(parent);
-    return it != by_address.end() && it->second->physfn ? *it->second->physfn : parent;
-  };
-  // The load of each GPU: framebuffer of the vGPUs on it (as their types state), then their count.
-  std::map<std::string, std::pair<unsigned, unsigned>> load;
+std::map<std::string, Service::GpuLoad> Service::gpu_loads(const HostView &view) const {
+  std::map<std::string, GpuLoad> load;
   for (const auto &m : view.mdevs) {
-    auto &l = load[gpu_of(m.parent)];
-    ++l.second;
+    auto &l = load[gpu_of_parent(view, m.parent)];
+    ++l.vgpus;
     for (const auto &p : view.parents)
       if (p.name == m.parent)
         for (const auto &t : p.types)
           if (t.id == m.type_id)
-            l.first += t.framebuffer_mb;
+            l.framebuffer_mb += t.framebuffer_mb;
   }
   for (const auto &vf : view.vendor_vfs) {
     if (vf.current_type == 0)
       continue;
     auto &l = load[vf.gpu];
-    ++l.second;
+    ++l.vgpus;
     if (auto t = vgpu_type(vf.current_type, &view))
-      l.first += t->framebuffer_mb;
+      l.framebuffer_mb += t->framebuffer_mb;
   }
+  return load;
+}
+
+std::string gpu_of_parent(const HostView &view, const std::string &parent) {
+  auto fn = std::lower_bound(view.functions.begin(), view.functions.end(), parent,
+                             [](const PciFunction &f, const std::string &a) { return f.address < a; });
+  return fn != view.functions.end() && fn->address == parent && fn->physfn ? *fn->physfn : parent;
+}
+
+std::vector<VgpuCandidate> Service::vgpu_candidates(const std::string &profile, const HostView &view) const {
+  auto gpu_of = [&](const std::string &parent) { return gpu_of_parent(view, parent); };
+  auto load = gpu_loads(view);
 
   std::vector<VgpuCandidate> out;
   std::set<std::string> names;
@@ -165,7 +169,8 @@ std::vector<VgpuCandidate> Service::vgpu_candidates(const std::string &profile, 
   if (!out.empty()) {
     std::stable_sort(out.begin(), out.end(), [&](const VgpuCandidate &a, const VgpuCandidate &b) {
       const auto la = load[a.gpu], lb = load[b.gpu];
-      return std::tie(la.first, la.second, a.gpu, a.target) < std::tie(lb.first, lb.second, b.gpu, b.target);
+      return std::tie(la.framebuffer_mb, la.vgpus, a.gpu, a.target) <
+             std::tie(lb.framebuffer_mb, lb.vgpus, b.gpu, b.target);
     });
     return out;
   }
