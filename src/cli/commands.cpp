@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <fcntl.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -515,6 +516,12 @@ extern "C" void forward_signal(int sig) {
     ::kill(g_vmm_pid, sig);
 }
 
+// In the forked child of `run`, before its exec.
+[[noreturn]] void vmm_setup_failed(const char *what) {
+  std::fprintf(stderr, "hostdevctl: %s to the VMM: %s\n", what, std::strerror(errno));
+  ::_exit(127);
+}
+
 int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
   VariantMap spec = s.mutation_options();
   if (!inv.devices.empty())
@@ -526,8 +533,12 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
   // The instance belongs to this connection: it ends when hostdevctl does, however that happens.
   const auto path = s.root().Create(name, spec);
   InstanceProxy inst(s.connection(), path);
-  auto [fds, layout] = inst.OpenVfio(s.mutation_options());
+  VariantMap vfio_options = s.mutation_options();
+  if (!inv.vfio_mode.empty())
+    vfio_options["mode"] = sdbus::Variant(inv.vfio_mode);
+  auto [fds, layout] = inst.OpenVfio(vfio_options);
   const json lay = map_json(layout);
+  const int fd_base = lay.value("fd_base", 3);
   std::vector<std::string> hostdev_args;
   for (const auto &a : lay.value("qemu_args", json::array()))
     hostdev_args.push_back(a.get<std::string>());
@@ -548,6 +559,7 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
       out << json{{"instance", name},
                   {"mode", lay.value("mode", "")},
                   {"nodes", lay.value("nodes", json::array())},
+                  {"fds_of", lay.value("fds_of", json::array())},
                   {"qemu_args", hostdev_args}}
                  .dump(2)
           << '\n';
@@ -571,6 +583,21 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
   if (child < 0)
     throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));
   if (child == 0) {
+    // cdev mode: fd i of the reply becomes fd_base + i, the numbers the arguments name, and is inherited.
+    std::vector<int> moved;
+    for (const auto &fd : fds) {
+      moved.push_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, fd_base + static_cast<int>(fds.size())));
+      if (moved.back() < 0)
+        vmm_setup_failed("cannot pass the VFIO descriptors");
+    }
+    for (std::size_t i = 0; i < moved.size(); ++i)
+      if (::dup2(moved[i], fd_base + static_cast<int>(i)) < 0)
+        vmm_setup_failed("cannot pass the VFIO descriptors");
+    for (const int fd : moved)
+      ::close(fd);
+    for (const auto &fd : fds) // the received copies, unless a placed one took the number
+      if (fd.get() < fd_base || fd.get() >= fd_base + static_cast<int>(fds.size()))
+        ::close(fd.get());
     std::vector<char *> cargv;
     for (auto &a : argv)
       cargv.push_back(a.data());
@@ -579,6 +606,8 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
     std::fprintf(stderr, "hostdevctl: cannot run %s: %s\n", cargv[0], std::strerror(errno));
     ::_exit(127);
   }
+  for (auto &fd : fds) // the VMM's are the only copies: they close when it ends
+    fd.reset();
   g_vmm_pid = child;
   struct sigaction sa {};
   sa.sa_handler = forward_signal;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ostream>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,8 @@ struct Invocation {
   bool transient = false;           // create --transient: not restored after a reboot
   std::string name;                 // run --name
   bool print_args = false;          // run --print-args
+  std::string vfio_mode;            // run --vfio-mode auto|cdev|acl (OpenVfio's mode option)
+  std::uint64_t memory = 0;         // run --memory, in bytes (0: not asked)
 };
 
 // Runs one bus command; returns the exit code (see cli/errors.hpp).

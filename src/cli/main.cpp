@@ -34,9 +34,12 @@ void usage(std::ostream &out) {
          "                            create an instance with devices and/or a vGPU (--transient: dropped,\n"
          "                            not restored, at the next boot)\n"
          "  restore-instance NAME     restore what a degraded instance is missing (after a reboot)\n"
-         "  run [--device D]... [--gpu-profile P] [--name N] [--print-args] -- VMM ARGS...\n"
-         "                            an instance leased to this command, its VFIO nodes opened to you, VMM\n"
-         "                            started with {hostdev} in ARGS (or the end) replaced by its arguments;\n"
+         "  run [--device D]... [--gpu-profile P] [--name N] [--print-args] [--vfio-mode auto|cdev|acl]\n"
+         "      [--memory SIZE] -- VMM ARGS...\n"
+         "                            an instance leased to this command, its VFIO devices handed to the VMM\n"
+         "                            (iommufd and cdev descriptors, or ACLs on the group nodes), VMM started\n"
+         "                            with {hostdev} in ARGS (or the end) replaced by its arguments, its\n"
+         "                            locked-memory limit raised to SIZE (MiB, or K/M/G/T) for guest RAM;\n"
          "                            when the VMM exits (or this command dies) the instance goes\n"
          "  instances                 instances\n"
          "  instance NAME             one instance: device paths, QEMU and Cloud Hypervisor arguments\n"
@@ -117,7 +120,9 @@ constexpr CommandSpec kCommands[] = {
     {"profiles", 0, 0, false, false, "profiles"},
     {"create", 1, 1, false, true, "create NAME [--device D]... [--gpu-profile P] [--image I] [--transient]"},
     {"restore-instance", 1, 1, false, false, "restore-instance NAME"},
-    {"run", 0, 4096, false, true, "run [--device D]... [--gpu-profile P] [--name N] [--print-args] [-- VMM ARGS...]"},
+    {"run", 0, 4096, false, true,
+     "run [--device D]... [--gpu-profile P] [--name N] [--print-args] [--vfio-mode M] [--memory SIZE] "
+     "[-- VMM ARGS...]"},
     {"instances", 0, 0, false, false, "instances"},
     {"instance", 1, 1, false, false, "instance NAME"},
     {"delete", 1, 1, false, false, "delete NAME"},
@@ -127,6 +132,36 @@ constexpr CommandSpec kCommands[] = {
     {"unquarantine", 1, 1, false, false, "unquarantine VF"},
     {"monitor", 0, 0, false, false, "monitor"},
 };
+
+// "2048" (MiB, as QEMU's -m), "512M", "8G", "1T", "65536K" -> bytes; false when malformed, 0 or over 2^50.
+bool parse_memory_size(const std::string &text, std::uint64_t &bytes) {
+  std::uint64_t n = 0;
+  std::size_t i = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && i < 16; ++i)
+    n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+  if (i == 0 || n == 0)
+    return false;
+  unsigned shift = 20;
+  if (i + 1 == text.size()) {
+    switch (text[i]) {
+    case 'K':
+    case 'k': shift = 10; break;
+    case 'M':
+    case 'm': shift = 20; break;
+    case 'G':
+    case 'g': shift = 30; break;
+    case 'T':
+    case 't': shift = 40; break;
+    default: return false;
+    }
+  } else if (i != text.size()) {
+    return false;
+  }
+  if (n > (std::uint64_t{1} << (50 - shift)))
+    return false;
+  bytes = n << shift;
+  return true;
+}
 
 // "--opt VALUE" or "--opt=VALUE"; returns false when `a` is not this option.
 bool take_value(const std::vector<std::string> &args, std::size_t &i, const std::string &opt, std::string &value,
@@ -220,6 +255,15 @@ int main(int argc, char **argv) {
       saw_run = true;
     } else if (a == "--print-args") {
       inv.print_args = saw_run = true;
+    } else if (take_value(raw, i, "--vfio-mode", value, error)) {
+      if (error.empty() && value != "auto" && value != "cdev" && value != "acl")
+        error = "--vfio-mode wants auto, cdev or acl";
+      inv.vfio_mode = value;
+      saw_run = true;
+    } else if (take_value(raw, i, "--memory", value, error)) {
+      if (error.empty() && !parse_memory_size(value, inv.memory))
+        error = "--memory wants a size such as 2048 (MiB), 512M or 8G";
+      saw_run = true;
     } else {
       error = "unknown option '" + a + "'";
     }
@@ -253,7 +297,7 @@ int main(int argc, char **argv) {
   if (saw_create && !spec->create_option)
     return bad_usage(inv.command + ": --device, --gpu-profile, --image and --transient belong to create; " + synopsis);
   if (saw_run && inv.command != "run")
-    return bad_usage(inv.command + ": --name and --print-args belong to run; " + synopsis);
+    return bad_usage(inv.command + ": --name, --print-args, --vfio-mode and --memory belong to run; " + synopsis);
   if (inv.command == "run" && (inv.transient || !inv.image.empty()))
     return bad_usage("run: its instance is leased (it ends with hostdevctl): --transient and --image do not apply; " +
                      synopsis);

@@ -9,6 +9,12 @@
 #include "core/validate.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 namespace hostdev::core {
 
@@ -253,13 +259,79 @@ std::vector<Holder> Service::instance_holders(const InstanceRecord &inst) const 
   return out;
 }
 
-Service::VfioAccess Service::open_vfio(const std::string &id_or_name, std::uint32_t uid) {
+namespace {
+
+// "511:0", a sysfs dev attribute, as a device number; nullopt when malformed.
+std::optional<dev_t> parse_devnum(const std::string &text) {
+  unsigned major = 0, minor = 0;
+  const auto colon = text.find(':');
+  if (colon == std::string::npos)
+    return std::nullopt;
+  const char *end = text.data() + text.size();
+  auto [m1, e1] = std::from_chars(text.data(), text.data() + colon, major);
+  auto [m2, e2] = std::from_chars(text.data() + colon + 1, end, minor);
+  if (e1 != std::errc() || e2 != std::errc() || m1 != text.data() + colon || m2 != end || colon == 0 ||
+      colon + 1 == text.size())
+    return std::nullopt;
+  return makedev(major, minor);
+}
+
+// `node` (a /dev path) opened read-write, after checking it is the character device that the sysfs `dev`
+// attribute `attr` names: a node swapped for another device or a file is refused.
+Fd open_device_node(const Sysfs &sysfs, const std::string &node, const std::string &attr, const std::string &what) {
+  const auto text = sysfs.read_trimmed(attr);
+  const auto want = text ? parse_devnum(*text) : std::nullopt;
+  if (!want)
+    fail(Errc::KernelError, "cannot tell the device number of " + what + " from " + sysfs.display_path(attr));
+  Fd fd(sysfs.open_beneath(node, O_RDWR | O_NOCTTY | O_NONBLOCK));
+  if (fd.get() < 0) {
+    const int err = errno;
+    throw Error(Errc::KernelError,
+                "cannot open " + sysfs.display_path(node) + " of " + what + ": " + std::strerror(err), err);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != *want)
+    fail(Errc::KernelError, sysfs.display_path(node) + " is not the device of " + what + " (" + *text + ")");
+  return fd;
+}
+
+} // namespace
+
+std::optional<std::string> Service::vfio_cdev_of(const VfioObject &object) const {
+  const auto dir = object.dir.substr(1) + "vfio-dev";
+  const auto entries = sysfs_.list(dir);
+  if (entries.size() != 1 || entries[0].rfind("vfio", 0) != 0 || !is_safe_component(entries[0]))
+    return std::nullopt;
+  return entries[0];
+}
+
+Service::VfioAccess Service::open_vfio(const std::string &id_or_name, std::uint32_t uid, const std::string &mode) {
+  if (mode != "auto" && mode != "cdev" && mode != "acl")
+    fail(Errc::InvalidArgument, "mode must be auto, cdev or acl, not '" + to_valid_utf8(mode) + "'");
   auto inst = instance_to_change(id_or_name);
   if (inst.state != "active")
     fail(Errc::InUse, "instance " + inst.name + " is " + inst.state + ": " + inst.state_reason);
   if (auto holders = instance_holders(inst); !holders.empty())
     fail(Errc::InUse, "instance " + inst.name + " is in use: " + describe_holders(holders));
+  const auto objects = vfio_objects(inst);
+  if (objects.empty())
+    fail(Errc::InvalidArgument, "instance " + inst.name + " has no VFIO device");
+  for (const auto &o : objects)
+    if (o.mdev && !mdev_.find(o.name))
+      fail(Errc::DeviceNotFound, "the mdev " + o.name + " of instance " + inst.name + " is missing");
+  bool cdev = mode != "acl" && sysfs_.exists("dev/iommu");
+  for (const auto &o : objects)
+    cdev = cdev && vfio_cdev_of(o);
+  if (mode == "cdev" && !cdev)
+    fail(Errc::VfioUnavailable,
+         "this kernel has no VFIO device cdevs with iommufd for instance " + inst.name +
+             " (/dev/iommu and vfio-dev/vfioN need CONFIG_IOMMUFD and CONFIG_VFIO_DEVICE_CDEV, Linux 6.6+): use "
+             "mode acl");
+  if (cdev)
+    return open_vfio_cdevs(inst, objects);
   VfioAccess access;
+
+  access.qemu_args = instance_paths(inst).qemu_args;
   access.nodes.emplace_back("/dev/vfio/vfio");
   auto add_group = [&](std::optional<int> group, const std::string &what) {
     if (!group)
@@ -268,17 +340,14 @@ Service::VfioAccess Service::open_vfio(const std::string &id_or_name, std::uint3
     if (std::find(access.nodes.begin(), access.nodes.end(), node) == access.nodes.end())
       access.nodes.push_back(node);
   };
-  for (const auto &id : inst.devices)
-    if (auto it = store_.devices().find(id); it != store_.devices().end())
-      add_group(pci_.iommu_group_of(it->second.pci_address), it->second.name);
-  if (!inst.mdev_uuid.empty()) {
-    auto m = mdev_.find(inst.mdev_uuid);
-    if (!m)
-      fail(Errc::DeviceNotFound, "the mdev " + inst.mdev_uuid + " of instance " + inst.name + " is missing");
-    add_group(m->iommu_group, "mdev " + m->uuid);
+  for (const auto &o : objects) {
+    if (!o.mdev) {
+      add_group(pci_.iommu_group_of(o.name), o.name);
+      continue;
+    }
+    const auto m = mdev_.find(o.name);
+    add_group(m ? m->iommu_group : std::nullopt, "mdev " + o.name);
   }
-  if (!inst.vgpu_vf.empty())
-    add_group(pci_.iommu_group_of(inst.vgpu_vf), inst.vgpu_vf);
   // Recorded first: whatever a crash leaves granted is revoked with the instance.
   const auto before = inst;
   if (!inst.granted_nodes.empty() && inst.granted_uid != uid)
@@ -302,6 +371,34 @@ Service::VfioAccess Service::open_vfio(const std::string &id_or_name, std::uint3
     store_.put_instance(before);
     throw;
   }
+  return access;
+}
+
+Service::VfioAccess Service::open_vfio_cdevs(const InstanceRecord &inst, const std::vector<VfioObject> &objects) {
+  // Nothing is granted or recorded: the fds are the access, and they are closed here once sent. The cdevs stay
+  // unbound: the VMM binds each to its own iommufd (VFIO_DEVICE_BIND_IOMMUFD) after its KVM setup.
+  VfioAccess access;
+  access.mode = "cdev";
+  access.nodes.emplace_back("/dev/iommu");
+  access.objects.emplace_back("iommufd");
+  access.fds.push_back(open_device_node(sysfs_, "dev/iommu", "sys/class/misc/iommu/dev", "iommufd"));
+  const auto fd_number = [](std::size_t index) { return std::to_string(kFdBase + static_cast<int>(index)); };
+  access.qemu_args = {"-object", "iommufd,id=iommufd0,fd=" + fd_number(0)};
+  for (const auto &o : objects) {
+    const auto cdev = vfio_cdev_of(o);
+    if (!cdev) // it went since the check
+      fail(Errc::VfioUnavailable,
+           (o.mdev ? "mdev " : "") + o.name + " of instance " + inst.name + " has no VFIO device cdev any more");
+    const auto node = "/dev/vfio/devices/" + *cdev;
+    access.fds.push_back(open_device_node(sysfs_, node.substr(1), o.dir.substr(1) + "vfio-dev/" + *cdev + "/dev",
+                                          (o.mdev ? "mdev " : "") + o.name));
+    access.nodes.push_back(node);
+    access.objects.push_back(o.name);
+    access.qemu_args.insert(access.qemu_args.end(), {"-device", std::string(kVfioPciDriver) + ",iommufd=iommufd0,fd=" +
+                                                                    fd_number(access.fds.size() - 1)});
+  }
+  if (!inst.vgpu_vf.empty() && !inst.uuid.empty())
+    access.qemu_args.insert(access.qemu_args.end(), {"-uuid", inst.uuid});
   return access;
 }
 

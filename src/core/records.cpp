@@ -273,7 +273,9 @@ RecordJson to_json(const InstanceRecord &r) {
           {"lease_pid", r.lease_pid},
           {"lease_start", r.lease_start},
           {"granted_nodes", r.granted_nodes},
-          {"granted_uid", r.granted_uid}};
+          {"granted_uid", r.granted_uid},
+          {"memlock_pid", r.memlock_pid},
+          {"memlock_bytes", r.memlock_bytes}};
 }
 
 RecordJson to_json(const MdevRecord &r) {
@@ -377,6 +379,8 @@ InstanceRecord instance_from_json(const RecordJson &j) {
   r.lease_start = j.contains("lease_start") ? get_u64(j, "lease_start") : 0;
   r.granted_nodes = j.contains("granted_nodes") ? get_string_array(j, "granted_nodes") : std::vector<std::string>{};
   r.granted_uid = get_u32_or(j, "granted_uid", 0);
+  r.memlock_pid = get_u32_or(j, "memlock_pid", 0);
+  r.memlock_bytes = j.contains("memlock_bytes") ? get_u64(j, "memlock_bytes") : 0;
   check_content(r);
   return r;
 }

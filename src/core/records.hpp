@@ -65,6 +65,10 @@ struct InstanceRecord {
   // when the instance goes. Empty when none; absent in older files.
   std::vector<std::string> granted_nodes;
   std::uint32_t granted_uid = 0;
+  // Instance.RaiseMemlock: the process of the lease's tree whose RLIMIT_MEMLOCK hostdevd raised, and to what; counted
+  // against the owner's per-user maximum while the instance lasts.
+  std::uint32_t memlock_pid = 0;
+  std::uint64_t memlock_bytes = 0;
 
   bool operator==(const InstanceRecord &) const = default;
 };

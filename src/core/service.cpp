@@ -186,30 +186,32 @@ std::vector<InstanceRecord> Service::list_instances() const {
   return out;
 }
 
+std::vector<Service::VfioObject> Service::vfio_objects(const InstanceRecord &instance) const {
+  std::vector<VfioObject> out;
+  for (const auto &id : instance.devices)
+    if (auto it = store_.devices().find(id); it != store_.devices().end())
+      out.push_back({it->second.pci_address, false, pci_sysfs_dir(it->second.pci_address)});
+  if (!instance.mdev_uuid.empty())
+    out.push_back({instance.mdev_uuid, true, mdev_sysfs_dir(instance.mdev_uuid)});
+  if (!instance.vgpu_vf.empty()) // the VF is a plain PCI device to QEMU
+    out.push_back({instance.vgpu_vf, false, pci_sysfs_dir(instance.vgpu_vf)});
+  return out;
+}
+
 InstancePaths Service::instance_paths(const InstanceRecord &instance) const {
   InstancePaths paths;
-  auto add = [&](const std::string &dir, const std::string &qemu) {
-    paths.device_paths.push_back(dir);
+  for (const auto &o : vfio_objects(instance)) {
+    paths.device_paths.push_back(o.dir);
+    const auto qemu =
+        std::string(kVfioPciDriver) + (o.mdev ? ",sysfsdev=" + o.dir.substr(0, o.dir.size() - 1) : ",host=" + o.name);
     paths.qemu_args.insert(paths.qemu_args.end(), {"-device", qemu});
     if (paths.cloud_hypervisor_args.empty())
       paths.cloud_hypervisor_args.emplace_back("--device");
-    paths.cloud_hypervisor_args.push_back("path=" + dir);
-  };
-  for (const auto &id : instance.devices) {
-    auto it = store_.devices().find(id);
-    if (it != store_.devices().end())
-      add(pci_sysfs_dir(it->second.pci_address), std::string(kVfioPciDriver) + ",host=" + it->second.pci_address);
+    paths.cloud_hypervisor_args.push_back("path=" + o.dir);
   }
-  if (!instance.mdev_uuid.empty()) {
-    auto dir = mdev_sysfs_dir(instance.mdev_uuid);
-    add(dir, std::string(kVfioPciDriver) + ",sysfsdev=" + dir.substr(0, dir.size() - 1));
-  }
-  if (!instance.vgpu_vf.empty()) {
-    // The VF is a plain PCI device to QEMU; NVIDIA's vGPU manager wants the VM's UUID.
-    add(pci_sysfs_dir(instance.vgpu_vf), std::string(kVfioPciDriver) + ",host=" + instance.vgpu_vf);
-    if (!instance.uuid.empty())
-      paths.qemu_args.insert(paths.qemu_args.end(), {"-uuid", instance.uuid});
-  }
+  // NVIDIA's vGPU manager wants the VM's UUID.
+  if (!instance.vgpu_vf.empty() && !instance.uuid.empty())
+    paths.qemu_args.insert(paths.qemu_args.end(), {"-uuid", instance.uuid});
   return paths;
 }
 

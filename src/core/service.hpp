@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/error.hpp"
+#include "core/fd.hpp"
 #include "core/mdev.hpp"
 #include "core/pci.hpp"
 #include "core/store.hpp"
@@ -176,6 +177,13 @@ public:
   std::vector<DeviceRecord> list_devices() const;
   std::vector<InstanceRecord> list_instances() const;
   InstancePaths instance_paths(const InstanceRecord &instance) const;
+  // The VFIO devices of an instance, in the order of its QemuArgs: its PCI devices, its mdev, its vendor vGPU's VF.
+  struct VfioObject {
+    std::string name; // PCI address or mdev UUID
+    bool mdev = false;
+    std::string dir; // "/sys/bus/pci/devices/<address>/", "/sys/bus/mdev/devices/<uuid>/"
+  };
+  std::vector<VfioObject> vfio_objects(const InstanceRecord &instance) const;
 
   // Devices
   const DeviceRecord &register_device(const std::string &name, const std::string &pci_address);
@@ -208,11 +216,22 @@ public:
   // cannot hand over a group fd that QEMU would take), a POSIX ACL user:<uid>:rw on /dev/vfio/vfio and on each
   // /dev/vfio/<group> of the instance, revoked when the instance goes. InUse while another process holds any of
   // them. Returns the nodes.
+  // What a VMM needs to use the instance without root. mode "cdev" (kernels with VFIO device cdevs and iommufd):
+  // fds holds an open /dev/iommu, then one unbound VFIO cdev per object, in that order; nodes and objects say what
+  // each fd is ("iommufd", then the PCI address or mdev UUID); qemu_args use them with the number of fd i being
+  // kFdBase + i, as `hostdevctl run` places them. mode "acl": nodes are the group nodes the uid may now open
+  // (granted_nodes), no fd; qemu_args are the instance's QemuArgs.
+  static constexpr int kFdBase = 3;
   struct VfioAccess {
     std::string mode = "acl";
     std::vector<std::string> nodes;
+    std::vector<std::string> objects;
+    std::vector<Fd> fds;
+    std::vector<std::string> qemu_args;
   };
-  VfioAccess open_vfio(const std::string &id_or_name, std::uint32_t uid);
+  // `mode`: "auto" (cdev where the kernel has it for every object, else acl), "cdev" (VfioUnavailable without)
+  // or "acl".
+  VfioAccess open_vfio(const std::string &id_or_name, std::uint32_t uid, const std::string &mode = "auto");
 
   // vGPU placement: every place `profile` could go now, least-loaded GPU first (framebuffer in use, then vGPUs),
   // quarantined VFs left out. Throws ProfileUnavailable / NoCapacity.
@@ -261,6 +280,8 @@ private:
   bool try_vendor_slot(const VgpuCandidate &slot, InstanceRecord &inst, Intent &intent, Undo &undo,
                        std::string &refusals);
   std::vector<Holder> vf_holders(const std::string &vf) const;
+  VfioAccess open_vfio_cdevs(const InstanceRecord &inst, const std::vector<VfioObject> &objects);
+  std::optional<std::string> vfio_cdev_of(const VfioObject &object) const; // "vfio3" of <dir>/vfio-dev/, if one
   void revoke_vfio(InstanceRecord &inst); // the ACLs open_vfio granted; KernelError naming the nodes it could not
   // get_instance for a change: refuses (InvalidArgument) an instance a newer hostdev wrote.
   const InstanceRecord &instance_to_change(const std::string &id_or_name) const;

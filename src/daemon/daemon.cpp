@@ -5,6 +5,7 @@
 #include "common/bus.hpp"
 #include "core/error.hpp"
 #include "core/pci.hpp"
+#include "core/process.hpp"
 #include "core/service.hpp"
 #include "core/store.hpp"
 #include "daemon/bouncer.hpp"
@@ -12,7 +13,6 @@
 #include "daemon/log.hpp"
 #include "daemon/monitor.hpp"
 #include "daemon/objects.hpp"
-#include "daemon/peer.hpp"
 #include "daemon/snapshot.hpp"
 #include "daemon/units.hpp"
 #include "daemon/worker.hpp"
@@ -137,7 +137,7 @@ public:
       } catch (const sdbus::Error &) {
         pid = 0; // no such name: the owner is gone
       }
-      if (pid == 0 || pid != rec.lease_pid || process_start_time(pid) != rec.lease_start)
+      if (pid == 0 || pid != rec.lease_pid || core::process_start_time(pid) != rec.lease_start)
         gone.push_back(rec.lease_owner);
     }
     worker_.start(); // from here on the core belongs to the worker

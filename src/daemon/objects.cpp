@@ -1,6 +1,6 @@
 #include "daemon/objects.hpp"
 
-#include "daemon/peer.hpp"
+#include "core/process.hpp"
 
 #include "config.h"
 #include "core/host_names.hpp"
@@ -328,7 +328,7 @@ private:
                         // pid from passing for the owner after a restart.
                         with_lease.lease_owner = caller.sender;
                         with_lease.lease_pid = caller.pid;
-                        with_lease.lease_start = process_start_time(caller.pid);
+                        with_lease.lease_start = core::process_start_time(caller.pid);
                       }
                       const auto path =
                           sdbus::ObjectPath(instance_path(service.create_instance(name, with_lease, caller.uid).id));
@@ -498,24 +498,32 @@ private:
   }
 
   void OpenVfio(sdbus::Result<std::vector<sdbus::UnixFd>, VariantMap> &&result, VariantMap options) override {
-    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
-      const auto &view = find_instance(backend_.snapshot(), id_);
-      Mutation m;
-      m.method = "Instance.OpenVfio";
-      m.details = instance_details(view.record);
-      m.instance_owner = view.record.owner_uid;
-      m.keys = {"instance:" + view.record.id};
-      m.work = [res, id = view.record.id](core::Service &service, const Caller &caller) -> Reply {
-        const auto access = service.open_vfio(id, caller.uid);
-        const auto args = service.instance_paths(service.get_instance(id)).qemu_args;
-        VariantMap layout{{"mode", sdbus::Variant(access.mode)},
-                          {"nodes", sdbus::Variant(access.nodes)},
-                          {"uid", sdbus::Variant(caller.uid)},
-                          {"qemu_args", sdbus::Variant(args)}};
-        return [res, layout] { res->returnResults(std::vector<sdbus::UnixFd>{}, layout); };
-      };
-      return m;
-    });
+    mutation_call(backend_, getObject(), std::move(result), options, {{"mode", "s"}}, "option",
+                  [&](const Options &opts, auto res) {
+                    const auto &view = find_instance(backend_.snapshot(), id_);
+                    Mutation m;
+                    m.method = "Instance.OpenVfio";
+                    m.details = instance_details(view.record);
+                    m.instance_owner = view.record.owner_uid;
+                    m.keys = {"instance:" + view.record.id};
+                    m.work = [res, id = view.record.id, mode = opts.get_string("mode", "auto")](
+                                 core::Service &service, const Caller &caller) -> Reply {
+                      auto access = service.open_vfio(id, caller.uid, mode);
+                      std::vector<sdbus::UnixFd> fds;
+                      for (auto &fd : access.fds)
+                        fds.emplace_back(fd.release(), sdbus::adopt_fd);
+                      VariantMap layout{{"mode", sdbus::Variant(access.mode)},
+                                        {"nodes", sdbus::Variant(access.nodes)},
+                                        {"uid", sdbus::Variant(caller.uid)},
+                                        {"qemu_args", sdbus::Variant(access.qemu_args)}};
+                      if (access.mode == "cdev") {
+                        layout.emplace("fds_of", sdbus::Variant(access.objects));
+                        layout.emplace("fd_base", sdbus::Variant(static_cast<std::int32_t>(core::Service::kFdBase)));
+                      }
+                      return [res, fds = std::move(fds), layout] { res->returnResults(fds, layout); };
+                    };
+                    return m;
+                  });
   }
 
   void Restore(sdbus::Result<> &&result, VariantMap options) override {

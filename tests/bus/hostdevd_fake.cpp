@@ -186,6 +186,7 @@ int main(int argc, char **argv) {
       "  --crash-file FILE     crash point for this start (file removed when read)\n"
       "  --delay-writes SUFFIX=MS     writes to paths ending in SUFFIX sleep MS ms first (repeatable)\n"
       "  --fail-writes SUFFIX=ERRNO   writes to paths ending in SUFFIX fail with ERRNO (number or name)\n"
+      "  --vfio-cdev           a kernel with VFIO device cdevs and iommufd (FakeHost::vfio_cdev)\n"
       "  --faults FILE         'delay SUFFIX MS' / 'fail SUFFIX ERRNO' lines, read again before every write\n"
       "                        (default $HOSTDEV_TEST_DIR/faults when HOSTDEV_TEST_DIR is set)\n";
   if (int rc = daemon::parse_command_line(argc, argv, options, &rest, extra); rc >= 0)
@@ -193,6 +194,7 @@ int main(int argc, char **argv) {
   std::string fixture, kernel_log, crash_file, faults_file;
   bool faults_given = false;
   std::vector<Fault> fixed_faults;
+  bool vfio_cdev = false;
   for (std::size_t i = 0; i < rest.size(); ++i) {
     auto take = [&](std::string &into) {
       if (i + 1 >= rest.size()) {
@@ -207,6 +209,8 @@ int main(int argc, char **argv) {
       take(kernel_log);
     else if (rest[i] == "--crash-file")
       take(crash_file);
+    else if (rest[i] == "--vfio-cdev")
+      vfio_cdev = true;
     else if (rest[i] == "--faults") {
       take(faults_file);
       faults_given = true;
@@ -251,6 +255,8 @@ int main(int argc, char **argv) {
     std::cerr << "hostdevd-fake: --fixture passthrough|vgpu|vendor-vgpu|no-iommu|no-vfio|vgpu-one-slot is required\n";
     return 2;
   }
+  if (vfio_cdev)
+    host.vfio_cdev(true);
   options.sysfs_root = host.root();
   if (const char *dir = std::getenv("HOSTDEV_TEST_DIR"); dir != nullptr && *dir != '\0') {
     std::ifstream in(std::string(dir) + "/boot_id");

@@ -57,6 +57,11 @@ def plain(v):
         return int(v)
     if isinstance(v, dbus.Double):
         return float(v)
+    if isinstance(v, dbus.types.UnixFd):  # a received descriptor: what it is, and closed
+        fd = v.take()
+        st = os.fstat(fd)
+        os.close(fd)
+        return ("fd", os.major(st.st_rdev), os.minor(st.st_rdev))
     if isinstance(v, dict):
         return {plain(k): plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -1498,6 +1503,46 @@ def test_open_vfio():
     except dbus.DBusException as e:
         eq(e.get_dbus_name(), "org.freedesktop.DBus.Error.UnknownObject", "OpenVfio on a deleted instance")
     eq(len(os.listdir("/proc/%d/fd" % daemon_pid())), fds_before, "no descriptor leaked in the daemon")
+
+
+def test_open_vfio_cdev():
+    # run with hostdevd-fake --vfio-cdev: /dev/iommu and a cdev per VFIO device (real nodes of /dev/null etc.).
+    root = fixture_root(register("0000:c1:00.0", "gpu1"))
+    inst = call(INSTANCES, "Create", "vm1", sv(devices=["gpu1"], gpu_profile="NVIDIA L40S-1Q"), user="hdadmin")
+    uuid = prop(inst, INSTANCE, "MdevUuid")
+    pid = daemon_pid()
+    fds, layout = call(INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdadmin")
+    fds_before = len(os.listdir("/proc/%d/fd" % pid))
+    eq(layout["mode"], "cdev", "mode on a kernel with VFIO cdevs")
+    eq(layout["fds_of"], ["iommufd", "0000:c1:00.0", uuid], "what each fd is")
+    eq(layout["fd_base"], 3, "fd_base")
+    eq(len(fds), 3, "one iommufd and two cdevs")
+    for fd, node in zip(fds, layout["nodes"]):
+        st = os.stat(root + node)
+        eq(fd, ("fd", os.major(st.st_rdev), os.minor(st.st_rdev)), "the fd for " + node)
+    eq(layout["nodes"][0], "/dev/iommu", "the first fd")
+    eq(layout["qemu_args"], ["-object", "iommufd,id=iommufd0,fd=3", "-device", "vfio-pci,iommufd=iommufd0,fd=4",
+                              "-device", "vfio-pci,iommufd=iommufd0,fd=5"], "qemu_args")
+    for node in layout["nodes"] + ["/dev/vfio/vfio"]:
+        eq(acl_users(root + node), [], "no ACL in cdev mode on " + node)
+    # Another user: no fd.
+    expect_error("NotAuthorized", call, INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdtest")
+    # Bad options, held devices: clear errors and no descriptor left in the daemon.
+    expect_error("InvalidArgument", call, INSTANCE, "OpenVfio", sv(mode="fds"), path=inst, user="hdadmin")
+    expect_error("InvalidArgument", call, INSTANCE, "OpenVfio", sv(mode=True), path=inst, user="hdadmin")
+    holder = os.path.join(root, "proc/4242")
+    os.makedirs(holder + "/fd")
+    with open(holder + "/comm", "w") as f:
+        f.write("qemu-system-x86\n")
+    os.symlink(layout["nodes"][2], holder + "/fd/3")
+    msg = expect_error("InUse", call, INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdadmin")
+    check("4242" in msg and layout["nodes"][2] in msg, "the holder is named: " + msg)
+    os.unlink(holder + "/fd/3")
+    fds, layout = call(INSTANCE, "OpenVfio", sv(mode="acl"), path=inst, user="hdadmin")
+    eq((fds, layout["mode"]), ([], "acl"), "mode acl on request")
+    eq(len(os.listdir("/proc/%d/fd" % pid)), fds_before, "no descriptor leaked in the daemon")
+    call(INSTANCES, "Delete", "vm1", no_opts(), user="hdadmin")
+    eq(acl_users(root + "/dev/vfio/vfio"), [], "revoked with the instance")
 
 
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}

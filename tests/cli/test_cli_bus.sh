@@ -373,6 +373,32 @@ EOT
   rm -f "$typescript"
 }
 
+# With hostdevd-fake --vfio-cdev: run hands the VMM /dev/iommu and the cdevs at fds 3, 4, 5, and nothing else.
+t_run_cdev() {
+  run 0 "register gpu1" register gpu1 0000:c1:00.0
+  as hdadmin 0 "run with VFIO cdevs" run --device gpu1 --gpu-profile "NVIDIA L40S-1Q" --name vmcdev -- \
+    sh -c 'for fd in 3 4 5; do echo "fd $fd $(stat -L -c "%F %t:%T" /proc/self/fd/$fd)"; done
+           for fd in 6 7 8 9 10; do [ ! -e /proc/$$/fd/$fd ] || echo "extra fd $fd"; done; echo "VMM: $*"' sh {hostdev}
+  has "run: /dev/iommu at fd 3" "fd 3 character special file 1:3"
+  has "run: a cdev at fd 4" "fd 4 character special file 1:"
+  has "run: a cdev at fd 5" "fd 5 character special file 1:"
+  if grep -q "extra fd" "$OUT"; then fail "run: descriptors beyond the layout's reached the VMM: $(cat "$OUT")"
+  else echo "ok: run: only the layout's descriptors reach the VMM"; fi
+  has "run: the iommufd arguments" \
+    "VMM: -object iommufd,id=iommufd0,fd=3 -device vfio-pci,iommufd=iommufd0,fd=4 -device vfio-pci,iommufd=iommufd0,fd=5"
+  as hdadmin 0 "run --vfio-mode acl --print-args" run --device gpu1 --vfio-mode acl --print-args -- true
+  has "run --vfio-mode acl: QemuArgs" "-device vfio-pci,host=0000:c1:00.0"
+  as hdadmin 0 "run --print-args --json (cdev)" run --device gpu1 --print-args --json -- true
+  py "run --json: fds_of" 'assert d["mode"] == "cdev" and d["fds_of"] == ["iommufd", "0000:c1:00.0"], d'
+  as hdadmin 2 "run --vfio-mode bogus" run --device gpu1 --vfio-mode bogus -- true
+  local gone=''
+  for _ in $(seq 100); do
+    "$ctl" instances --json >"$OUT" 2>/dev/null && grep -qx '\[\]' "$OUT" && { gone=1; break; }
+    sleep 0.05
+  done
+  [ -n "$gone" ] && echo "ok: every run's lease ended" || fail "instances left after the runs: $(cat "$OUT")"
+}
+
 t_completion() {
   run 0 "register gpu0" register gpu0 "$GPU"
   run 0 "register gpu0-audio" register gpu0-audio "$AUDIO"

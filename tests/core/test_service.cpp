@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -1164,4 +1167,74 @@ TEST_F(ServiceTest, OpenVfioGrantsTheOwnerTheNodesUntilTheInstanceGoes) {
   service_->delete_instance("vm1");
   EXPECT_FALSE(has_user_access(*sysfs_, "dev/vfio/vfio", 4712)) << "revoked with the instance";
   EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712); }), Errc::NotFound);
+}
+
+namespace {
+dev_t rdev_of(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? st.st_rdev : 0;
+}
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto &e : fs::directory_iterator("/proc/self/fd"))
+    ++n;
+  return n;
+}
+} // namespace
+
+TEST_F(ServiceTest, OpenVfioHandsOutIommufdAndOneUnboundCdevPerDeviceWhereTheKernelHasThem) {
+  build(make_vgpu_host);
+  host_.vfio_cdev(true);
+  service_->register_device("nic", kPf1Addr);
+  const auto &made = service_->create_instance("vm1", {{"nic"}, "L40S-4Q", ""}, 4712);
+  const auto uuid = made.mdev_uuid;
+  const auto fds_before = open_fds();
+  {
+    const auto access = service_->open_vfio("vm1", 4712);
+    EXPECT_EQ(access.mode, "cdev");
+    ASSERT_EQ(access.fds.size(), 3U);
+    const std::vector<std::string> what = {"iommufd", kPf1Addr, uuid};
+    EXPECT_EQ(access.objects, what);
+    ASSERT_EQ(access.nodes.size(), 3U);
+    EXPECT_EQ(access.nodes[0], "/dev/iommu");
+    for (std::size_t i = 0; i < 3; ++i) {
+      struct stat st {};
+      ASSERT_EQ(::stat(host_.path(access.nodes[i].substr(1)).c_str(), &st), 0) << access.nodes[i];
+      EXPECT_EQ(rdev_of(access.fds[i].get()), st.st_rdev) << "fd " << i << " is " << access.nodes[i];
+    }
+    EXPECT_EQ(rdev_of(access.fds[0].get()), makedev(1, 3));
+    EXPECT_NE(rdev_of(access.fds[1].get()), rdev_of(access.fds[2].get())) << "two devices, two cdevs";
+    const std::vector<std::string> args = {"-object", "iommufd,id=iommufd0,fd=3",
+                                           "-device", "vfio-pci,iommufd=iommufd0,fd=4",
+                                           "-device", "vfio-pci,iommufd=iommufd0,fd=5"};
+    EXPECT_EQ(access.qemu_args, args);
+    EXPECT_TRUE(service_->get_instance("vm1").granted_nodes.empty()) << "no ACL: the fds are the access";
+    EXPECT_FALSE(has_user_access(*sysfs_, "dev/vfio/11", 4712));
+  }
+  EXPECT_EQ(open_fds(), fds_before) << "the fds are the caller's to close";
+  // The ACL path on request, on the same kernel.
+  EXPECT_EQ(service_->open_vfio("vm1", 4712, "acl").mode, "acl");
+  EXPECT_TRUE(has_user_access(*sysfs_, "dev/vfio/11", 4712));
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712, "fds"); }), Errc::InvalidArgument);
+  // A node that is not the device sysfs names (another device, or a file): refused, nothing left open.
+  std::string nic_cdev;
+  for (const auto &e : fs::directory_iterator(host_.path("sys/bus/pci/devices/" + std::string(kPf1Addr) + "/vfio-dev")))
+    nic_cdev = e.path().filename().string();
+  ASSERT_FALSE(nic_cdev.empty());
+  host_.remove("dev/vfio/devices/" + nic_cdev);
+  ASSERT_EQ(::mknod(host_.path("dev/vfio/devices/" + nic_cdev).c_str(), S_IFCHR | 0600, makedev(1, 3)), 0);
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712, "cdev"); }), Errc::KernelError);
+  host_.remove("dev/vfio/devices/" + nic_cdev);
+  host_.write_file("dev/vfio/devices/" + nic_cdev, "");
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712, "cdev"); }), Errc::KernelError);
+  EXPECT_EQ(open_fds(), fds_before);
+  // Held by a process through its cdev: refused.
+  host_.remove("dev/vfio/devices/" + nic_cdev);
+  host_.open_fd(555, "qemu-system-x86", "/dev/vfio/devices/" + nic_cdev);
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712, "cdev"); }), Errc::InUse);
+  host_.remove("proc/555");
+  // A kernel without them: mode cdev is refused, auto falls back to the ACLs.
+  host_.vfio_cdev(false);
+  EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712, "cdev"); }), Errc::VfioUnavailable);
+  EXPECT_EQ(service_->open_vfio("vm1", 4712).mode, "acl");
 }
