@@ -16,6 +16,7 @@
 #include <functional>
 #include <csignal>
 #include <cstring>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 namespace hostdev::cli {
@@ -554,6 +555,9 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
   }
   if (!placed && !argv.empty())
     argv.insert(argv.end(), hostdev_args.begin(), hostdev_args.end());
+  if (argv.empty() && inv.memory != 0)
+    throw sdbus::Error(std::string(names::kErrorPrefix) + "InvalidArgument",
+                       "--memory raises the limit of the VMM that run starts: give one after --");
   if (inv.print_args || argv.empty()) {
     if (inv.json)
       out << json{{"instance", name},
@@ -579,10 +583,21 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
     return kExitOk;
   }
   out.flush();
+  // The child waits at a gate until its locked-memory limit is raised (--memory), then execs the VMM.
+  int gate[2];
+  if (::pipe2(gate, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));
   const pid_t child = ::fork();
   if (child < 0)
     throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));
   if (child == 0) {
+    ::close(gate[1]);
+    char go = 0;
+    while (::read(gate[0], &go, 1) < 0 && errno == EINTR) {
+    }
+    if (go != 'g')
+      ::_exit(127); // hostdevctl gave up (its error is on stderr)
+    ::close(gate[0]);
     // cdev mode: fd i of the reply becomes fd_base + i, the numbers the arguments name, and is inherited.
     std::vector<int> moved;
     for (const auto &fd : fds) {
@@ -606,6 +621,23 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
     std::fprintf(stderr, "hostdevctl: cannot run %s: %s\n", cargv[0], std::strerror(errno));
     ::_exit(127);
   }
+  ::close(gate[0]);
+  try {
+    if (inv.memory != 0) {
+      const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+      if (pidfd < 0)
+        throw std::runtime_error(std::string("cannot open a pidfd of the VMM: ") + std::strerror(errno));
+      inst.RaiseMemlock(sdbus::UnixFd(pidfd, sdbus::adopt_fd), inv.memory, s.mutation_options());
+    }
+    if (::write(gate[1], "g", 1) != 1)
+      throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));
+  } catch (...) {
+    ::kill(child, SIGKILL);
+    while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    throw;
+  }
+  ::close(gate[1]);
   for (auto &fd : fds) // the VMM's are the only copies: they close when it ends
     fd.reset();
   g_vmm_pid = child;

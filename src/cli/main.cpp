@@ -3,6 +3,7 @@
 #include "cli/commands.hpp"
 #include "cli/errors.hpp"
 #include "cli/inspect.hpp"
+#include "core/validate.hpp"
 
 #include "config.h"
 
@@ -133,36 +134,6 @@ constexpr CommandSpec kCommands[] = {
     {"monitor", 0, 0, false, false, "monitor"},
 };
 
-// "2048" (MiB, as QEMU's -m), "512M", "8G", "1T", "65536K" -> bytes; false when malformed, 0 or over 2^50.
-bool parse_memory_size(const std::string &text, std::uint64_t &bytes) {
-  std::uint64_t n = 0;
-  std::size_t i = 0;
-  for (; i < text.size() && text[i] >= '0' && text[i] <= '9' && i < 16; ++i)
-    n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
-  if (i == 0 || n == 0)
-    return false;
-  unsigned shift = 20;
-  if (i + 1 == text.size()) {
-    switch (text[i]) {
-    case 'K':
-    case 'k': shift = 10; break;
-    case 'M':
-    case 'm': shift = 20; break;
-    case 'G':
-    case 'g': shift = 30; break;
-    case 'T':
-    case 't': shift = 40; break;
-    default: return false;
-    }
-  } else if (i != text.size()) {
-    return false;
-  }
-  if (n > (std::uint64_t{1} << (50 - shift)))
-    return false;
-  bytes = n << shift;
-  return true;
-}
-
 // "--opt VALUE" or "--opt=VALUE"; returns false when `a` is not this option.
 bool take_value(const std::vector<std::string> &args, std::size_t &i, const std::string &opt, std::string &value,
                 std::string &error) {
@@ -261,7 +232,9 @@ int main(int argc, char **argv) {
       inv.vfio_mode = value;
       saw_run = true;
     } else if (take_value(raw, i, "--memory", value, error)) {
-      if (error.empty() && !parse_memory_size(value, inv.memory))
+      if (const auto bytes = hostdev::core::parse_memory_size(value); bytes)
+        inv.memory = *bytes;
+      else if (error.empty())
         error = "--memory wants a size such as 2048 (MiB), 512M or 8G";
       saw_run = true;
     } else {

@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/host_names.hpp"
 #include "core/ids.hpp"
+#include "core/process.hpp"
 #include "core/undo.hpp"
 #include "core/validate.hpp"
 
@@ -400,6 +401,58 @@ Service::VfioAccess Service::open_vfio_cdevs(const InstanceRecord &inst, const s
   if (!inst.vgpu_vf.empty() && !inst.uuid.empty())
     access.qemu_args.insert(access.qemu_args.end(), {"-uuid", inst.uuid});
   return access;
+}
+
+std::uint64_t Service::raise_memlock(const std::string &id_or_name, int pidfd, std::uint64_t bytes, std::uint32_t uid,
+                                     const std::string &sender) {
+  auto inst = instance_to_change(id_or_name);
+  if (inst.lease_owner.empty())
+    fail(Errc::InvalidArgument, "instance " + inst.name +
+                                    " is not leased: hostdevd raises the locked-memory limit only for the VMM of a "
+                                    "leased instance (Create with lease, or hostdevctl run)");
+  if (inst.lease_owner != sender)
+    fail(Errc::NotAuthorized, "only the connection that holds the lease of instance " + inst.name + " (" +
+                                  inst.lease_owner + ") may raise its VMM's locked-memory limit");
+  if (bytes == 0)
+    fail(Errc::InvalidArgument, "the locked-memory limit to raise to must be more than 0 bytes");
+  const auto pid = pid_of_pidfd(pidfd);
+  if (!pid)
+    fail(Errc::InvalidArgument, "the descriptor passed is not a pidfd of a running process");
+  const auto proc = read_process(*pid);
+  if (!proc)
+    fail(Errc::InvalidArgument, "process " + std::to_string(*pid) + " has ended");
+  if (proc->uid != uid)
+    fail(Errc::NotAuthorized, "process " + std::to_string(*pid) + " is not yours");
+  if (!in_process_tree(*pid, inst.lease_pid, inst.lease_start))
+    fail(Errc::NotAuthorized, "process " + std::to_string(*pid) + " is not in the process tree of instance " +
+                                  inst.name + "'s lease (pid " + std::to_string(inst.lease_pid) + ")");
+  if (inst.memlock_pid != 0 && inst.memlock_pid != *pid && read_process(inst.memlock_pid))
+    fail(Errc::InUse, "instance " + inst.name + "'s locked memory was given to process " +
+                          std::to_string(inst.memlock_pid) + " already");
+  std::uint64_t others = 0;
+  for (const auto &[id, other] : store_.instances())
+    if (id != inst.id && other.owner_uid == inst.owner_uid)
+      others += other.memlock_bytes;
+  const auto mib = [](std::uint64_t b) { return std::to_string(b >> 20) + " MiB"; };
+  if (bytes > options_.memlock_max_per_user || others > options_.memlock_max_per_user - bytes)
+    fail(Errc::NoCapacity, "the locked memory of one user's VMMs is limited to " + mib(options_.memlock_max_per_user) +
+                               " together; " + mib(others) + " is given to other instances, " + mib(bytes) + " asked");
+  const auto before = inst;
+  inst.memlock_pid = *pid;
+  inst.memlock_bytes = bytes;
+  store_.put_instance(inst); // counted before the kernel is asked: a crash leaves it counted, never free
+  std::uint64_t now = 0;
+  try {
+    now = core::raise_memlock(*pid, bytes);
+  } catch (...) {
+    store_.put_instance(before);
+    throw;
+  }
+  // The pid named the pidfd's process when it was read; if the process is still there after the change, the
+  // change reached it (a pid is reused only after its process is reaped).
+  if (!pidfd_alive(pidfd))
+    fail(Errc::InvalidArgument, "process " + std::to_string(*pid) + " ended during the call");
+  return now;
 }
 
 void Service::revoke_vfio(InstanceRecord &inst) {

@@ -112,26 +112,24 @@ std::optional<std::uint32_t> pid_of_pidfd(int fd) {
 bool pidfd_alive(int fd) { return ::syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0) == 0; }
 
 std::uint64_t raise_memlock(std::uint32_t pid, std::uint64_t bytes) {
-  struct rlimit64 old {};
-  if (::prlimit64(static_cast<pid_t>(pid), RLIMIT_MEMLOCK, nullptr, &old) != 0) {
+  const auto refused = [pid](const char *what) {
     const int err = errno;
     throw Error(Errc::KernelError,
-                "cannot read the locked-memory limit of process " + std::to_string(pid) + ": " + std::strerror(err),
+                std::string("cannot ") + what + " the locked-memory limit of process " + std::to_string(pid) + ": " +
+                    std::strerror(err) + (err == EPERM ? " (hostdevd needs CAP_SYS_RESOURCE)" : ""),
                 err);
-  }
+  };
+  struct rlimit64 old {};
+  if (::prlimit64(static_cast<pid_t>(pid), RLIMIT_MEMLOCK, nullptr, &old) != 0)
+    refused("read");
   struct rlimit64 want = old;
   if (want.rlim_cur != RLIM64_INFINITY && want.rlim_cur < bytes)
     want.rlim_cur = bytes;
   if (want.rlim_max != RLIM64_INFINITY && want.rlim_max < want.rlim_cur)
     want.rlim_max = want.rlim_cur;
   if ((want.rlim_cur != old.rlim_cur || want.rlim_max != old.rlim_max) &&
-      ::prlimit64(static_cast<pid_t>(pid), RLIMIT_MEMLOCK, &want, nullptr) != 0) {
-    const int err = errno;
-    throw Error(Errc::KernelError,
-                "cannot raise the locked-memory limit of process " + std::to_string(pid) + ": " + std::strerror(err) +
-                    (err == EPERM ? " (hostdevd needs CAP_SYS_RESOURCE)" : ""),
-                err);
-  }
+      ::prlimit64(static_cast<pid_t>(pid), RLIMIT_MEMLOCK, &want, nullptr) != 0)
+    refused("raise");
   return want.rlim_cur;
 }
 

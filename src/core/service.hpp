@@ -158,6 +158,8 @@ struct ServiceOptions {
   // At a new boot: how long to wait for a missing mdev parent or VF (a driver still loading) before an instance
   // that needs it is degraded.
   std::chrono::milliseconds restore_wait{10000};
+  // Instance.RaiseMemlock: the most locked memory all of one user's leased VMMs may be given together, in bytes.
+  std::uint64_t memlock_max_per_user = 0;
 };
 
 class Service {
@@ -229,6 +231,13 @@ public:
     std::vector<Fd> fds;
     std::vector<std::string> qemu_args;
   };
+  // Raises RLIMIT_MEMLOCK of the process `pidfd` names to `bytes` (VFIO pins guest RAM against it), for the VMM of a
+  // leased instance: only the lease's own connection (`sender`) may ask, only for a process of uid `uid` in the
+  // process tree of the lease's owner, and all of the uid's grants together stay within memlock_max_per_user
+  // (NoCapacity). One process per instance: asking again for another is InUse. Recorded before the kernel is
+  // asked. Returns the process's soft limit now.
+  std::uint64_t raise_memlock(const std::string &id_or_name, int pidfd, std::uint64_t bytes, std::uint32_t uid,
+                              const std::string &sender);
   // `mode`: "auto" (cdev where the kernel has it for every object, else acl), "cdev" (VfioUnavailable without)
   // or "acl".
   VfioAccess open_vfio(const std::string &id_or_name, std::uint32_t uid, const std::string &mode = "auto");

@@ -207,4 +207,32 @@ void validate_ref(std::string_view ref, std::string_view what) {
                                 std::string(what) + " name");
 }
 
+std::optional<std::uint64_t> parse_memory_size(std::string_view text) noexcept {
+  std::uint64_t n = 0;
+  std::size_t i = 0;
+  for (; i < text.size() && i < 16 && text[i] >= '0' && text[i] <= '9'; ++i)
+    n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+  if (i == 0 || n == 0)
+    return std::nullopt;
+  unsigned shift = 20;
+  if (i + 1 == text.size()) {
+    const char unit = text[i];
+    if (unit == 'K' || unit == 'k')
+      shift = 10;
+    else if (unit == 'M' || unit == 'm')
+      shift = 20;
+    else if (unit == 'G' || unit == 'g')
+      shift = 30;
+    else if (unit == 'T' || unit == 't')
+      shift = 40;
+    else
+      return std::nullopt;
+  } else if (i != text.size()) {
+    return std::nullopt;
+  }
+  if (n > (std::uint64_t{1} << (50 - shift)))
+    return std::nullopt;
+  return n << shift;
+}
+
 } // namespace hostdev::core

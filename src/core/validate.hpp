@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,5 +53,9 @@ bool is_object_id(std::string_view text) noexcept;
 // non-empty, no '/', not "." or "..", no NUL, at most 255 bytes, printable ASCII. Throws Error(InvalidArgument).
 void validate_component(std::string_view component, std::string_view what);
 bool is_safe_component(std::string_view component) noexcept;
+
+// A memory size as a person writes it: "2048" (MiB, as QEMU's -m), "512M", "8G", "1T", "65536K" (binary units,
+// either case). nullopt when malformed, 0, or over 1 PiB.
+std::optional<std::uint64_t> parse_memory_size(std::string_view text) noexcept;
 
 } // namespace hostdev::core

@@ -22,6 +22,7 @@ const std::map<std::string_view, const char *> &action_map() {
       {"Devices.Unquarantine", names::kActionManageDevices},
       {"Instance.Restore", names::kActionManageInstances},
       {"Instance.OpenVfio", names::kActionManageInstances},
+      {"Instance.RaiseMemlock", names::kActionManageInstances},
       {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   return map;
@@ -77,7 +78,7 @@ const char *Bouncer::action(std::string_view method, std::uint32_t caller_uid,
   if (act == nullptr)
     return nullptr;
   if ((method == "Instances.Delete" || method == "Instance.Delete" || method == "Instances.ReportGuestInit" ||
-       method == "Instance.Restore" || method == "Instance.OpenVfio") &&
+       method == "Instance.Restore" || method == "Instance.OpenVfio" || method == "Instance.RaiseMemlock") &&
       instance_owner && *instance_owner != caller_uid)
     return names::kActionManageAllInstances;
   return act;

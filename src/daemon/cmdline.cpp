@@ -1,5 +1,7 @@
 #include "daemon/cmdline.hpp"
 
+#include "core/validate.hpp"
+
 #include "config.h"
 #include "names.hpp"
 
@@ -50,6 +52,8 @@ void usage(std::ostream &out, const std::string &extra) {
          "  --restore-wait SECONDS\n"
          "                        after a reboot: how long to wait for a missing mdev parent or vGPU VF\n"
          "                        (a driver still loading) before its instance is degraded (default 10)\n"
+         "  --memlock-max SIZE    the most locked memory (RLIMIT_MEMLOCK) Instance.RaiseMemlock gives all of\n"
+         "                        one user's leased VMMs together: 2048 (MiB), 16G ... (default: half the RAM)\n"
          "  --help                this text\n"
          "  --version             the version\n"
       << extra;
@@ -89,7 +93,7 @@ int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vecto
       return 0;
     }
     if (arg == "--sysfs-root" || arg == "--state-dir" || arg == "--bus" || arg == "--idle-exit" ||
-        arg == "--write-timeout" || arg == "--restore-wait") {
+        arg == "--write-timeout" || arg == "--restore-wait" || arg == "--memlock-max") {
       auto v = value(arg.c_str());
       if (!v)
         return 2;
@@ -99,7 +103,14 @@ int parse_command_line(int argc, char **argv, DaemonOptions &options, std::vecto
         options.state_dir = *v;
       else if (arg == "--bus")
         options.bus = *v;
-      else if (arg == "--restore-wait") {
+      else if (arg == "--memlock-max") {
+        const auto bytes = core::parse_memory_size(*v);
+        if (!bytes) {
+          std::cerr << "hostdevd: --memlock-max wants a size such as 2048 (MiB), 16G or 1T, not '" << *v << "'\n";
+          return 2;
+        }
+        options.memlock_max = *bytes;
+      } else if (arg == "--restore-wait") {
         auto wait = *v == "0" ? std::optional<std::chrono::milliseconds>(0) : parse_write_timeout(*v);
         if (!wait) {
           std::cerr << "hostdevd: --restore-wait wants seconds from 0 to " << kMaxWriteTimeoutSeconds << ", not '" << *v

@@ -4,6 +4,7 @@
 #include "core/sysfs.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@ struct DaemonOptions {
   std::chrono::seconds idle_exit{0}; // 0 = stay
   std::chrono::milliseconds write_timeout = core::Sysfs::kDefaultDeadline; // per kernel write (--write-timeout)
   std::chrono::milliseconds restore_wait{10000};                           // --restore-wait
+  std::uint64_t memlock_max = 0; // --memlock-max, bytes; 0 = half of the host's RAM
 };
 
 // Parses argv into `options`. Returns -1 to go on, else the exit status (0 after --help/--version, 2 on a usage

@@ -79,6 +79,7 @@ public:
     core::ServiceOptions service_options;
     service_options.deadline = options_.write_timeout;
     service_options.restore_wait = options_.restore_wait;
+    service_options.memlock_max_per_user = options_.memlock_max != 0 ? options_.memlock_max : core::memory_total() / 2;
     service_ = std::make_unique<core::Service>(sysfs_, store_, *names_, units_.get(), &events_, service_options);
 
     // Restore after a reboot (or finish a restore cut short), then reconcile, before anyone can call: a unit

@@ -497,6 +497,24 @@ private:
     });
   }
 
+  void RaiseMemlock(sdbus::Result<std::uint64_t> &&result, sdbus::UnixFd process, std::uint64_t bytes,
+                    VariantMap options) override {
+    mutation_call(backend_, getObject(), std::move(result), options, {}, "option", [&](const Options &, auto res) {
+      const auto &view = find_instance(backend_.snapshot(), id_);
+      Mutation m;
+      m.method = "Instance.RaiseMemlock";
+      m.details = instance_details(view.record);
+      m.details["bytes"] = std::to_string(bytes);
+      m.instance_owner = view.record.owner_uid;
+      m.keys = {"instance:" + view.record.id};
+      m.work = [res, id = view.record.id, process, bytes](core::Service &service, const Caller &caller) -> Reply {
+        const auto limit = service.raise_memlock(id, process.get(), bytes, caller.uid, caller.sender);
+        return [res, limit] { res->returnResults(limit); };
+      };
+      return m;
+    });
+  }
+
   void OpenVfio(sdbus::Result<std::vector<sdbus::UnixFd>, VariantMap> &&result, VariantMap options) override {
     mutation_call(backend_, getObject(), std::move(result), options, {{"mode", "s"}}, "option",
                   [&](const Options &opts, auto res) {

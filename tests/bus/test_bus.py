@@ -1545,6 +1545,28 @@ def test_open_vfio_cdev():
     eq(acl_users(root + "/dev/vfio/vfio"), [], "revoked with the instance")
 
 
+def test_raise_memlock():
+    # Only the lease's own connection may raise its VMM's limit (the rest is in the core's tests and cli-bus).
+    pid, inst = leasing_child("leased1", "NVIDIA L40S-1Q")
+    try:
+        pidfd = os.pidfd_open(pid)
+        msg = expect_error("NotAuthorized", call, INSTANCE, "RaiseMemlock", dbus.types.UnixFd(pidfd),
+                           dbus.UInt64(4 << 20), no_opts(), path=inst)
+        check("holds the lease" in msg, "the refusal says why: " + msg)
+        expect_error("InvalidArgument", call, INSTANCE, "RaiseMemlock", dbus.types.UnixFd(pidfd),
+                     dbus.UInt64(4 << 20), sv(nonsense=True), path=inst)
+        os.close(pidfd)
+        plain_inst = call(INSTANCES, "Create", "plain1", sv(gpu_profile="NVIDIA L40S-1Q"))
+        pidfd = os.pidfd_open(os.getpid())
+        msg = expect_error("InvalidArgument", call, INSTANCE, "RaiseMemlock", dbus.types.UnixFd(pidfd),
+                           dbus.UInt64(4 << 20), no_opts(), path=plain_inst)
+        check("not leased" in msg, "a plain instance: " + msg)
+        os.close(pidfd)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 TESTS = {name[5:].replace("_", "-"): fn for name, fn in globals().items() if name.startswith("test_")}
 
 

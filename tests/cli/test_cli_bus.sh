@@ -390,6 +390,24 @@ t_run_cdev() {
   has "run --vfio-mode acl: QemuArgs" "-device vfio-pci,host=0000:c1:00.0"
   as hdadmin 0 "run --print-args --json (cdev)" run --device gpu1 --print-args --json -- true
   py "run --json: fds_of" 'assert d["mode"] == "cdev" and d["fds_of"] == ["iommufd", "0000:c1:00.0"], d'
+  # --memory: hostdevd raises the VMM's RLIMIT_MEMLOCK; hostdevctl starts with a soft limit of 1 MiB. The kernel
+  # lets a root without CAP_SYS_RESOURCE (some containers) neither read nor set another user's limits: then the
+  # run fails with KernelError naming the capability, and the VMM never starts. (The systemd lab proves the raise
+  # with the shipped unit.)
+  setpriv --reuid=hdadmin --regid=hdadmin --init-groups sh -c 'ulimit -Sl 1024 && exec "$@"' sh \
+    "$ctl" run --device gpu1 --memory 4M -- sh -c 'echo VMM started; grep "Max locked memory" /proc/self/limits' \
+    </dev/null >"$OUT" 2>"$ERR"; local rc=$?
+  if [ $(( $(sed -n 's/^CapEff:\t//p' /proc/self/status | sed 's/^/0x/') >> 24 & 1 )) -eq 1 ]; then
+    if [ $rc -eq 0 ] && grep -qE "^Max locked memory +4194304 " "$OUT"; then
+      echo "ok: run --memory 4M: the VMM's soft limit is 4 MiB"
+    else fail "run --memory 4M: exit $rc: $(cat "$OUT" "$ERR")"; fi
+  elif [ $rc -eq 6 ] && grep -q "CAP_SYS_RESOURCE" "$ERR" && ! grep -q "VMM started" "$OUT"; then
+    echo "ok: run --memory 4M without CAP_SYS_RESOURCE: KernelError naming it, no VMM started"
+  else fail "run --memory 4M without CAP_SYS_RESOURCE: exit $rc: $(cat "$OUT" "$ERR")"; fi
+  as hdadmin 7 "run --memory past the per-user maximum" run --device gpu1 --memory 1000T -- true
+  has "run --memory 1000T: the maximum named" "is limited to" "$ERR"
+  as hdadmin 2 "run --memory without a VMM" run --device gpu1 --memory 4M
+  as hdadmin 2 "run --memory 0" run --device gpu1 --memory 0 -- true
   as hdadmin 2 "run --vfio-mode bogus" run --device gpu1 --vfio-mode bogus -- true
   local gone=''
   for _ in $(seq 100); do

@@ -1,5 +1,6 @@
 #include "core/acl.hpp"
 #include "core/error.hpp"
+#include "core/process.hpp"
 #include "core/service.hpp"
 #include "core/validate.hpp"
 
@@ -8,8 +9,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <sstream>
@@ -1237,4 +1242,81 @@ TEST_F(ServiceTest, OpenVfioHandsOutIommufdAndOneUnboundCdevPerDeviceWhereTheKer
   host_.vfio_cdev(false);
   EXPECT_EQ(error_code_of([&] { service_->open_vfio("vm1", 4712, "cdev"); }), Errc::VfioUnavailable);
   EXPECT_EQ(service_->open_vfio("vm1", 4712).mode, "acl");
+}
+
+// ---------------------------------------------------------------------------------------------------- memlock
+
+TEST_F(ServiceTest, RaiseMemlockOnlyForTheLeasesOwnTreeWithinThePerUserMaximum) {
+  build(make_vgpu_host);
+  ServiceOptions options{300ms};
+  options.memlock_max_per_user = 6ULL << 20; // within the hard limit: no CAP_SYS_RESOURCE needed
+  service_ = std::make_unique<Service>(*sysfs_, *store_, *names_, nullptr, &events_, options);
+  const auto self = static_cast<std::uint32_t>(::getpid());
+  const auto uid = static_cast<std::uint32_t>(::getuid());
+  InstanceSpec leased{{}, "L40S-1Q", ""};
+  leased.persistent = false;
+  leased.lease_owner = ":1.7";
+  leased.lease_pid = self;
+  leased.lease_start = process_start_time(self);
+  service_->create_instance("vm1", leased, uid);
+  service_->create_instance("plain", {{}, "L40S-1Q", ""}, uid);
+  const pid_t vmm = ::fork();
+  if (vmm == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, vmm, 0)));
+  ASSERT_GE(pidfd.get(), 0);
+  struct rlimit64 low {};
+  ASSERT_EQ(::prlimit64(vmm, RLIMIT_MEMLOCK, nullptr, &low), 0);
+  ASSERT_GE(low.rlim_max, 4ULL << 20) << "this test raises the soft limit to 4 MiB within the hard one";
+  low.rlim_cur = 1ULL << 20;
+  ASSERT_EQ(::prlimit64(vmm, RLIMIT_MEMLOCK, &low, nullptr), 0);
+  auto code = [&](auto fn) { return error_code_of(fn); };
+  EXPECT_EQ(code([&] { service_->raise_memlock("plain", pidfd.get(), 1ULL << 20, uid, ":1.7"); }),
+            Errc::InvalidArgument)
+      << "not leased";
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", pidfd.get(), 1ULL << 20, uid, ":1.8"); }), Errc::NotAuthorized)
+      << "another connection";
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", pidfd.get(), 1ULL << 20, uid + 1, ":1.7"); }),
+            Errc::NotAuthorized)
+      << "another uid's process";
+  const Fd init(static_cast<int>(::syscall(SYS_pidfd_open, 1, 0)));
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", init.get(), 1ULL << 20, uid, ":1.7"); }), Errc::NotAuthorized)
+      << "outside the lease's tree";
+  const Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", null.get(), 1ULL << 20, uid, ":1.7"); }), Errc::InvalidArgument)
+      << "not a pidfd";
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", pidfd.get(), 0, uid, ":1.7"); }), Errc::InvalidArgument);
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", pidfd.get(), 7ULL << 20, uid, ":1.7"); }), Errc::NoCapacity);
+  EXPECT_EQ(service_->get_instance("vm1").memlock_bytes, 0U) << "nothing recorded for a refusal";
+
+  EXPECT_EQ(service_->raise_memlock("vm1", pidfd.get(), 4ULL << 20, uid, ":1.7"), 4ULL << 20);
+  struct rlimit64 now {};
+  ASSERT_EQ(::prlimit64(vmm, RLIMIT_MEMLOCK, nullptr, &now), 0);
+  EXPECT_EQ(now.rlim_cur, 4ULL << 20);
+  EXPECT_EQ(now.rlim_max, low.rlim_max) << "the hard limit was high enough";
+  EXPECT_EQ(service_->get_instance("vm1").memlock_bytes, 4ULL << 20) << "counted against the user";
+  EXPECT_EQ(service_->get_instance("vm1").memlock_pid, static_cast<std::uint32_t>(vmm));
+  // A second lease of the same user: what is left of the maximum.
+  leased.lease_owner = ":1.9";
+  service_->create_instance("vm2", leased, uid);
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm2", pidfd.get(), 3ULL << 20, uid, ":1.9"); }), Errc::NoCapacity);
+  // Another process for vm1 while the first lives: refused.
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", init.get(), 1ULL << 20, uid, ":1.7"); }), Errc::NotAuthorized);
+  ::kill(vmm, SIGKILL);
+  ::waitpid(vmm, nullptr, 0);
+  EXPECT_EQ(code([&] { service_->raise_memlock("vm1", pidfd.get(), 1ULL << 20, uid, ":1.7"); }), Errc::InvalidArgument)
+      << "the process has ended";
+  service_->delete_instance("vm1");
+  const pid_t vmm2 = ::fork();
+  if (vmm2 == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const Fd pidfd2(static_cast<int>(::syscall(SYS_pidfd_open, vmm2, 0)));
+  EXPECT_GE(service_->raise_memlock("vm2", pidfd2.get(), 3ULL << 20, uid, ":1.9"), 3ULL << 20)
+      << "vm1's grant went with it";
+  ::kill(vmm2, SIGKILL);
+  ::waitpid(vmm2, nullptr, 0);
 }

@@ -113,3 +113,14 @@ TEST(Utf8, ValidTextPassesAndEveryBadByteIsEscaped) {
   EXPECT_EQ(to_valid_utf8("\xef\xb7\x90"), "\\xef\\xb7\\x90") << "U+FDD0";
   EXPECT_EQ(to_valid_utf8("\xef\xbf\xbd"), "\xef\xbf\xbd") << "U+FFFD is a character";
 }
+
+TEST(MemorySize, MebibytesByDefaultAndBinaryUnits) {
+  EXPECT_EQ(parse_memory_size("2048"), std::optional<std::uint64_t>(2048ULL << 20));
+  EXPECT_EQ(parse_memory_size("512M"), std::optional<std::uint64_t>(512ULL << 20));
+  EXPECT_EQ(parse_memory_size("8g"), std::optional<std::uint64_t>(8ULL << 30));
+  EXPECT_EQ(parse_memory_size("1T"), std::optional<std::uint64_t>(1ULL << 40));
+  EXPECT_EQ(parse_memory_size("65536K"), std::optional<std::uint64_t>(64ULL << 20));
+  EXPECT_EQ(parse_memory_size("1024T"), std::optional<std::uint64_t>(1ULL << 50));
+  for (const char *bad : {"", "0", "0G", "G", "-1", "1.5G", "8GB", "8 G", "1025T", "99999999999999999999", " 8"})
+    EXPECT_EQ(parse_memory_size(bad), std::nullopt) << bad;
+}

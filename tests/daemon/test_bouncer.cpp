@@ -91,6 +91,7 @@ TEST(Bouncer, EveryMutatingMethodMapsToItsAction) {
       {"Devices.Unquarantine", names::kActionManageDevices},
       {"Instance.Restore", names::kActionManageInstances},
       {"Instance.OpenVfio", names::kActionManageInstances},
+      {"Instance.RaiseMemlock", names::kActionManageInstances},
       {"Instances.ReportGuestInit", names::kActionManageInstances},
   };
   for (const auto &[method, action] : expected)

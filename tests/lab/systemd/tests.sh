@@ -122,6 +122,7 @@ t_unit_hardening() {
         lab_fail "RestrictAddressFamilies is not AF_UNIX AF_NETLINK"
     grep -q '^DeviceAllow=.*/dev/vfio/vfio rw' <<<"$show" || lab_fail "no DeviceAllow for /dev/vfio/vfio"
     grep -q '^DeviceAllow=.*char-vfio rw' <<<"$show" || lab_fail "no DeviceAllow for char-vfio"
+    grep -q '^CapabilityBoundingSet=.*cap_sys_resource' <<<"$show" || lab_fail "no CAP_SYS_RESOURCE for RaiseMemlock"
     grep -qx 'ProtectKernelTunables=no' <<<"$show" || lab_fail "ProtectKernelTunables would make /sys read-only"
     pid=$(systemctl show -p MainPID --value "$UNIT")
     if [ "$pid" != 0 ]; then
@@ -314,10 +315,11 @@ RUN_DIR=/tmp/lab-run # hdadmin's: the nested guests' serial logs
 # initramfs (prints NESTED-PCI lines), 128 MB.
 NESTED=(-M q35 -accel tcg,tb-size=64 -cpu max -m 128 -smp 1 -nodefaults -display none -no-reboot -net none
     -kernel /lab/nested/vmlinux -initrd /lab/nested/initrd.cpio -append "console=ttyS0 panic=-1 quiet")
-# As hdadmin (group hostdev), not root: setpriv changes uid, gid and groups without PAM. VFIO pins all guest RAM,
-# which counts against RLIMIT_MEMLOCK (8 MB by default): prlimit raises it before the uid changes, as a user's
-# limits.d entry or a unit's LimitMEMLOCK= would.  Both exec: "${AS_HDADMIN[@]}" CMD & leaves CMD's pid in $!.
-AS_HDADMIN=(prlimit --memlock=unlimited:unlimited -- setpriv --reuid=hdadmin --regid=hdadmin --init-groups --reset-env --)
+# As hdadmin (group hostdev), not root: setpriv changes uid, gid and groups without PAM (and execs: "${AS_HDADMIN[@]}"
+# CMD & leaves CMD's pid in $!). VFIO pins all guest RAM, which counts against RLIMIT_MEMLOCK (8 MB here, soft and
+# hard): hostdevctl run --memory has hostdevd raise it for the VMM.
+AS_HDADMIN=(setpriv --reuid=hdadmin --regid=hdadmin --init-groups --reset-env --)
+VMM_MEMLOCK=256M # the nested guest's 128 MB and what QEMU maps besides
 group_of() { basename "$(readlink "$1/iommu_group")"; } # SYSFS_DEVICE_DIR -> IOMMU group number
 instance_listed() { hostdevctl instances | awk 'NR > 1 { print $1 }' | grep -qx "$1"; }
 acl_users() { getfacl -cp "$1" 2>/dev/null | sed -n 's/^user:\([^:][^:]*\):.*/\1/p' | xargs; } # NODE -> named users
@@ -363,7 +365,7 @@ t_sd_unprivileged_run() {
     addr=$(edu_addr) || lab_fail "no edu device (1234:11e8)"
     command -v qemu-system-x86_64 >/dev/null || lab_fail "no qemu-system-x86_64 in the root"
     qemu-system-x86_64 --version | head -n1
-    echo "memlock limit of this unit: $(ulimit -l) KB (hdadmin's VMM gets unlimited: prlimit)"
+    echo "memlock limit of this unit: $(ulimit -l) KB soft, $(ulimit -Hl) KB hard"
     # Root registers the device; the shipped example rule lets group hostdev do the rest.
     hostdevctl register edu "$addr"
     ex=$(find /usr/share/doc/hostdev /usr/share/hostdev -name '*.rules.example' 2>/dev/null | head -n1 || true)
@@ -384,11 +386,22 @@ t_sd_unprivileged_run() {
     rm -rf "$RUN_DIR"
     install -d -o hdadmin -g hdadmin "$RUN_DIR"
 
+    # 0. Without --memory the VMM cannot pin the guest's RAM: QEMU fails at the start, the lease ends anyway.
+    echo "--- run 0: hdadmin: hostdevctl run --device edu -- qemu-system-x86_64 ... {hostdev} (no --memory)"
+    rc=0
+    "${AS_HDADMIN[@]}" timeout -k 10 120 hostdevctl run --device edu --name lab-nomem -- \
+        qemu-system-x86_64 "${NESTED[@]}" -serial "file:$RUN_DIR/run0.log" '{hostdev}' >"$RUN_DIR/run0.out" 2>&1 || rc=$?
+    grep -m3 -iE 'memory|vfio' "$RUN_DIR/run0.out" | sed 's/^/  /' || true
+    [ "$rc" != 0 ] || lab_fail "QEMU ran with a 128 MB guest under an 8 MB RLIMIT_MEMLOCK"
+    ms=$(wait_gone lab-nomem "$addr" none 10000) || lab_fail "lab-nomem still there ${ms} ms after its VMM failed"
+    echo "ok: without --memory QEMU exits $rc (cannot pin guest RAM); the instance went (${ms} ms)"
+
     # 1. The nested guest, started by hdadmin through hostdevctl run, sees the edu and the mtty mdev.
     echo "--- run 1: hdadmin: hostdevctl run --device edu --gpu-profile mtty-2 -- qemu-system-x86_64 ... {hostdev}"
     t0=$(ns)
     rc=0
-    "${AS_HDADMIN[@]}" timeout -k 10 420 hostdevctl run --device edu --gpu-profile mtty-2 --name lab-run -- \
+    "${AS_HDADMIN[@]}" timeout -k 10 420 hostdevctl run --device edu --gpu-profile mtty-2 --name lab-run \
+        --memory "$VMM_MEMLOCK" -- \
         qemu-system-x86_64 "${NESTED[@]}" -serial "file:$RUN_DIR/run1.log" '{hostdev}' >"$RUN_DIR/run1.out" 2>&1 || rc=$?
     secs=$(ms_since "$t0")
     cat "$RUN_DIR/run1.out"
@@ -405,13 +418,17 @@ t_sd_unprivileged_run() {
     # 2. A VMM that waits (the same nested guest, -S: stopped before its first instruction, devices open):
     # the ACLs while it runs, hdtest refused, then kill -9 and the clean-up.
     echo "--- run 2: hdadmin: hostdevctl run ... -- qemu-system-x86_64 -S ...; kill -9 the QEMU"
-    "${AS_HDADMIN[@]}" hostdevctl run --device edu --gpu-profile mtty-2 --name lab-kill -- \
+    "${AS_HDADMIN[@]}" hostdevctl run --device edu --gpu-profile mtty-2 --name lab-kill --memory "$VMM_MEMLOCK" -- \
         qemu-system-x86_64 "${NESTED[@]}" -S -serial "file:$RUN_DIR/run2.log" '{hostdev}' >"$RUN_DIR/run2.out" 2>&1 &
     hpid=$!
     qpid=$(qemu_of "$hpid") || { cat "$RUN_DIR/run2.out"; kill -9 "$hpid" 2>/dev/null || true; lab_fail "no QEMU holding /dev/vfio nodes"; }
     echo "hostdevctl pid $hpid (uid $(stat -c %U "/proc/$hpid")), QEMU pid $qpid (uid $(stat -c %U "/proc/$qpid")):"
     vfio_fds "$qpid" | sed 's/^/  holds /'
     [ "$(stat -c %U "/proc/$qpid")" = hdadmin ] || lab_fail "the QEMU does not run as hdadmin"
+    grep '^Max locked memory' "/proc/$qpid/limits" | sed 's/^/  QEMU: /'
+    grep -qE '^Max locked memory +268435456 +268435456 +bytes' "/proc/$qpid/limits" ||
+        lab_fail "the QEMU's RLIMIT_MEMLOCK is not 256 MiB soft and hard"
+    echo "ok: hostdevd raised the QEMU's RLIMIT_MEMLOCK to 256 MiB, soft and hard (from 8 MB)"
     json=$(hostdevctl instance lab-kill --json)
     uuid=$(json_field mdev_uuid <<<"$json")
     if [ -z "$uuid" ] || [ ! -e "/sys/bus/mdev/devices/$uuid" ]; then lab_fail "lab-kill has no mdev"; fi
