@@ -28,10 +28,12 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <vector>
 #include <optional>
+#include <set>
 
 namespace hostdev::daemon {
 namespace {
@@ -248,7 +250,7 @@ private:
   // Bus thread: the lease of every instance `owner` held ends (the VMM or its launcher is gone).
   void end_leases_of(const std::string &owner) {
     for (const auto &[id, view] : objects_->current().instances) {
-      if (view.record.lease_owner != owner)
+      if (view.record.lease_owner != owner || !leases_ending_.insert(id).second)
         continue;
       log(Level::Info, "the owner " + owner + " of leased instance " + view.record.name + " left the bus: ending it",
           {{"HOSTDEV_INSTANCE", view.record.name}, {"HOSTDEV_CALLER", owner}});
@@ -261,14 +263,21 @@ private:
               log(Level::Warning,
                   "ending the lease of " + name + ": " + e.what() + " (the next start of hostdevd retries)");
             }
-            return finish({}, true);
+            return finish([this, id] { leases_ending_.erase(id); }, true);
           },
           keys);
     }
   }
 
-  // Bus thread: a unique name left the bus; its polkit checks are given up, its leases end.
+  // Bus thread: a unique name left the bus; its polkit checks are given up, its leases end. The name is kept for a
+  // while: a leased Create of its that is still running appears in the model after this (see ended_leases).
   void caller_left(const std::string &name) {
+    departed_.push_back(name);
+    departed_set_.insert(name);
+    if (departed_.size() > kDepartedKept) {
+      departed_set_.erase(departed_.front());
+      departed_.pop_front();
+    }
     if (objects_)
       end_leases_of(name);
     std::vector<std::string> ids;
@@ -354,8 +363,10 @@ private:
     return [this, snap = std::move(snap), signals = std::move(signals), reply = std::move(reply), busy]() mutable {
       busy_ = busy;
       try {
-        if (snap)
+        if (snap) {
           objects_->apply(std::move(*snap));
+          end_departed_leases();
+        }
         objects_->emit(signals);
       } catch (...) {
         log(Level::Warning, "updating the bus objects failed: " + describe_exception(std::current_exception()));
@@ -374,6 +385,20 @@ private:
         log(Level::Warning, "removing bus objects failed: " + describe_exception(std::current_exception()));
       }
     };
+  }
+
+  // Bus thread, after a new model: leases whose owner left the bus before the model had them (it died while its
+  // Create ran). Unique names are never reused while the bus runs, so a remembered departure is final.
+  void end_departed_leases() {
+    std::set<std::string> owners;
+    for (const auto &[id, view] : objects_->current().instances)
+      if (!view.record.lease_owner.empty() && departed_set_.count(view.record.lease_owner) && !leases_ending_.count(id))
+        owners.insert(view.record.lease_owner);
+    for (const auto &owner : owners) {
+      log(Level::Info, "the owner " + owner + " of a leased instance left while it was being created",
+          {{"HOSTDEV_CALLER", owner}});
+      end_leases_of(owner);
+    }
   }
 
   // Worker thread: whether the caller `sender` (a unique name) is still on the bus. A call may wait long in the
@@ -451,14 +476,20 @@ private:
   core::Sysfs sysfs_;
   core::Store store_;
   std::unique_ptr<core::PciNames> names_;
-  std::unique_ptr<sdbus::IConnection> bus_;                // bus thread
-  std::unique_ptr<sdbus::IConnection> worker_bus_;         // worker thread (systemd, NameHasOwner)
-  std::unique_ptr<sdbus::IProxy> bus_driver_;              // bus thread: GetConnectionUnixUser
-  std::unique_ptr<sdbus::IProxy> worker_bus_driver_;       // worker thread: NameHasOwner
-  std::unique_ptr<SystemdUnits> units_;                    // worker thread
-  std::unique_ptr<PolkitAuthority> authority_;             // bus thread
-  std::unique_ptr<Bouncer> bouncer_;                       // bus thread
-  sdbus::Slot name_lost_;                                  // bus thread: the NameOwnerChanged match
+  std::unique_ptr<sdbus::IConnection> bus_;          // bus thread
+  std::unique_ptr<sdbus::IConnection> worker_bus_;   // worker thread (systemd, NameHasOwner)
+  std::unique_ptr<sdbus::IProxy> bus_driver_;        // bus thread: GetConnectionUnixUser
+  std::unique_ptr<sdbus::IProxy> worker_bus_driver_; // worker thread: NameHasOwner
+  std::unique_ptr<SystemdUnits> units_;              // worker thread
+  std::unique_ptr<PolkitAuthority> authority_;       // bus thread
+  std::unique_ptr<Bouncer> bouncer_;                 // bus thread
+  sdbus::Slot name_lost_;                            // bus thread: the NameOwnerChanged match
+  // Bus thread: the unique names that left the bus lately (the last kDepartedKept), and the instances whose lease
+  // is being ended.
+  static constexpr std::size_t kDepartedKept = 4096;
+  std::deque<std::string> departed_;
+  std::set<std::string> departed_set_;
+  std::set<std::string> leases_ending_;
   std::map<std::uint32_t, unsigned> waiting_for_person_;   // bus thread: interactive checks pending, per uid
   std::multimap<std::string, std::string> pending_checks_; // bus thread: caller unique name -> check id
   std::uint64_t checks_started_ = 0;                       // bus thread

@@ -1468,6 +1468,37 @@ def test_lease():
     wait_until(lambda: call(INSTANCES, "ListInstances") == [], "the orphaned lease to end at start", seconds=5)
 
 
+def test_lease_owner_gone_mid_create():
+    # The owner dies while its leased Create is still in the kernel (a slow mdev create): once the Create
+    # finishes, the lease ends at once, not at hostdevd's next start.
+    set_faults("delay /create 1500\n")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+        conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("Create", INSTANCES)(
+            "leased1", sv(gpu_profile="NVIDIA L40S-1Q", lease=True), timeout=30,
+            reply_handler=lambda *a: None, error_handler=lambda *a: None)
+        conn.flush()
+        os.write(w, b"sent\n")
+        time.sleep(30)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        eq(f.readline().strip(), "sent", "the child's Create")
+    time.sleep(0.5)  # the Create is in the delayed write now
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    t0 = time.monotonic()
+    wait_until(lambda: any(prop(p, INSTANCE, "Name") == "leased1" for p in call(INSTANCES, "ListInstances")),
+               "the Create to finish", seconds=5)
+    set_faults("")
+    wait_until(lambda: call(INSTANCES, "ListInstances") == [], "the lease of a gone owner to end", seconds=5)
+    print("lease ended %.0f ms after the owner's death" % ((time.monotonic() - t0) * 1000))
+    eq(call(DEVICES, "GetGpuResources")["used_slots"], 0, "the vGPU is gone")
+
+
 def acl_users(path):
     """The uids with a user: entry in a file's access ACL (the kernel's xattr form)."""
     import struct

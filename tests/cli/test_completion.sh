@@ -35,6 +35,9 @@ expect "global options" --json --
 expect "--bus values" session --bus ""
 expect "create options" --gpu-profile create vm1 --
 expect "available --all" --all available --
+expect "run options" --memory run --
+expect "--vfio-mode values" cdev run --vfio-mode ""
+expect_none "--memory takes a size, not a file" run run --memory ""
 expect_none "--all only for available" --all devices --
 expect "inspect options" --sysfs-root inspect --
 expect "--bus value skipped when finding the command" instances --bus system ins

@@ -48,7 +48,7 @@ expect 0 "help" "$ctl" help
 # hostdevctl --help documents every command and exit code.
 help=$("$ctl" --help)
 for c in status available register devices device bind unbind restore unregister profiles create instances \
-         instance delete reconcile restore-instance --transient run --print-args sriov report-init unquarantine monitor inspect --json --bus --no-ask-password \
+         instance delete reconcile restore-instance --transient run --print-args --vfio-mode --memory sriov report-init unquarantine monitor inspect --json --bus --no-ask-password \
          "8 daemon"; do
   case $help in *"$c"*) ;; *) echo "FAIL: --help does not mention '$c'"; fails=$((fails+1)) ;; esac
 done
