@@ -109,7 +109,10 @@ std::optional<std::uint32_t> pid_of_pidfd(int fd) {
   return std::nullopt; // not a pidfd
 }
 
-bool pidfd_alive(int fd) { return ::syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0) == 0; }
+bool pidfd_alive(int fd) {
+  // EPERM: the process is there but not ours to signal (hostdevd's unit has no CAP_KILL); ESRCH: it has ended.
+  return ::syscall(SYS_pidfd_send_signal, fd, 0, nullptr, 0) == 0 || errno == EPERM;
+}
 
 std::uint64_t raise_memlock(std::uint32_t pid, std::uint64_t bytes) {
   const auto refused = [pid](const char *what) {

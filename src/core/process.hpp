@@ -30,7 +30,8 @@ bool in_process_tree(std::uint32_t pid, std::uint32_t ancestor, std::uint64_t an
 // process has ended.
 std::optional<std::uint32_t> pid_of_pidfd(int fd);
 
-// Whether the pidfd's process still runs (pidfd_send_signal with signal 0).
+// Whether the pidfd's process still runs (pidfd_send_signal with signal 0; a process that may not be signalled,
+// EPERM, runs too).
 bool pidfd_alive(int fd);
 
 // RLIMIT_MEMLOCK of `pid` raised to `bytes`, soft and hard (neither is ever lowered). Returns the soft limit now.

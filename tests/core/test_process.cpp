@@ -81,6 +81,34 @@ TEST(Process, APidfdNamesItsProcessUntilItEnds) {
   EXPECT_EQ(pid_of_pidfd(-1), std::nullopt);
 }
 
+TEST(Process, AProcessThatMayNotBeSignalledStillCountsAsAlive) {
+  // hostdevd's unit has no CAP_KILL: another user's VMM answers EPERM to signal 0, which is not "ended".
+  if (::geteuid() != 0)
+    GTEST_SKIP() << "needs root to run processes as two other uids";
+  const pid_t other = ::fork();
+  if (other == 0) {
+    if (::setuid(65534) != 0)
+      ::_exit(2);
+    ::pause();
+    ::_exit(0);
+  }
+  const int fd = pidfd_open(other);
+  ASSERT_GE(fd, 0);
+  const pid_t checker = ::fork();
+  if (checker == 0) {
+    if (::setuid(65533) != 0) // another uid, and no capability left
+      ::_exit(2);
+    ::_exit(pidfd_alive(fd) ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(checker, &status, 0);
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+  ::close(fd);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "pidfd_alive said a running process had ended";
+}
+
 namespace {
 bool has_cap_sys_resource() {
   std::ifstream in("/proc/self/status");
