@@ -42,6 +42,18 @@ exec "$HOSTDEV_FAKE" --fixture $fixture --state-dir "$STATE" --kernel-log "$T/ke
   --crash-file "$T/crash-at" --bus system \${HOSTDEV_FAKE_EXTRA:-} >>"$T/daemon.log" 2>&1
 EOT
 private_bus_service org.hostdev.Passthrough1 "$GEN/hostdevd-fake.sh"
+# The benchmark's floor (tests/bench/anchor.cpp), bus-activated beside the daemon.
+if [ -n "${HOSTDEV_BENCH_ANCHOR:-}" ]; then
+  cat >"$GEN/system.d/org.hostdev.BenchAnchor.conf" <<'EOT'
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <policy user="root"><allow own="org.hostdev.BenchAnchor"/></policy>
+  <policy context="default"><allow send_destination="org.hostdev.BenchAnchor"/></policy>
+</busconfig>
+EOT
+  private_bus_service org.hostdev.BenchAnchor "$HOSTDEV_BENCH_ANCHOR"
+fi
 private_bus_start harness
 
 "$@"

@@ -181,7 +181,8 @@ int main(int argc, char **argv) {
   std::vector<std::string> rest;
   const std::string extra =
       "\nTest build only:\n"
-      "  --fixture passthrough|vgpu|vendor-vgpu|no-iommu|no-vfio|vgpu-one-slot   the fixture tree (required)\n"
+      "  --fixture passthrough|vgpu|vendor-vgpu|no-iommu|no-vfio|vgpu-one-slot|bench-vgpu|bench-4096   the fixture "
+      "tree (required)\n"
       "  --kernel-log FILE     record the fake kernel's writes; replay them at start\n"
       "  --crash-file FILE     crash point for this start (file removed when read)\n"
       "  --delay-writes SUFFIX=MS     writes to paths ending in SUFFIX sleep MS ms first (repeatable)\n"
@@ -251,8 +252,13 @@ int main(int argc, char **argv) {
     host.vfio(false, true);
   } else if (fixture == "vgpu-one-slot")
     make_vgpu_one_slot_host(host);
+  else if (fixture == "bench-vgpu") // the benchmark's vGPU host: 8 x L40S, 32 VFs, 20 types
+    test::make_big_vgpu_host(host, 8, 32, 20);
+  else if (fixture == "bench-4096")
+    test::make_many_functions_host(host, 4096);
   else {
-    std::cerr << "hostdevd-fake: --fixture passthrough|vgpu|vendor-vgpu|no-iommu|no-vfio|vgpu-one-slot is required\n";
+    std::cerr << "hostdevd-fake: --fixture "
+                 "passthrough|vgpu|vendor-vgpu|no-iommu|no-vfio|vgpu-one-slot|bench-vgpu|bench-4096 is required\n";
     return 2;
   }
   if (vfio_cdev)

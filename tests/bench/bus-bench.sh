@@ -1,0 +1,28 @@
+#!/bin/bash
+# The bus benchmark on one fixture host, inside tests/bus/harness.sh (a private bus, the real polkitd,
+# hostdevd-fake and the bench-anchor floor, both bus-activated):
+#   harness.sh FIXTURE bus-bench.sh BUS_BENCH [ROUNDS]
+# Prints bus-bench's table, then how many files hostdevd opens per read call (strace, after start).
+set -euo pipefail
+bench=$1 rounds=${2:-300}
+"$bench" "$rounds"
+pid=$(busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
+  GetConnectionUnixProcessID s org.hostdev.Passthrough1 | awk '{print $2}')
+reads=3000 # a few seconds: long enough to see a refresh of an old model, if reads cause one
+if command -v strace >/dev/null; then
+  out=$(mktemp)
+  strace -f -qq -e trace=open,openat,openat2 -o "$out" -p "$pid" &
+  st=$!
+  sleep 0.5
+  "$bench" --reads "$reads"
+  sleep 0.2
+  kill -INT "$st" 2>/dev/null || true
+  wait "$st" 2>/dev/null || true
+  opens=$(grep -cE 'open(at2?)?\(' "$out" || true)
+  echo "files hostdevd opened during $reads reads (strace): $opens ($(awk -v o="$opens" -v n="$reads" 'BEGIN { printf "%.2f", o / n }') per read)"
+  grep -oE 'open(at2?)?\([^,]*, "[^"]*"' "$out" | sed 's/.*"\(.*\)"/\1/' | sed -E 's/[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]/ADDR/g' |
+    sort | uniq -c | sort -rn | head -n 5 | sed 's/^/  /' || true
+  rm -f "$out"
+else
+  echo "files hostdevd opened per read: strace is not installed"
+fi
