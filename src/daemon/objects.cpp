@@ -60,6 +60,16 @@ template <class F> auto read_call(F f) -> decltype(f()) {
   }
 }
 
+// An asynchronous read answered before it returns: `f` gives a reference to what to send.
+template <class R, class F> void answer_now(sdbus::Result<R> &result, F f) {
+  try {
+    const auto &value = f();
+    result.returnResults(value);
+  } catch (...) {
+    result.returnError(to_dbus_error(std::current_exception()));
+  }
+}
+
 template <class Map>
 std::vector<sdbus::ObjectPath> sorted_paths(const Map &map, std::string (*path)(const std::string &)) {
   std::vector<std::pair<std::string, std::string>> items;
@@ -161,12 +171,13 @@ public:
 
 private:
   // Devices
-  std::vector<VariantMap> ListAvailable(const VariantMap &options) override {
-    return read_call([&] {
+  // The big reads answer at once from the replies kept for this model (Objects::apply); they are asynchronous only
+  // so that the kept values are serialized in place, not copied into a return value first.
+  void ListAvailable(sdbus::Result<std::vector<VariantMap>> &&result, VariantMap options) override {
+    answer_now(result, [&]() -> const std::vector<VariantMap> & {
       const auto opts = Options::parse(options, {{"all", "b"}});
-      const bool all = opts.get_bool("all", false);
       backend_.snapshot(); // may ask for a newer model
-      return all ? objects_.replies().available_all : objects_.replies().available_gpus;
+      return opts.get_bool("all", false) ? objects_.replies().available_all : objects_.replies().available_gpus;
     });
   }
 
@@ -213,15 +224,15 @@ private:
     return read_call([&] { return sorted_paths(backend_.snapshot().devices, &device_path); });
   }
 
-  VariantMap GetGpuResources() override {
-    return read_call([&] {
+  void GetGpuResources(sdbus::Result<VariantMap> &&result) override {
+    answer_now(result, [&]() -> const VariantMap & {
       backend_.snapshot(); // may ask for a newer model
       return objects_.replies().resources;
     });
   }
 
-  VariantMap CheckHost() override {
-    return read_call([&] {
+  void CheckHost(sdbus::Result<VariantMap> &&result) override {
+    answer_now(result, [&]() -> const VariantMap & {
       backend_.snapshot(); // may ask for a newer model
       return objects_.replies().report;
     });
