@@ -535,9 +535,14 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
   const auto path = s.root().Create(name, spec);
   InstanceProxy inst(s.connection(), path);
   VariantMap vfio_options = s.mutation_options();
-  if (!inv.vfio_mode.empty())
-    vfio_options["mode"] = sdbus::Variant(inv.vfio_mode);
+  const VariantMap memlock_options = vfio_options; // made now: pkttyagent must never inherit the fds below
+  // Without a VMM to hand descriptors to, the access must be the uid's own: ACLs.
+  const bool own_vmm = !inv.args.empty();
+  if (!inv.vfio_mode.empty() || !own_vmm)
+    vfio_options["mode"] = sdbus::Variant(own_vmm ? inv.vfio_mode : std::string("acl"));
   auto [fds, layout] = inst.OpenVfio(vfio_options);
+  for (const auto &fd : fds) // sdbus-c++ copies received fds with a plain dup
+    ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC);
   const json lay = map_json(layout);
   const int fd_base = lay.value("fd_base", 3);
   std::vector<std::string> hostdev_args;
@@ -555,9 +560,6 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
   }
   if (!placed && !argv.empty())
     argv.insert(argv.end(), hostdev_args.begin(), hostdev_args.end());
-  if (argv.empty() && inv.memory != 0)
-    throw sdbus::Error(std::string(names::kErrorPrefix) + "InvalidArgument",
-                       "--memory raises the limit of the VMM that run starts: give one after --");
   if (inv.print_args || argv.empty()) {
     if (inv.json)
       out << json{{"instance", name},
@@ -627,7 +629,7 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
       const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
       if (pidfd < 0)
         throw std::runtime_error(std::string("cannot open a pidfd of the VMM: ") + std::strerror(errno));
-      inst.RaiseMemlock(sdbus::UnixFd(pidfd, sdbus::adopt_fd), inv.memory, s.mutation_options());
+      inst.RaiseMemlock(sdbus::UnixFd(pidfd, sdbus::adopt_fd), inv.memory, memlock_options);
     }
     if (::write(gate[1], "g", 1) != 1)
       throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));

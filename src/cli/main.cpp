@@ -271,6 +271,9 @@ int main(int argc, char **argv) {
     return bad_usage(inv.command + ": --device, --gpu-profile, --image and --transient belong to create; " + synopsis);
   if (saw_run && inv.command != "run")
     return bad_usage(inv.command + ": --name, --print-args, --vfio-mode and --memory belong to run; " + synopsis);
+  if (inv.command == "run" && rest.empty() && (inv.memory != 0 || inv.vfio_mode == "cdev"))
+    return bad_usage("run: --memory and --vfio-mode cdev are for the VMM that run starts: give one after --; " +
+                     synopsis);
   if (inv.command == "run" && (inv.transient || !inv.image.empty()))
     return bad_usage("run: its instance is leased (it ends with hostdevctl): --transient and --image do not apply; " +
                      synopsis);

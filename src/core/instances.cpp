@@ -429,6 +429,9 @@ std::uint64_t Service::raise_memlock(const std::string &id_or_name, int pidfd, s
   if (inst.memlock_pid != 0 && inst.memlock_pid != *pid && read_process(inst.memlock_pid))
     fail(Errc::InUse, "instance " + inst.name + "'s locked memory was given to process " +
                           std::to_string(inst.memlock_pid) + " already");
+  // A limit is never lowered: asking again for the same process counts the most it was given.
+  if (inst.memlock_pid == *pid)
+    bytes = std::max(bytes, inst.memlock_bytes);
   std::uint64_t others = 0;
   for (const auto &[id, other] : store_.instances())
     if (id != inst.id && other.owner_uid == inst.owner_uid)
@@ -443,6 +446,8 @@ std::uint64_t Service::raise_memlock(const std::string &id_or_name, int pidfd, s
   store_.put_instance(inst); // counted before the kernel is asked: a crash leaves it counted, never free
   std::uint64_t now = 0;
   try {
+    if (!pidfd_alive(pidfd)) // the pid must still be the pidfd's process when the kernel is asked
+      fail(Errc::InvalidArgument, "process " + std::to_string(*pid) + " has ended");
     now = core::raise_memlock(*pid, bytes);
   } catch (...) {
     store_.put_instance(before);

@@ -270,7 +270,7 @@ private:
   }
 
   // Bus thread: a unique name left the bus; its polkit checks are given up, its leases end. The name is kept for a
-  // while: a leased Create of its that is still running appears in the model after this (see ended_leases).
+  // while: a leased Create of its that is still running appears in the model after this (see end_departed_leases).
   void caller_left(const std::string &name) {
     departed_.push_back(name);
     departed_set_.insert(name);
@@ -364,8 +364,11 @@ private:
       busy_ = busy;
       try {
         if (snap) {
+          std::set<std::string> known; // the instances of the model before: only new ones can be unseen leases
+          for (const auto &[id, view] : objects_->current().instances)
+            known.insert(id);
           objects_->apply(std::move(*snap));
-          end_departed_leases();
+          end_departed_leases(known);
         }
         objects_->emit(signals);
       } catch (...) {
@@ -389,10 +392,13 @@ private:
 
   // Bus thread, after a new model: leases whose owner left the bus before the model had them (it died while its
   // Create ran). Unique names are never reused while the bus runs, so a remembered departure is final.
-  void end_departed_leases() {
+  // Only instances new in this model: an older one whose lease end failed (its devices still held) is retried at
+  // the next start, not after every model.
+  void end_departed_leases(const std::set<std::string> &known) {
     std::set<std::string> owners;
     for (const auto &[id, view] : objects_->current().instances)
-      if (!view.record.lease_owner.empty() && departed_set_.count(view.record.lease_owner) && !leases_ending_.count(id))
+      if (!known.count(id) && !view.record.lease_owner.empty() && departed_set_.count(view.record.lease_owner) &&
+          !leases_ending_.count(id))
         owners.insert(view.record.lease_owner);
     for (const auto &owner : owners) {
       log(Level::Info, "the owner " + owner + " of a leased instance left while it was being created",

@@ -1488,11 +1488,15 @@ def test_lease_owner_gone_mid_create():
     with os.fdopen(r) as f:
         eq(f.readline().strip(), "sent", "the child's Create")
     time.sleep(0.5)  # the Create is in the delayed write now
+    eq(call(INSTANCES, "ListInstances"), [], "instances while the Create is in the kernel (else this test proves "
+       "nothing)")
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     t0 = time.monotonic()
-    wait_until(lambda: any(prop(p, INSTANCE, "Name") == "leased1" for p in call(INSTANCES, "ListInstances")),
-               "the Create to finish", seconds=5)
+    def ended_as_created():
+        with open(os.path.join(TEST_DIR, "daemon.log")) as f:
+            return "left while it was being created" in f.read()
+    wait_until(ended_as_created, "the Create to finish and its lease to be ended (daemon log)", seconds=5)
     set_faults("")
     wait_until(lambda: call(INSTANCES, "ListInstances") == [], "the lease of a gone owner to end", seconds=5)
     print("lease ended %.0f ms after the owner's death" % ((time.monotonic() - t0) * 1000))
@@ -1542,8 +1546,8 @@ def test_open_vfio_cdev():
     inst = call(INSTANCES, "Create", "vm1", sv(devices=["gpu1"], gpu_profile="NVIDIA L40S-1Q"), user="hdadmin")
     uuid = prop(inst, INSTANCE, "MdevUuid")
     pid = daemon_pid()
-    fds, layout = call(INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdadmin")
     fds_before = len(os.listdir("/proc/%d/fd" % pid))
+    fds, layout = call(INSTANCE, "OpenVfio", no_opts(), path=inst, user="hdadmin")
     eq(layout["mode"], "cdev", "mode on a kernel with VFIO cdevs")
     eq(layout["fds_of"], ["iommufd", "0000:c1:00.0", uuid], "what each fd is")
     eq(layout["fd_base"], 3, "fd_base")
