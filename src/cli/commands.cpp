@@ -590,8 +590,12 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
   if (::pipe2(gate, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));
   const pid_t child = ::fork();
-  if (child < 0)
-    throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(errno));
+  if (child < 0) {
+    const int err = errno;
+    ::close(gate[0]);
+    ::close(gate[1]);
+    throw std::runtime_error(std::string("cannot start the VMM: ") + std::strerror(err));
+  }
   if (child == 0) {
     ::close(gate[1]);
     char go = 0;
@@ -610,11 +614,8 @@ int cmd_run(Session &s, const Invocation &inv, std::ostream &out) {
     for (std::size_t i = 0; i < moved.size(); ++i)
       if (::dup2(moved[i], fd_base + static_cast<int>(i)) < 0)
         vmm_setup_failed("cannot pass the VFIO descriptors");
-    for (const int fd : moved)
+    for (const int fd : moved) // the received copies are close-on-exec (see above)
       ::close(fd);
-    for (const auto &fd : fds) // the received copies, unless a placed one took the number
-      if (fd.get() < fd_base || fd.get() >= fd_base + static_cast<int>(fds.size()))
-        ::close(fd.get());
     std::vector<char *> cargv;
     for (auto &a : argv)
       cargv.push_back(a.data());

@@ -331,7 +331,6 @@ Service::VfioAccess Service::open_vfio(const std::string &id_or_name, std::uint3
   if (cdev)
     return open_vfio_cdevs(inst, objects);
   VfioAccess access;
-
   access.qemu_args = instance_paths(inst).qemu_args;
   access.nodes.emplace_back("/dev/vfio/vfio");
   auto add_group = [&](std::optional<int> group, const std::string &what) {
@@ -398,8 +397,7 @@ Service::VfioAccess Service::open_vfio_cdevs(const InstanceRecord &inst, const s
     access.qemu_args.insert(access.qemu_args.end(), {"-device", std::string(kVfioPciDriver) + ",iommufd=iommufd0,fd=" +
                                                                     fd_number(access.fds.size() - 1)});
   }
-  if (!inst.vgpu_vf.empty() && !inst.uuid.empty())
-    access.qemu_args.insert(access.qemu_args.end(), {"-uuid", inst.uuid});
+  append_vm_uuid(inst, access.qemu_args);
   return access;
 }
 

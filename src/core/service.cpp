@@ -209,10 +209,14 @@ InstancePaths Service::instance_paths(const InstanceRecord &instance) const {
       paths.cloud_hypervisor_args.emplace_back("--device");
     paths.cloud_hypervisor_args.push_back("path=" + o.dir);
   }
+  append_vm_uuid(instance, paths.qemu_args);
+  return paths;
+}
+
+void append_vm_uuid(const InstanceRecord &instance, std::vector<std::string> &qemu_args) {
   // NVIDIA's vGPU manager wants the VM's UUID.
   if (!instance.vgpu_vf.empty() && !instance.uuid.empty())
-    paths.qemu_args.insert(paths.qemu_args.end(), {"-uuid", instance.uuid});
-  return paths;
+    qemu_args.insert(qemu_args.end(), {"-uuid", instance.uuid});
 }
 
 // ---------------------------------------------------------------------------------------------------- devices

@@ -327,6 +327,9 @@ private:
   std::set<std::string> busy_mdevs_; // mdevs whose create write did not return
 };
 
+// QEMU's -uuid for an instance with a vendor-VFIO vGPU (its VF and QemuArgs in either OpenVfio mode need it).
+void append_vm_uuid(const InstanceRecord &instance, std::vector<std::string> &qemu_args);
+
 // Fault injection for the crash tests of the lab: when the environment variable HOSTDEV_TEST_CRASH_AT equals
 // `point`, the process kills itself with SIGKILL right there.
 void crash_point(const char *point);
