@@ -117,15 +117,21 @@ const std::vector<MdevType> &MdevBus::types_of(const std::string &parent) const 
 
 std::vector<MdevParent> MdevBus::parents() const {
   std::vector<MdevParent> out;
-  for (const auto &name : parent_names()) {
-    MdevParent parent;
-    parent.name = name;
-    parent.types = types_of(name);
-    for (auto &t : parent.types)
-      t.available = read_unsigned(sysfs_, types_dir(name) + "/" + t.id + "/available_instances");
-    out.push_back(std::move(parent));
-  }
+  for (const auto &name : parent_names())
+    if (auto p = parent(name))
+      out.push_back(std::move(*p));
   return out;
+}
+
+std::optional<MdevParent> MdevBus::parent(const std::string &name) const {
+  if (!is_safe_component(name) || !sysfs_.exists(std::string(kMdevBus) + "/" + name))
+    return std::nullopt;
+  MdevParent parent;
+  parent.name = name;
+  parent.types = types_of(name);
+  for (auto &t : parent.types)
+    t.available = read_unsigned(sysfs_, types_dir(name) + "/" + t.id + "/available_instances");
+  return parent;
 }
 
 namespace {

@@ -18,6 +18,8 @@ struct MdevType {
   std::string device_api;      // "vfio-pci"
   unsigned framebuffer_mb = 0; // parsed from description: "framebuffer=4096M" / "4G"; 0 when absent
   unsigned available = 0;      // available_instances
+
+  bool operator==(const MdevType &) const = default;
 };
 
 // Parses "framebuffer=4096M", "framebuffer=4G", "framebuffer=512K"... anywhere in the description; MB or 0.
@@ -26,6 +28,8 @@ unsigned parse_framebuffer_mb(const std::string &description);
 struct MdevParent {
   std::string name; // the parent device's name in sys/class/mdev_bus ("0000:a2:00.4", "mtty")
   std::vector<MdevType> types;
+
+  bool operator==(const MdevParent &) const = default;
 };
 
 struct Mdev {
@@ -34,6 +38,8 @@ struct Mdev {
   std::string type_id;      // "mtty-2"
   std::string profile_name; // the type's name attribute
   std::optional<int> iommu_group;
+
+  bool operator==(const Mdev &) const = default;
 };
 
 // One profile across all parents.
@@ -66,6 +72,8 @@ public:
 
   std::vector<std::string> parent_names() const;
   std::vector<MdevParent> parents() const;
+  // One parent with its types' availability read now; nullopt when `name` is no parent (any more).
+  std::optional<MdevParent> parent(const std::string &name) const;
   std::vector<Mdev> list() const;
   std::optional<Mdev> find(const std::string &uuid) const;
   std::vector<ProfileSummary> profiles() const;
@@ -87,6 +95,8 @@ public:
   void remove(const std::string &uuid, std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline) const;
 
   void rescan() const { cache_.clear(); }
+  // Forgets one parent's cached metadata (it vanished: a driver that comes back may offer other types).
+  void forget(const std::string &parent) const { cache_.erase(parent); }
   // How many sysfs type directories were read for metadata (a test observes the cache through this).
   unsigned metadata_reads() const noexcept { return metadata_reads_; }
 

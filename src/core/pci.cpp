@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <map>
 #include <mutex>
 
 #include <systemd/sd-hwdb.h>
@@ -141,13 +142,13 @@ std::string class_hex(std::uint32_t class_code) {
 
 std::string pci_device_path(const std::string &address) { return std::string(kPciDevices) + "/" + address; }
 
-PciFunction PciBus::read_function(const std::string &address) const {
+std::optional<PciFunction> PciBus::read_function(const std::string &address, bool members) const {
   PciFunction fn;
   fn.address = address;
   // The device's directory once, then one openat per attribute.
   const auto dir = sysfs_.open_dir(pci_device_path(address));
   if (!dir)
-    return fn; // vanished meanwhile
+    return std::nullopt; // not there, or vanished meanwhile
   const auto &d = *dir;
   fn.vendor_id = static_cast<std::uint16_t>(read_hex(d, "vendor", 0xffff));
   fn.device_id = static_cast<std::uint16_t>(read_hex(d, "device", 0xffff));
@@ -159,7 +160,7 @@ PciFunction PciBus::read_function(const std::string &address) const {
   fn.device_name = names_.device(fn.vendor_id, fn.device_id);
 
   fn.iommu_group = group_from_link(d, "iommu_group");
-  if (fn.iommu_group)
+  if (fn.iommu_group && members)
     fn.group_members = iommu_group_members(*fn.iommu_group);
 
   fn.driver = d.link_name("driver");
@@ -189,13 +190,36 @@ PciFunction PciBus::read_function(const std::string &address) const {
   return fn;
 }
 
+std::vector<std::string> PciBus::addresses() const {
+  auto names = sysfs_.list(kPciDevices);
+  std::erase_if(names, [](const std::string &n) { return !is_pci_address(n); });
+  return names;
+}
+
+std::optional<PciFunction> PciBus::read_alone(const std::string &address) const {
+  return read_function(address, false);
+}
+
 std::vector<PciFunction> PciBus::discover() const {
   std::vector<PciFunction> out;
-  for (const auto &name : sysfs_.list(kPciDevices))
-    if (is_pci_address(name) && sysfs_.is_dir(pci_device_path(name))) // a vanished device is skipped
-      out.push_back(read_function(name));
+  for (const auto &name : addresses())
+    if (auto fn = read_alone(name)) // a vanished device is skipped
+      out.push_back(std::move(*fn));
   std::sort(out.begin(), out.end(), [](const PciFunction &a, const PciFunction &b) { return a.address < b.address; });
+  fill_group_members(out);
   return out;
+}
+
+void fill_group_members(std::vector<PciFunction> &functions) {
+  std::map<int, std::vector<std::string>> groups;
+  for (const auto &fn : functions)
+    if (fn.iommu_group)
+      groups[*fn.iommu_group].push_back(fn.address);
+  for (auto &fn : functions)
+    if (fn.iommu_group)
+      fn.group_members = groups[*fn.iommu_group];
+    else
+      fn.group_members.clear();
 }
 
 std::vector<PciFunction> PciBus::candidates(bool all) const {
@@ -206,10 +230,7 @@ std::vector<PciFunction> PciBus::candidates(bool all) const {
 }
 
 std::optional<PciFunction> PciBus::find(const std::string &address) const {
-  auto norm = normalize_pci_address(address);
-  if (!sysfs_.is_dir(pci_device_path(norm)))
-    return std::nullopt;
-  return read_function(norm);
+  return read_function(normalize_pci_address(address), true);
 }
 
 std::optional<std::string> PciBus::driver_of(const std::string &address) const {
@@ -287,13 +308,33 @@ std::string HostReport::gpu_framework() const {
   return out;
 }
 
+HostFacts read_host_facts(const Sysfs &sysfs) {
+  HostFacts f;
+  f.iommu_enabled = !sysfs.list(kIommuGroups).empty() || !sysfs.list("sys/class/iommu").empty();
+  f.vfio_pci_available = sysfs.is_dir(std::string("sys/bus/pci/drivers/") + kVfioPciDriver);
+  f.vfio_iommu_type1_loaded = sysfs.is_dir("sys/module/vfio_iommu_type1");
+  HostReport pages;
+  read_hugepages(sysfs, pages);
+  f.hugepages_total = pages.hugepages_total;
+  f.hugepages_free = pages.hugepages_free;
+  f.hugepage_size_kb = pages.hugepage_size_kb;
+  return f;
+}
+
 HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count,
                       unsigned vendor_vf_count) {
+  return check_host(read_host_facts(sysfs), functions, mdev_parent_count, vendor_vf_count);
+}
+
+HostReport check_host(const HostFacts &facts, const std::vector<PciFunction> &functions, unsigned mdev_parent_count,
+                      unsigned vendor_vf_count) {
   HostReport r;
-  r.iommu_enabled = !sysfs.list(kIommuGroups).empty() || !sysfs.list("sys/class/iommu").empty();
-  r.vfio_pci_available = sysfs.is_dir(std::string("sys/bus/pci/drivers/") + kVfioPciDriver);
-  r.vfio_iommu_type1_loaded = sysfs.is_dir("sys/module/vfio_iommu_type1");
-  read_hugepages(sysfs, r);
+  r.iommu_enabled = facts.iommu_enabled;
+  r.vfio_pci_available = facts.vfio_pci_available;
+  r.vfio_iommu_type1_loaded = facts.vfio_iommu_type1_loaded;
+  r.hugepages_total = facts.hugepages_total;
+  r.hugepages_free = facts.hugepages_free;
+  r.hugepage_size_kb = facts.hugepage_size_kb;
   r.mdev_parent_count = mdev_parent_count;
   r.vendor_vf_count = vendor_vf_count;
   r.gpu_count = static_cast<unsigned>(

@@ -78,13 +78,18 @@ public:
   std::vector<PciFunction> candidates(bool all) const;
   // One function; nullopt when the address does not exist. Throws InvalidPciAddress for a malformed address.
   std::optional<PciFunction> find(const std::string &address) const;
+  // One function of a normalised address without its group_members (a model derives them from every function's
+  // group: one listing fewer per function); nullopt when it is not there.
+  std::optional<PciFunction> read_alone(const std::string &address) const;
+  // The addresses under sys/bus/pci/devices, sorted.
+  std::vector<std::string> addresses() const;
   // The current driver of one function (cheap: one readlink).
   std::optional<std::string> driver_of(const std::string &address) const;
   std::optional<int> iommu_group_of(const std::string &address) const;
   std::vector<std::string> iommu_group_members(int group) const;
 
 private:
-  PciFunction read_function(const std::string &address) const;
+  std::optional<PciFunction> read_function(const std::string &address, bool members) const;
   const Sysfs &sysfs_;
   const PciNames &names_;
 };
@@ -121,9 +126,25 @@ struct HostReport {
   bool operator==(const HostReport &) const = default;
 };
 
+// What the host report needs beyond the functions: a handful of host-wide files.
+struct HostFacts {
+  bool iommu_enabled = false;
+  bool vfio_pci_available = false;
+  bool vfio_iommu_type1_loaded = false;
+  unsigned long hugepages_total = 0, hugepages_free = 0, hugepage_size_kb = 0;
+
+  bool operator==(const HostFacts &) const = default;
+};
+HostFacts read_host_facts(const Sysfs &sysfs);
+
+// Every function's group_members from the groups of `functions` (sorted by address).
+void fill_group_members(std::vector<PciFunction> &functions);
+
 // GPU mode: vgpu when mdev parents or vendor-VFIO VFs exist; passthrough when GPUs exist and IOMMU + vfio make it
 // possible; else none.
 HostReport check_host(const Sysfs &sysfs, const std::vector<PciFunction> &functions, unsigned mdev_parent_count,
+                      unsigned vendor_vf_count = 0);
+HostReport check_host(const HostFacts &facts, const std::vector<PciFunction> &functions, unsigned mdev_parent_count,
                       unsigned vendor_vf_count = 0);
 
 } // namespace hostdev::core

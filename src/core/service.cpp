@@ -30,17 +30,28 @@ void crash_point(const char *point) {
 Service::Service(const Sysfs &sysfs, Store &store, const PciNames &names, UnitControl *units, Events *events,
                  Options options)
     : sysfs_(sysfs), store_(store), names_(names), pci_(sysfs, names), mdev_(sysfs), vendor_(sysfs),
-      vfio_(sysfs, pci_, units, options.deadline), events_(events ? events : &no_events_), options_(options) {}
+      model_(sysfs, pci_, mdev_, vendor_), vfio_(sysfs, pci_, units, options.deadline),
+      events_(events ? events : &no_events_), options_(options) {}
 
 // ---------------------------------------------------------------------------------------------------- reads
 
 HostView Service::host_view() const {
+  HostModel fresh(sysfs_, pci_, mdev_, vendor_);
+  fresh.rescan();
+  return view_of(fresh);
+}
+
+void Service::update_model(const ModelChange &change) { model_.update(change); }
+
+HostView Service::model_view() const { return view_of(model_); }
+
+HostView Service::view_of(const HostModel &model) const {
   HostView view;
-  view.functions = pci_.discover();
-  view.parents = mdev_.parents();
-  view.mdevs = mdev_.list();
-  view.vendor_vfs = vendor_.list(view.functions);
-  view.report = check_host(sysfs_, view.functions, static_cast<unsigned>(view.parents.size()),
+  view.functions = model.functions();
+  view.parents = model.parents();
+  view.mdevs = model.mdevs();
+  view.vendor_vfs = model.vendor_vfs();
+  view.report = check_host(model.facts(), view.functions, static_cast<unsigned>(view.parents.size()),
                            static_cast<unsigned>(view.vendor_vfs.size()));
   view.resources = resources(view);
   view.available = available(view.functions);

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/fd.hpp"
 #include "core/mdev.hpp"
+#include "core/model.hpp"
 #include "core/pci.hpp"
 #include "core/store.hpp"
 #include "core/sysfs.hpp"
@@ -171,6 +172,11 @@ public:
 
   // Reads. host_view() reads the host once for all of them; the others each read what they need.
   HostView host_view() const;
+  // The live model (core/model.hpp), kept by the daemon: update_model re-reads what a change names (a model never
+  // read reads everything); model_view() derives a HostView from it without reading sysfs.
+  void update_model(const ModelChange &change);
+  HostView model_view() const;
+  const HostModel &model() const noexcept { return model_; }
   std::vector<AvailableDevice> list_available(bool all) const;
   HostReport host_report() const;
   GpuResources gpu_resources() const;
@@ -280,6 +286,7 @@ public:
 private:
   std::vector<AvailableDevice> available(std::vector<PciFunction> functions) const;
   GpuResources resources(const HostView &view) const;
+  HostView view_of(const HostModel &model) const;
   void add_vendor_resources(const HostView &view, GpuResources &res) const;
   void release_vendor_vgpu(InstanceRecord &inst, bool emit);
   // One place of create's vGPU: true when placed, false when refused (recorded in `refusals`); throws when the
@@ -319,6 +326,7 @@ private:
   PciBus pci_;
   MdevBus mdev_;
   VendorVgpu vendor_;
+  HostModel model_;
   Vfio vfio_;
   Events *events_;
   Events no_events_;

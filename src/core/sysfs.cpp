@@ -403,6 +403,7 @@ void Sysfs::write(std::string_view path, std::string_view value, std::chrono::mi
   lock.unlock();
   if (hooks != nullptr && hooks->after)
     hooks->after();
+  note_written(*rel, value); // done or not: what the model must look at again
   lock.lock();
   if (!finished) {
     lock.unlock();
@@ -419,6 +420,20 @@ void Sysfs::write(std::string_view path, std::string_view value, std::chrono::mi
                 "writing '" + std::string(value.substr(0, 64)) + "' to " + display_path(*rel) +
                     " failed: " + errno_text(err),
                 err);
+}
+
+void Sysfs::note_written(const std::string &path, std::string_view value) const {
+  std::lock_guard lock(written_mutex_);
+  if (written_.writes.size() >= kWrittenKept) {
+    written_.writes.clear();
+    written_.overflowed = true;
+  }
+  written_.writes.emplace_back(path, std::string(value.substr(0, 256)));
+}
+
+Sysfs::Written Sysfs::take_written() const {
+  std::lock_guard lock(written_mutex_);
+  return std::exchange(written_, {});
 }
 
 } // namespace hostdev::core

@@ -8,9 +8,11 @@
 
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace hostdev::core {
@@ -71,6 +73,15 @@ public:
   void write(std::string_view path, std::string_view value,
              std::chrono::milliseconds deadline = kDefaultDeadline) const;
 
+  // Every write since the last call that returned or passed its deadline, in order (what a model of the host
+  // must read again). At most kWrittenKept are kept; past that `overflowed` says some were dropped.
+  struct Written {
+    std::vector<std::pair<std::string, std::string>> writes; // path (relative), value
+    bool overflowed = false;
+  };
+  static constexpr std::size_t kWrittenKept = 4096;
+  Written take_written() const;
+
   // Around the wait for a kernel write on the calling thread: `before` runs when the write has been handed to its
   // thread, `after` when it returned or its deadline passed. A caller that holds a lock others need while the
   // kernel works (the daemon's core lock) releases it in `before` and takes it back in `after`. Per thread;
@@ -98,6 +109,9 @@ private:
   int root_fd_ = -1;
   Resolver resolver_ = Resolver::Kernel;
   WriteHook hook_;
+  void note_written(const std::string &path, std::string_view value) const;
+  mutable std::mutex written_mutex_;
+  mutable Written written_;
 };
 
 } // namespace hostdev::core

@@ -54,9 +54,4 @@ std::optional<Uevent> parse_uevent(std::string_view data) {
   return ev;
 }
 
-bool uevent_concerns_host_model(const Uevent &event) {
-  return event.subsystem == "pci" || event.subsystem == "mdev" || event.subsystem == "mdev_bus" ||
-         event.subsystem == "vfio" || event.subsystem == "iommu_groups";
-}
-
 } // namespace hostdev::core

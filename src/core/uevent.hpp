@@ -21,7 +21,4 @@ struct Uevent {
 // truncated header, a header that disagrees with its ACTION/DEVPATH keys, strings over 4 KiB or not UTF-8).
 std::optional<Uevent> parse_uevent(std::string_view datagram);
 
-// Whether the host model must be read again after `event`: PCI functions, mdevs and their parents.
-bool uevent_concerns_host_model(const Uevent &event);
-
 } // namespace hostdev::core

@@ -18,6 +18,9 @@ struct DaemonOptions {
   std::chrono::milliseconds write_timeout = core::Sysfs::kDefaultDeadline; // per kernel write (--write-timeout)
   std::chrono::milliseconds restore_wait{10000};                           // --restore-wait
   std::uint64_t memlock_max = 0; // --memlock-max, bytes; 0 = half of the host's RAM
+  // Over a fixture tree (tests only, no command-line option): where uevents are taken from in place of the
+  // kernel's (UeventMonitor's AF_UNIX socket). "": none, changes made outside hostdev are not seen.
+  std::string uevent_socket;
 };
 
 // Parses argv into `options`. Returns -1 to go on, else the exit status (0 after --help/--version, 2 on a usage

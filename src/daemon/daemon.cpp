@@ -29,6 +29,8 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <mutex>
+#include <utility>
 #include <map>
 #include <memory>
 #include <vector>
@@ -38,7 +40,7 @@
 namespace hostdev::daemon {
 namespace {
 
-constexpr auto kSnapshotMaxAge = std::chrono::seconds(2);
+constexpr auto kRescanPeriod = std::chrono::seconds(30); // only when uevents cannot be had
 // Authorization checks of one uid that may each wait for a person (interactive=true) at the same time.
 constexpr unsigned kMaxInteractivePerUid = 4;
 // Worker threads: mutations of unrelated devices go on while one waits for the kernel (see worker.hpp).
@@ -107,21 +109,30 @@ public:
     for (const auto &e : stats.errors)
       log(Level::Warning, "reconcile: " + e);
 
-    // Kernel uevents describe the real /sys only; over another root (a fixture tree) the model is refreshed by age.
-    if (sysfs_.root() == "/") {
-      try {
+    // Kernel uevents describe the real /sys only; over another root a test may play the kernel on a socket.
+    try {
+      if (sysfs_.root() == "/") {
         monitor_ = std::make_unique<UeventMonitor>();
         log(Level::Info, "watching kernel uevents for PCI and mdev changes");
-      } catch (const std::exception &e) {
-        log(Level::Warning, std::string("cannot watch kernel uevents (") + e.what() +
-                                "): the model is read again when it is older than 2 s at a read");
+      } else if (!options_.uevent_socket.empty()) {
+        monitor_ = std::make_unique<UeventMonitor>(options_.uevent_socket);
+        log(Level::Info, "taking uevents for the fixture tree from " + options_.uevent_socket);
+      } else {
+        log(Level::Notice, "no uevents for sysfs root " + sysfs_.root() +
+                               ": changes made outside hostdev are not seen until a rescan");
       }
+    } catch (const std::exception &e) {
+      rescan_period_ = true;
+      log(Level::Warning, std::string("cannot watch uevents (") + e.what() + "): the whole host is read again every " +
+                              std::to_string(kRescanPeriod.count()) + " s instead");
     }
     objects_ = std::make_unique<Objects>(*bus_, *this);
     objects_->export_root();
     // MdevDestroyed for what reconcile removed, then MdevsReconciled: sent once the name is ours, since
     // clients match signals on the well-known name and would never see them from a nameless connection.
     auto startup_signals = events_.take();
+    (void)sysfs_.take_written(); // start-up's writes: the first reading sees what they did
+    service_->update_model(core::ModelChange::all());
     objects_->apply(take_snapshot(*service_, sysfs_));
     objects_->bury();
     // Leases from before this start: their owner must still be on the bus, as the same process. (Unique names are
@@ -171,14 +182,10 @@ public:
   }
 
   // Backend (bus thread)
+  // Reads never touch sysfs and never wait: the model is kept true by uevents and by the mutations' own writes.
   const Snapshot &snapshot() override {
     HOSTDEV_ASSERT_BUS_THREAD();
-    const auto &snap = objects_->current();
-    // With kernel uevents the model is read again when the host changes; without them (a fixture tree, no
-    // netlink), a read of a model older than a few seconds asks for a new one.
-    if (!monitor_ && std::chrono::steady_clock::now() - snap.taken > kSnapshotMaxAge)
-      request_refresh();
-    return snap;
+    return objects_->current();
   }
 
   // Who is calling (the bus driver knows the uid), may they (polkit), then the worker: each step asynchronous,
@@ -290,18 +297,18 @@ private:
     }
   }
 
-  // Bus thread: the host must be read again (a uevent, an old model). One refresh at a time is queued; events
-  // that come while it runs queue the next. A refresh is skipped when a snapshot taken since the events (a
-  // mutation's) already shows them.
-  void request_refresh() {
+  // Bus thread: what the uevents say must be read again, for the worker. One refresh at a time is queued; events
+  // that come while it runs are merged into the next. A mutation's completion takes them too.
+  void request_refresh(const core::ModelChange &change) {
+    {
+      std::lock_guard lock(pending_mutex_);
+      pending_change_.merge(change);
+    }
     if (refresh_requested_.exchange(true))
       return;
-    const auto epoch = events_epoch_.load();
     worker_.submit(
-        [this, epoch]() -> Worker::Completion {
-          refresh_requested_ = false; // what happens from now on asks for another
-          if (epoch != 0 && snapshot_epoch_.load() >= epoch)
-            return {};
+        [this]() -> Worker::Completion {
+          refresh_requested_ = false; // what comes from now on asks for another
           return finish({}, true);
         },
         {"refresh"});
@@ -309,13 +316,11 @@ private:
 
   // Bus thread: the uevent socket is readable.
   void on_uevents() {
-    const auto batch = monitor_->drain();
+    const auto batch = monitor_->drain(); // a lost batch asks for everything
     if (batch.overrun)
-      log(Level::Warning, "kernel uevents were lost (the receive buffer overran): reading the whole host again");
-    if (batch.relevant == 0 && !batch.overrun)
-      return;
-    ++events_epoch_;
-    request_refresh();
+      log(Level::Warning, "uevents were lost (the receive buffer overran): reading the whole host again");
+    if (!batch.change.empty())
+      request_refresh(batch.change);
   }
 
   // Bus thread: hands an authorized mutation to the worker.
@@ -348,11 +353,25 @@ private:
 
   // Worker thread: what the bus thread does after a job: the new model (when the job may have changed the host),
   // the signals the core reported, then the reply.
+  // The model re-reads only what the uevents named and what the job wrote (core::change_of_write).
   Worker::Completion finish(Reply reply, bool changed) {
     std::optional<Snapshot> snap;
     if (changed) {
-      snapshot_epoch_ = events_epoch_.load(); // before reading: events seen until now are in this snapshot
+      core::ModelChange change;
+      {
+        std::lock_guard lock(pending_mutex_);
+        change = std::exchange(pending_change_, {});
+      }
+      auto written = sysfs_.take_written();
+      change.everything = change.everything || written.overflowed;
+      for (const auto &[path, value] : written.writes)
+        change.merge(core::change_of_write(path, value));
       try {
+        const bool everything = change.everything;
+        service_->update_model(change);
+        if (everything)
+          log(Level::Info,
+              "read the whole host again (" + std::to_string(service_->model().functions().size()) + " PCI functions)");
         snap = take_snapshot(*service_, sysfs_);
       } catch (const std::exception &e) {
         log(Level::Warning, std::string("refreshing the model failed: ") + e.what());
@@ -431,12 +450,23 @@ private:
     sigaddset(&mask, SIGINT);
     const int sig_fd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     auto last_activity = std::chrono::steady_clock::now();
+    auto last_rescan = last_activity;
     int rc = 0;
     for (;;) {
       while (bus_->processPendingRequest())
         last_activity = std::chrono::steady_clock::now();
       auto pd = bus_->getEventLoopPollData();
       int timeout = pd.getPollTimeout();
+      if (rescan_period_) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_rescan >= kRescanPeriod) {
+          last_rescan = now;
+          request_refresh(core::ModelChange::all());
+        }
+        const int left = static_cast<int>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(last_rescan + kRescanPeriod - now).count());
+        timeout = timeout < 0 ? left : std::min(timeout, std::max(left, 0));
+      }
       if (options_.idle_exit.count() > 0) {
         const auto idle_left = std::chrono::duration_cast<std::chrono::milliseconds>(
             last_activity + options_.idle_exit - std::chrono::steady_clock::now());
@@ -504,10 +534,11 @@ private:
   std::unique_ptr<Objects> objects_;                       // bus thread
   Worker worker_{kWorkers};  // declared last of the parts it uses: its thread is joined before they go
   unsigned authorizing_ = 0; // bus thread: mutations between their call and the end of their authorization
-  std::unique_ptr<UeventMonitor> monitor_;       // bus thread; null: no uevents (a fixture root, no netlink)
-  std::atomic<bool> refresh_requested_{false};   // a refresh is queued and has not started reading
-  std::atomic<std::uint64_t> events_epoch_{0};   // bumped by the bus thread for every batch of relevant uevents
-  std::atomic<std::uint64_t> snapshot_epoch_{0}; // the epoch when the latest snapshot started reading
+  std::unique_ptr<UeventMonitor> monitor_;     // bus thread; null: no uevents (a fixture root, no netlink)
+  bool rescan_period_ = false;                 // bus thread: no monitor could be opened; rescan by the clock
+  std::atomic<bool> refresh_requested_{false}; // a refresh is queued and has not started
+  std::mutex pending_mutex_;                   // pending_change_
+  core::ModelChange pending_change_;           // what uevents said since the last model update
   bool busy_ = false; // bus thread: the core had a busy device after the last job (no idle exit)
 };
 

@@ -4,7 +4,11 @@
 
 #include <linux/netlink.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <cerrno>
 #include <string_view>
@@ -35,22 +39,63 @@ UeventMonitor::UeventMonitor() {
   }
 }
 
+UeventMonitor::UeventMonitor(const std::string &socket_path) : netlink_(false) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path)
+    throw std::system_error(ENAMETOOLONG, std::system_category(), "uevent socket path");
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd_ < 0)
+    throw std::system_error(errno, std::system_category(), "uevent socket");
+  const int on = 1;
+  (void)::setsockopt(fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
+  (void)::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof kReceiveBuffer);
+  (void)::unlink(socket_path.c_str()); // a socket left by an earlier daemon
+  const mode_t old = ::umask(0177);
+  const int rc = ::bind(fd_, reinterpret_cast<const sockaddr *>(&addr), sizeof addr);
+  ::umask(old);
+  if (rc != 0) {
+    const int e = errno;
+    ::close(fd_);
+    throw std::system_error(e, std::system_category(), "binding " + socket_path);
+  }
+  socket_path_ = socket_path;
+}
+
 UeventMonitor::~UeventMonitor() {
   if (fd_ >= 0)
     ::close(fd_);
+  if (!socket_path_.empty())
+    (void)::unlink(socket_path_.c_str());
+}
+
+bool UeventMonitor::believe(const msghdr &msg) const {
+  if (netlink_) // only the kernel (port id 0) speaks on this group; anything else is not to be believed
+    return static_cast<const sockaddr_nl *>(msg.msg_name)->nl_pid == 0;
+  for (auto *c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr *>(&msg), c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+      ucred cred{};
+      std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+      return cred.uid == 0 || cred.uid == ::geteuid();
+    }
+  return false;
 }
 
 UeventMonitor::Batch UeventMonitor::drain() {
   Batch batch;
   static thread_local char buf[64 * 1024];
   for (;;) {
-    sockaddr_nl from{};
+    sockaddr_storage from{};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
     iovec iov{buf, sizeof buf};
     msghdr msg{};
     msg.msg_name = &from;
     msg.msg_namelen = sizeof from;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
     const ssize_t n = ::recvmsg(fd_, &msg, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR)
@@ -59,20 +104,26 @@ UeventMonitor::Batch UeventMonitor::drain() {
         batch.overrun = true;
         continue;
       }
-      return batch; // EAGAIN: nothing more
+      break; // EAGAIN: nothing more
     }
-    // Only the kernel (port id 0) speaks on this group; anything else is not to be believed.
-    if (from.nl_pid != 0)
+    if (!believe(msg))
       continue;
     ++batch.received;
     if ((msg.msg_flags & MSG_TRUNC) != 0) {
       batch.overrun = true; // a datagram larger than any uevent: read the host again rather than guess
       continue;
     }
-    if (auto ev = core::parse_uevent(std::string_view(buf, static_cast<std::size_t>(n))))
-      if (core::uevent_concerns_host_model(*ev))
+    if (auto ev = core::parse_uevent(std::string_view(buf, static_cast<std::size_t>(n)))) {
+      auto change = core::change_of(*ev);
+      if (!change.empty()) {
         ++batch.relevant;
+        batch.change.merge(change);
+      }
+    }
   }
+  if (batch.overrun)
+    batch.change.everything = true;
+  return batch;
 }
 
 } // namespace hostdev::daemon

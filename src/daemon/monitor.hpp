@@ -1,14 +1,24 @@
-// Kernel uevents for the bus thread's loop: a NETLINK_KOBJECT_UEVENT socket on the kernel's own multicast
-// group (not udev's: the lab and minimal hosts run no udevd, and hostdev needs no udev rules to have run). It
-// tells the daemon that the host changed under it; the daemon then reads the host again (see daemon.cpp).
+// Kernel uevents for the bus thread's loop. On the real /sys: a NETLINK_KOBJECT_UEVENT socket on the kernel's own
+// multicast group (not udev's: the lab and minimal hosts run no udevd, and hostdev needs no udev rules to have
+// run), only datagrams from the kernel believed. Over a fixture tree (tests): an AF_UNIX datagram socket where the
+// tests, playing the kernel, send uevents in the kernel's format, only from the daemon's own uid or root. Either
+// way each relevant event becomes a core::ModelChange: what the model must read again (see core/model.hpp).
 #pragma once
+
+#include "core/model.hpp"
+
+#include <sys/socket.h>
+
+#include <string>
 
 namespace hostdev::daemon {
 
 class UeventMonitor {
 public:
-  // Opens and binds the socket (a 4 MiB receive buffer when allowed). Throws std::system_error.
+  // The kernel's uevents (a 4 MiB receive buffer when allowed). Throws std::system_error.
   UeventMonitor();
+  // Uevents sent to an AF_UNIX datagram socket made at `socket_path` (mode 0600). Throws std::system_error.
+  explicit UeventMonitor(const std::string &socket_path);
   ~UeventMonitor();
   UeventMonitor(const UeventMonitor &) = delete;
   UeventMonitor &operator=(const UeventMonitor &) = delete;
@@ -16,15 +26,19 @@ public:
   int fd() const noexcept { return fd_; }
 
   struct Batch {
-    unsigned received = 0; // datagrams from the kernel
+    unsigned received = 0; // datagrams believed
     unsigned relevant = 0; // of those, about PCI functions, mdevs and their parents
-    bool overrun = false;  // the kernel dropped some (ENOBUFS): what changed is unknown
+    bool overrun = false;  // some were dropped (ENOBUFS, a truncated datagram): what changed is unknown
+    core::ModelChange change;
   };
-  // Reads every datagram pending, without blocking. Datagrams not sent by the kernel are ignored.
+  // Reads every datagram pending, without blocking.
   Batch drain();
 
 private:
+  bool believe(const ::msghdr &msg) const;
   int fd_ = -1;
+  bool netlink_ = true;
+  std::string socket_path_; // unlinked when the monitor goes
 };
 
 } // namespace hostdev::daemon

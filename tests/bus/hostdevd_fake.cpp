@@ -264,6 +264,7 @@ int main(int argc, char **argv) {
   if (vfio_cdev)
     host.vfio_cdev(true);
   options.sysfs_root = host.root();
+  options.uevent_socket = host.root() + "/uevent.sock"; // the tests play the kernel's uevents here
   if (const char *dir = std::getenv("HOSTDEV_TEST_DIR"); dir != nullptr && *dir != '\0') {
     std::ifstream in(std::string(dir) + "/boot_id");
     std::string boot_id;

@@ -6,6 +6,7 @@
 Callers other than root run in a forked child that drops to the test user and opens its own connection.
 """
 import os
+import socket
 import pickle
 import pwd
 import signal
@@ -816,24 +817,35 @@ def test_idle_exit():
 
 
 def test_out_of_band_change():
-    # Property reads (GetManagedObjects, Get) queue a refresh of an old model like the methods do: a driver
-    # change made behind hostdev's back shows up within a few seconds, with no method call in between.
+    # A driver change made behind hostdev's back shows up when the kernel says so (a uevent), by signal and in
+    # every read; until then reads answer from the model and read nothing.
+    rec = Recorder()
     path = register(NIC, "nic0")
     root = fixture_root(path)
     eq(prop(path, DEVICE, "Driver"), "igb", "Driver after Register")
     link = os.path.join(root, "sys/bus/pci/devices", NIC, "driver")
     target = os.readlink(link)
     os.unlink(link)  # "unbound" out of band
-    time.sleep(2.2)  # older than the model's maximum age
-
-    def managed_driver():
-        return call(OM, "GetManagedObjects")[path][DEVICE]["Driver"]
-    wait_until(lambda: managed_driver() == "", "GetManagedObjects to show the out-of-band unbind", seconds=3)
-    os.symlink(target, link)  # and bound again, seen through Properties.Get alone
-    time.sleep(2.2)
+    time.sleep(0.3)
+    eq(prop(path, DEVICE, "Driver"), "igb", "Driver before the kernel said anything: the model, not sysfs")
+    t0 = time.monotonic()
+    pci_uevent(root, "unbind", NIC)
+    s = rec.wait_for(PROPS, "PropertiesChanged", path, pred=lambda s: "Driver" in s[3][1])
+    eq(s[3][1]["Driver"], "", "PropertiesChanged Driver after the unbind uevent")
+    print("uevent to PropertiesChanged: %.1f ms" % ((time.monotonic() - t0) * 1000))
+    eq(call(OM, "GetManagedObjects")[path][DEVICE]["Driver"], "", "GetManagedObjects after the unbind uevent")
+    os.symlink(target, link)  # and bound again
+    pci_uevent(root, "bind", NIC, DRIVER="igb")
     wait_until(lambda: prop(path, DEVICE, "Driver") == "igb", "Get(Driver) to show the out-of-band bind",
                seconds=3)
     eq(props(path, DEVICE)["BoundToVfio"], False, "BoundToVfio after the out-of-band bind")
+    # Events not believed: another uid's datagram is dropped (here: none to send as; a malformed one instead).
+    os.unlink(link)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sk:
+        sk.sendto(b"unbind@/devices/pci0000:00/" + NIC.encode() + b"\0ACTION=bind\0", os.path.join(root, "uevent.sock"))
+    time.sleep(0.3)
+    eq(prop(path, DEVICE, "Driver"), "igb", "a malformed uevent changes nothing")
+    os.symlink(target, link)
 
 
 def test_non_utf8_sysfs():
@@ -842,7 +854,7 @@ def test_non_utf8_sysfs():
     root = fixture_root(path)
     with open(os.path.join(root, "sys/bus/pci/devices", BARE, "driver_override"), "wb") as f:
         f.write(b"\xff\xfe\n")  # an unregistered device
-    time.sleep(2.2)  # older than the model's maximum age: the next read refreshes it
+    pci_uevent(root, "change", BARE)
 
     def override_shown():
         entries = call(DEVICES, "ListAvailable", sv(all=True))
@@ -850,7 +862,7 @@ def test_non_utf8_sysfs():
     wait_until(override_shown, "ListAvailable({all}) with the escaped driver_override", seconds=3)
     with open(os.path.join(root, "sys/bus/pci/devices", BARE, "driver_override"), "wb") as f:
         f.write(b"a\x00b\n")  # a NUL: valid UTF-8, but no D-Bus string may hold it
-    time.sleep(2.2)
+    pci_uevent(root, "change", BARE)
     wait_until(lambda: [e for e in call(DEVICES, "ListAvailable", sv(all=True))
                         if e["pci_address"] == BARE][0].get("driver_override") == "a\\x00b",
                "ListAvailable({all}) with the NUL escaped", seconds=3)
@@ -861,7 +873,7 @@ def test_non_utf8_sysfs():
     os.unlink(link)
     os.symlink(os.path.relpath(os.path.join(drivers, b"drv\xff"),
                                os.path.dirname(os.path.realpath(link)).encode()), link.encode())
-    time.sleep(2.2)
+    pci_uevent(root, "bind", NIC)
     wait_until(lambda: call(OM, "GetManagedObjects")[path][DEVICE]["Driver"] == "drv\\xff",
                "GetManagedObjects with the escaped driver name", seconds=3)
     eq(props(path, DEVICE)["Driver"], "drv\\xff", "GetAll of the device")
@@ -879,13 +891,12 @@ def test_generation():
     check(g1 > g0, "Generation after Register: %d, before %d" % (g1, g0))
     s = rec.wait_for(PROPS, "PropertiesChanged", ROOT, pred=lambda s: "Generation" in s[3][1])
     eq(s[3][0], DEVICES, "the interface of the Generation change")
-    time.sleep(2.2)
-    call(DEVICES, "ListDevices")  # an old model is read again: nothing changed
-    time.sleep(0.3)
-    eq(prop(ROOT, DEVICES, "Generation"), g1, "Generation after a refresh that found no change")
     root = fixture_root(path)
+    pci_uevent(root, "change", NIC)  # the kernel says something changed: nothing did
+    time.sleep(0.3)
+    eq(prop(ROOT, DEVICES, "Generation"), g1, "Generation after a uevent that changed nothing")
     os.unlink(os.path.join(root, "sys/bus/pci/devices", NIC, "driver"))  # out of band
-    time.sleep(2.2)
+    pci_uevent(root, "unbind", NIC)
     wait_until(lambda: prop(ROOT, DEVICES, "Generation") > g1, "Generation to show the out-of-band unbind",
                seconds=3)
     eq(prop(path, DEVICE, "Driver"), "", "the out-of-band unbind")
@@ -1020,6 +1031,18 @@ def fixture_root(device_path):
     """The fixture tree's root, from a registered device's SysfsPath (<root>/sys/bus/pci/devices/<addr>)."""
     sysfs_path = prop(device_path, DEVICE, "SysfsPath")
     return sysfs_path[:sysfs_path.index("/sys/bus/pci/devices/")]
+
+
+def uevent(root, action, devpath, subsystem="pci", **keys):
+    """Plays the kernel: sends one uevent in the kernel's format to the fake daemon's uevent socket."""
+    fields = ["%s@%s" % (action, devpath), "ACTION=" + action, "DEVPATH=" + devpath, "SUBSYSTEM=" + subsystem]
+    fields += ["%s=%s" % (k, v) for k, v in keys.items()]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(b"".join(f.encode() + b"\0" for f in fields), os.path.join(root, "uevent.sock"))
+
+
+def pci_uevent(root, action, address, **keys):
+    uevent(root, action, "/devices/pci0000:00/" + address, **keys)
 
 
 def sysfs_state(root, address):
