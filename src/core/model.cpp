@@ -145,8 +145,9 @@ void HostModel::rescan() {
       functions_.emplace(address, std::move(*fn));
     }
   for (const auto &[address, fn] : functions_)
-    if (auto vf = vendor_.find(address))
-      vendor_vfs_.emplace(address, std::move(*vf));
+    if (fn.physfn) // only VFs carry the framework's files: no failed open per function
+      if (auto vf = vendor_.find(address))
+        vendor_vfs_.emplace(address, std::move(*vf));
   read_parent_list();
   for (const auto &m : mdev_.list()) {
     ++counters_.mdev_reads;
@@ -214,11 +215,14 @@ void HostModel::read_function(const std::string &address, std::set<std::string> 
     if (*fn && (*fn)->physfn)
       also.insert(*(*fn)->physfn);
   if (now) {
-    functions_[address] = std::move(*now);
-    if (auto vf = vendor_.find(address))
+    std::optional<VendorVf> vf;
+    if (now->physfn)
+      vf = vendor_.find(address);
+    if (vf)
       vendor_vfs_[address] = std::move(*vf);
     else
       vendor_vfs_.erase(address);
+    functions_[address] = std::move(*now);
     // Bound to a driver that makes it an mdev parent, or unbound from one.
     read_parent(address);
   } else {

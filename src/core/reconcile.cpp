@@ -94,8 +94,8 @@ ReconcileStats Service::reconcile() {
     std::set<std::string> recorded;
     for (const auto &[vf, rec] : store_.vgpus())
       recorded.insert(vf);
-    for (const auto &vf : vendor_.list(pci_.discover()))
-      if (vf.current_type != 0 && !recorded.count(vf.address))
+    for (const auto &address : pci_.addresses()) // one open per function, not a discovery of each
+      if (auto vf = vendor_.find(address); vf && vf->current_type != 0 && !recorded.count(vf->address))
         ++stats.skipped_not_ours;
   }
   for (const auto &[vf, rec] : std::map<std::string, VgpuRecord>(store_.vgpus())) {
