@@ -35,6 +35,15 @@ std::vector<std::string_view> components(std::string_view path) {
   return out;
 }
 
+// A map's values, in key order.
+template <class V> std::vector<V> values_of(const std::map<std::string, V> &map) {
+  std::vector<V> out;
+  out.reserve(map.size());
+  for (const auto &[key, value] : map)
+    out.push_back(value);
+  return out;
+}
+
 } // namespace
 
 void ModelChange::merge(const ModelChange &other) {
@@ -306,28 +315,8 @@ void HostModel::derive() {
   fill_group_members(sorted_);
 }
 
-std::vector<MdevParent> HostModel::parents() const {
-  std::vector<MdevParent> out;
-  out.reserve(parents_.size());
-  for (const auto &[name, p] : parents_)
-    out.push_back(p);
-  return out;
-}
-
-std::vector<Mdev> HostModel::mdevs() const {
-  std::vector<Mdev> out;
-  out.reserve(mdevs_.size());
-  for (const auto &[uuid, m] : mdevs_)
-    out.push_back(m);
-  return out;
-}
-
-std::vector<VendorVf> HostModel::vendor_vfs() const {
-  std::vector<VendorVf> out;
-  out.reserve(vendor_vfs_.size());
-  for (const auto &[address, vf] : vendor_vfs_)
-    out.push_back(vf);
-  return out;
-}
+std::vector<MdevParent> HostModel::parents() const { return values_of(parents_); }
+std::vector<Mdev> HostModel::mdevs() const { return values_of(mdevs_); }
+std::vector<VendorVf> HostModel::vendor_vfs() const { return values_of(vendor_vfs_); }
 
 } // namespace hostdev::core
