@@ -1,6 +1,6 @@
-// The in-memory model reads are answered from: taken on the worker after each mutation (and at most every few
-// seconds when reads arrive), applied on the bus thread (see worker.hpp). Plain C++ data only: sdbus values are made on
-// the bus thread (see convert.hpp).
+// What reads are answered from: taken on the worker from the live host model (core/model.hpp) after each mutation
+// and after each batch of uevents, applied on the bus thread (see worker.hpp). Plain C++ data only: sdbus values are
+// made on the bus thread (see convert.hpp).
 #pragma once
 
 #include "core/service.hpp"
