@@ -3,70 +3,17 @@
 #include "core/describe.hpp"
 #include "daemon/snapshot.hpp"
 
-#include <limits>
 
 namespace hostdev::daemon {
 
-sdbus::Variant json_to_variant(const nlohmann::json &value) {
-  using json = nlohmann::json;
-  switch (value.type()) {
-  case json::value_t::string: return sdbus::Variant(value.get<std::string>());
-  case json::value_t::boolean: return sdbus::Variant(value.get<bool>());
-  case json::value_t::number_unsigned: {
-    auto v = value.get<std::uint64_t>();
-    if (v <= std::numeric_limits<std::uint32_t>::max())
-      return sdbus::Variant(static_cast<std::uint32_t>(v));
-    return sdbus::Variant(v);
-  }
-  case json::value_t::number_integer: {
-    auto v = value.get<std::int64_t>();
-    if (v >= std::numeric_limits<std::int32_t>::min() && v <= std::numeric_limits<std::int32_t>::max())
-      return sdbus::Variant(static_cast<std::int32_t>(v));
-    return sdbus::Variant(v);
-  }
-  case json::value_t::number_float: return sdbus::Variant(value.get<double>());
-  case json::value_t::object: return sdbus::Variant(json_object_to_map(value));
-  case json::value_t::array: {
-    bool strings = true, objects = true, unsigneds = true, integers = true;
-    for (const auto &item : value) {
-      strings = strings && item.is_string();
-      objects = objects && item.is_object();
-      unsigneds = unsigneds && item.is_number_unsigned();
-      integers = integers && item.is_number_integer();
-    }
-    if (strings)
-      return sdbus::Variant(value.get<std::vector<std::string>>()); // also the empty array: "as"
-    if (objects) {
-      std::vector<VariantMap> out;
-      for (const auto &item : value)
-        out.push_back(json_object_to_map(item));
-      return sdbus::Variant(out);
-    }
-    if (unsigneds)
-      return sdbus::Variant(value.get<std::vector<std::uint32_t>>());
-    if (integers)
-      return sdbus::Variant(value.get<std::vector<std::int32_t>>());
-    return sdbus::Variant(value.dump()); // mixed arrays do not occur in our documents; keep them readable
-  }
-  case json::value_t::null:
-  case json::value_t::binary:
-  case json::value_t::discarded: break;
-  }
-  return sdbus::Variant(std::string());
-}
+sdbus::Variant json_to_variant(const nlohmann::json &value) { return to_variant(wire_of(value)); }
 
-VariantMap json_object_to_map(const nlohmann::json &object) {
-  VariantMap out;
-  for (const auto &[key, value] : object.items())
-    if (!value.is_null())
-      out.emplace(key, json_to_variant(value));
-  return out;
-}
+VariantMap json_object_to_map(const nlohmann::json &object) { return to_variant_map(wire_map_of(object)); }
 
-VariantMap available_entry(const core::AvailableDevice &device) {
-  auto out = json_object_to_map(core::device_json(device.function));
-  out.emplace("registered", sdbus::Variant(sdbus::ObjectPath(
-                                device.registered_id.empty() ? std::string("/") : device_path(device.registered_id))));
+WireMap available_entry(const core::AvailableDevice &device) {
+  auto out = wire_map_of(core::device_json(device.function));
+  wire_set(out, "registered",
+           {sdbus::ObjectPath(device.registered_id.empty() ? std::string("/") : device_path(device.registered_id))});
   return out;
 }
 

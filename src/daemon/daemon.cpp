@@ -126,7 +126,8 @@ public:
       log(Level::Warning, std::string("cannot watch uevents (") + e.what() + "): the whole host is read again every " +
                               std::to_string(kRescanPeriod.count()) + " s instead");
     }
-    objects_ = std::make_unique<Objects>(*bus_, *this);
+    objects_ = std::make_unique<Objects>(*bus_, *this, replier_);
+    replier_.start();
     objects_->export_root();
     // MdevDestroyed for what reconcile removed, then MdevsReconciled: sent once the name is ours, since
     // clients match signals on the well-known name and would never see them from a nameless connection.
@@ -174,7 +175,8 @@ public:
       bus_->releaseName(names::kBusName);
     } catch (const sdbus::Error &) {
     }
-    worker_.stop(); // the running job finishes; its reply is sent
+    worker_.stop();  // the running job finishes; its reply is sent
+    replier_.stop(); // the reply being sent is sent; the rest of the callers see the name go
     while (bus_->processPendingRequest()) {
     }
     objects_.reset();
@@ -473,11 +475,12 @@ private:
         const int left = static_cast<int>(std::max<long long>(0, idle_left.count()));
         timeout = timeout < 0 ? left : std::min(timeout, left);
       }
-      struct pollfd fds[4] = {{pd.fd, pd.events, 0},
+      struct pollfd fds[5] = {{pd.fd, pd.events, 0},
                               {worker_.wake_fd(), POLLIN, 0},
                               {sig_fd, POLLIN, 0},
-                              {monitor_ ? monitor_->fd() : -1, POLLIN, 0}};
-      const int n = ::poll(fds, 4, timeout);
+                              {monitor_ ? monitor_->fd() : -1, POLLIN, 0},
+                              {replier_.wake_fd(), POLLIN, 0}};
+      const int n = ::poll(fds, 5, timeout);
       if (n < 0 && errno != EINTR) {
         log(Level::Error, std::string("poll: ") + std::strerror(errno));
         rc = 1;
@@ -495,6 +498,10 @@ private:
       }
       if (fds[3].revents & POLLIN)
         on_uevents();
+      if (fds[4].revents & POLLIN) { // a reply was queued by the replier: the loop writes the rest of it
+        replier_.drain();
+        last_activity = std::chrono::steady_clock::now();
+      }
       // Not while a device is busy: a kernel write that timed out may still be running, and a new daemon would
       // not know the device is busy.
       if (options_.idle_exit.count() > 0 && worker_.in_flight() == 0 && authorizing_ == 0 && !busy_ &&
@@ -531,6 +538,7 @@ private:
   std::uint64_t checks_started_ = 0;                       // bus thread
   EventQueue events_;                                      // worker thread (and start-up, before the worker exists)
   std::unique_ptr<core::Service> service_;                 // worker thread (and start-up)
+  Replier replier_;                                        // its thread: the big replies (replier.hpp)
   std::unique_ptr<Objects> objects_;                       // bus thread
   Worker worker_{kWorkers};  // declared last of the parts it uses: its thread is joined before they go
   unsigned authorizing_ = 0; // bus thread: mutations between their call and the end of their authorization

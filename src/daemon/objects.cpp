@@ -161,8 +161,10 @@ template <class F> void guarded(const std::string &what, F f) {
 class RootObject final : public sdbus::AdaptorInterfaces<gen::Devices_adaptor, gen::Instances_adaptor,
                                                          sdbus::ObjectManager_adaptor, sdbus::Properties_adaptor> {
 public:
-  RootObject(sdbus::IConnection &connection, Backend &backend, const Objects &objects)
-      : AdaptorInterfaces(connection, names::kRootPath), backend_(backend), objects_(objects) {
+  RootObject(sdbus::IConnection &connection, Backend &backend, const Objects &objects, Replier &replier)
+      : AdaptorInterfaces(connection, names::kRootPath), backend_(backend), objects_(objects), replier_(replier) {
+    getObject().registerMethod(names::kDevicesInterface, "ListAvailable", "a{sv}", {"options"}, "aa{sv}",
+                               {"devices"}, [this](sdbus::MethodCall call) { ListAvailable(std::move(call)); });
     registerAdaptor();
   }
   ~RootObject() { unregisterAdaptor(); }
@@ -171,15 +173,33 @@ public:
 
 private:
   // Devices
-  // The big reads answer at once from the replies kept for this model (Objects::apply); they are asynchronous only
-  // so that the kept values are serialized in place, not copied into a return value first.
-  void ListAvailable(sdbus::Result<std::vector<VariantMap>> &&result, VariantMap options) override {
-    answer_now(result, [&]() -> const std::vector<VariantMap> & {
+  // Registered by hand (not by the generated adaptor, see src/common/adaptor-xml.py): the kept reply is plain
+  // data serialized straight into the reply; a big one is serialized and sent by the replier thread, so that the
+  // bus thread goes on answering everyone else meanwhile.
+  void ListAvailable(sdbus::MethodCall call) {
+    try {
+      VariantMap options;
+      call >> options;
       const auto opts = Options::parse(options, {{"all", "b"}});
       backend_.snapshot(); // may ask for a newer model
-      return opts.get_bool("all", false) ? objects_.replies().available_all : objects_.replies().available_gpus;
-    });
+      auto available = objects_.replies().available;
+      const bool all = opts.get_bool("all", false);
+      const bool big = (all ? available->all : available->gpus).size() > kInlineEntries;
+      auto send = [call, available = std::move(available), all] {
+        auto reply = call.createReply();
+        append_maps(reply, all ? available->all : available->gpus);
+        reply.send();
+      };
+      if (big)
+        replier_.post(std::move(send));
+      else
+        send();
+    } catch (...) {
+      call.createErrorReply(to_dbus_error(std::current_exception())).send();
+    }
   }
+  // Replies of up to this many functions are sent at once (a few hundred µs); bigger ones by the replier.
+  static constexpr std::size_t kInlineEntries = 32;
 
   void Register(sdbus::Result<sdbus::ObjectPath> &&result, std::string name, std::string pci_address,
                 VariantMap options) override {
@@ -384,6 +404,7 @@ private:
 
   Backend &backend_;
   const Objects &objects_;
+  Replier &replier_;
 };
 
 // ---------------------------------------------------------------------------------------------- device objects
@@ -600,11 +621,12 @@ private:
 
 // ------------------------------------------------------------------------------------------------------ Objects
 
-Objects::Objects(sdbus::IConnection &connection, Backend &backend) : connection_(connection), backend_(backend) {}
+Objects::Objects(sdbus::IConnection &connection, Backend &backend, Replier &replier)
+    : connection_(connection), backend_(backend), replier_(replier) {}
 
 Objects::~Objects() = default;
 
-void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_, *this); }
+void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, backend_, *this, replier_); }
 
 void Objects::apply(Snapshot next) {
   HOSTDEV_ASSERT_BUS_THREAD();
@@ -614,11 +636,16 @@ void Objects::apply(Snapshot next) {
   current_.generation = old.generation + (changed ? 1 : 0);
   if (changed || old.generation == 0) {
     Replies r;
-    for (const auto &dev : now.available) {
-      r.available_all.push_back(available_entry(dev));
-      if (dev.function.is_gpu())
-        r.available_gpus.push_back(r.available_all.back());
+    auto available = std::make_shared<Available>();
+    available->entries.reserve(now.available.size());
+    for (const auto &dev : now.available)
+      available->entries.push_back(available_entry(dev));
+    for (std::size_t i = 0; i < now.available.size(); ++i) {
+      available->all.push_back(&available->entries[i]);
+      if (now.available[i].function.is_gpu())
+        available->gpus.push_back(&available->entries[i]);
     }
+    r.available = std::move(available);
     r.resources = resources_map(now.resources);
     r.report = report_map(now.report);
     replies_ = std::move(r);

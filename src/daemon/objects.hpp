@@ -5,6 +5,7 @@
 
 #include "daemon/bouncer.hpp"
 #include "daemon/convert.hpp"
+#include "daemon/replier.hpp"
 #include "daemon/snapshot.hpp"
 
 #include <sdbus-c++/IConnection.h>
@@ -59,7 +60,8 @@ class InstanceObject;
 
 class Objects {
 public:
-  Objects(sdbus::IConnection &connection, Backend &backend);
+  // `replier` sends the big replies; it must outlive the objects.
+  Objects(sdbus::IConnection &connection, Backend &backend, Replier &replier);
   ~Objects();
   Objects(const Objects &) = delete;
   Objects &operator=(const Objects &) = delete;
@@ -76,10 +78,15 @@ public:
 
   const Snapshot &current() const noexcept { return current_; }
 
-  // The replies of the big reads, converted to D-Bus values once per change (apply), so that a call copies
-  // them rather than building them again from the model.
+  // The replies of the big reads, built once per change (apply), so that a call only serializes them.
+  // ListAvailable's is plain data (wire.hpp), shared with the replier thread (replier.hpp), which sends the big
+  // ones; the small maps are Variants, serialized on the bus thread.
+  struct Available {
+    std::vector<WireMap> entries;         // every function, in the model's order
+    std::vector<const WireMap *> all, gpus; // into entries: ListAvailable({all: true}) and ListAvailable({})
+  };
   struct Replies {
-    std::vector<VariantMap> available_all, available_gpus;
+    std::shared_ptr<const Available> available = std::make_shared<Available>();
     VariantMap resources, report;
   };
   const Replies &replies() const noexcept { return replies_; }
@@ -87,6 +94,7 @@ public:
 private:
   sdbus::IConnection &connection_;
   Backend &backend_;
+  Replier &replier_;
   Snapshot current_;
   Replies replies_;
   std::unique_ptr<RootObject> root_;

@@ -1,6 +1,6 @@
 // The threads of hostdevd and how work crosses between them: the one place that states the model.
 //
-// Three kinds of thread:
+// Four kinds of thread:
 //
 //  * The bus thread (the main thread) runs the event loop of the daemon's bus connection. Everything that
 //    touches that connection or the bus objects happens here: incoming calls, replies, signals, the model the
@@ -18,6 +18,10 @@
 //    other, in order. While a task waits for a kernel write it lets go of the core lock (Sysfs::WaitHooks), so
 //    a mutation of another device is never held up by one device's stuck write. A worker may block: on a
 //    kernel write up to its deadline, on systemd. It never touches the bus objects.
+//
+//  * The replier thread (replier.hpp) serializes and sends the replies too big to build on the bus thread (a
+//    ListAvailable of many functions), from the immutable reply data the bus thread kept for the model at the
+//    time of the call, and wakes the bus loop to write the rest. It touches nothing else.
 //
 //  * Kernel write threads: core::Sysfs::write runs each sysfs write on a thread of its own and waits for it
 //    until the write deadline; a write that has not returned by then is left running, detached, and the device

@@ -237,6 +237,23 @@ def wait_until(fn, what, seconds=5.0):
 
 # ------------------------------------------------------------------------------------------------------- tests
 
+def members(xml_text, iface):
+    """An interface's methods, signals and properties with their arguments, from introspection XML."""
+    import xml.etree.ElementTree as ET
+
+    node = ET.fromstring(xml_text).find("interface[@name='%s']" % iface)
+    check(node is not None, "no interface " + iface)
+    out = set()
+    for m in node:
+        if m.tag in ("method", "signal"):
+            args = tuple((a.get("name"), a.get("type"), a.get("direction", "out" if m.tag == "signal" else "in"))
+                         for a in m.findall("arg"))
+            out.add((m.tag, m.get("name"), args))
+        elif m.tag == "property":
+            out.add((m.tag, m.get("name"), (m.get("type"), m.get("access"))))
+    return sorted(out)
+
+
 def test_activation():
     check(not name_has_owner(), "hostdevd runs before anyone asked for it")
     t0 = time.monotonic()
@@ -248,6 +265,11 @@ def test_activation():
     intro = call("org.freedesktop.DBus.Introspectable", "Introspect")
     for iface in (DEVICES, INSTANCES, OM):
         check(iface in intro, "Introspect of the root lacks " + iface)
+    # The bus shows the interface of the XML exactly, the methods hostdevd registers by hand included
+    # (src/common/adaptor-xml.py).
+    xml = os.path.join(os.environ["HOSTDEV_SRC"], "dbus/org.hostdev.Passthrough1.xml")
+    for iface in (DEVICES, INSTANCES):
+        eq(members(str(intro), iface), members(open(xml, encoding="utf-8").read(), iface), "members of " + iface)
     print("activation to first reply: %.1f ms (pid %d)" % (ms, daemon_pid()))
 
 
