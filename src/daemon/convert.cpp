@@ -3,7 +3,6 @@
 #include "core/describe.hpp"
 #include "daemon/snapshot.hpp"
 
-
 namespace hostdev::daemon {
 
 sdbus::Variant json_to_variant(const nlohmann::json &value) { return to_variant(wire_of(value)); }

@@ -163,8 +163,8 @@ class RootObject final : public sdbus::AdaptorInterfaces<gen::Devices_adaptor, g
 public:
   RootObject(sdbus::IConnection &connection, Backend &backend, const Objects &objects, Replier &replier)
       : AdaptorInterfaces(connection, names::kRootPath), backend_(backend), objects_(objects), replier_(replier) {
-    getObject().registerMethod(names::kDevicesInterface, "ListAvailable", "a{sv}", {"options"}, "aa{sv}",
-                               {"devices"}, [this](sdbus::MethodCall call) { ListAvailable(std::move(call)); });
+    getObject().registerMethod(names::kDevicesInterface, "ListAvailable", "a{sv}", {"options"}, "aa{sv}", {"devices"},
+                               [this](sdbus::MethodCall call) { ListAvailable(std::move(call)); });
     registerAdaptor();
   }
   ~RootObject() { unregisterAdaptor(); }

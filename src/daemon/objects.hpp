@@ -82,7 +82,7 @@ public:
   // ListAvailable's is plain data (wire.hpp), shared with the replier thread (replier.hpp), which sends the big
   // ones; the small maps are Variants, serialized on the bus thread.
   struct Available {
-    std::vector<WireMap> entries;         // every function, in the model's order
+    std::vector<WireMap> entries;           // every function, in the model's order
     std::vector<const WireMap *> all, gpus; // into entries: ListAvailable({all: true}) and ListAvailable({})
   };
   struct Replies {

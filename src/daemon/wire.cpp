@@ -109,8 +109,8 @@ WireMap wire_map_of(const nlohmann::json &object) {
 }
 
 void wire_set(WireMap &map, std::string key, Wire value) {
-  auto it = std::lower_bound(map.begin(), map.end(), key,
-                             [](const WireEntry &e, const std::string &k) { return e.key < k; });
+  auto it =
+      std::lower_bound(map.begin(), map.end(), key, [](const WireEntry &e, const std::string &k) { return e.key < k; });
   if (it != map.end() && it->key == key)
     it->value = std::move(value);
   else

@@ -22,9 +22,9 @@ struct WireEntry;
 using WireMap = std::vector<WireEntry>; // a{sv}, sorted by key, keys unique
 
 struct Wire {
-  std::variant<bool, std::uint32_t, std::int32_t, std::uint64_t, std::int64_t, double, std::string,
-               sdbus::ObjectPath, std::vector<std::string>, std::vector<std::uint32_t>, std::vector<std::int32_t>,
-               WireMap, std::vector<WireMap>>
+  std::variant<bool, std::uint32_t, std::int32_t, std::uint64_t, std::int64_t, double, std::string, sdbus::ObjectPath,
+               std::vector<std::string>, std::vector<std::uint32_t>, std::vector<std::int32_t>, WireMap,
+               std::vector<WireMap>>
       value;
   // The D-Bus signature of the value ("s", "aa{sv}", ...).
   const char *signature() const noexcept;

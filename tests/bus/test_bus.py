@@ -308,6 +308,60 @@ def test_properties_no_iommu():
     expect_error("IommuUnavailable", register, "0000:01:00.0")
 
 
+def test_big_replies():
+    """bench-vgpu (8 GPUs x 32 VFs): ListAvailable's replies are big enough for the replier thread. Every client
+    gets the whole, same reply while others call at once, and a change shows in the next reply."""
+    gpus = call(DEVICES, "ListAvailable", no_opts())
+    everything = call(DEVICES, "ListAvailable", sv(all=True))
+    check(len(gpus) >= 200, "bench-vgpu lists only %d GPU functions" % len(gpus))
+    eq(sorted(d["pci_address"] for d in gpus), sorted(d["pci_address"] for d in everything if d["is_gpu"]),
+       "ListAvailable({}) = the GPUs of ListAvailable({all})")
+    for d in everything:
+        for key in ("pci_address", "vendor_id", "device_id", "class", "iommu_group", "is_gpu", "registered"):
+            check(key in d, "entry %s lacks %s" % (d.get("pci_address"), key))
+        eq(d["registered"], "/", "registered of %s" % d["pci_address"])
+    want = (repr(gpus), repr(everything))
+
+    children = []
+    for _ in range(4):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+                method = conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("ListAvailable", DEVICES)
+                same = all(
+                    (repr(plain(method(no_opts()))), repr(plain(method(sv(all=True))))) == want for _ in range(5))
+                out = ("ok", same)
+            except BaseException as e:  # noqa: BLE001 - report anything to the parent
+                out = ("py", repr(e))
+            os.write(w, pickle.dumps(out))
+            os._exit(0)
+        os.close(w)
+        children.append((pid, r))
+    for _ in range(100):  # while they read
+        call("org.freedesktop.DBus.Peer", "Ping")
+    for pid, r in children:
+        data = b""
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        eq(pickle.loads(data), ("ok", True), "a client's ListAvailable replies while others called")
+
+    address = gpus[0]["pci_address"]
+    path = register(address, "big-replies")
+    after = {d["pci_address"]: d for d in call(DEVICES, "ListAvailable", no_opts())}
+    eq(after[address]["registered"], path, "registered after Register")
+    call(DEVICES, "Unregister", "big-replies", no_opts())
+    after = {d["pci_address"]: d for d in call(DEVICES, "ListAvailable", sv(all=True))}
+    eq(after[address]["registered"], "/", "registered after Unregister")
+
+
 def test_reads():
     gpus = call(DEVICES, "ListAvailable", no_opts())
     eq(sorted(d["pci_address"] for d in gpus), [GPU, AUDIO], "ListAvailable GPUs (NVIDIA functions)")

@@ -30,11 +30,16 @@ VariantMap round_trip(const WireMap &map) {
 }
 
 json device() {
-  return {{"pci_address", "0000:01:00.0"}, {"is_gpu", true},
-          {"numa_node", -1},               {"iommu_group", 7u},
-          {"big", 5000000000u},            {"virtfns", json::array({"0000:01:00.1", "0000:01:00.2"})},
-          {"driver", nullptr},             {"empty", json::array()},
-          {"ratio", 0.5},                  {"nested", {{"a", 1u}}},
+  return {{"pci_address", "0000:01:00.0"},
+          {"is_gpu", true},
+          {"numa_node", -1},
+          {"iommu_group", 7u},
+          {"big", 5000000000u},
+          {"virtfns", json::array({"0000:01:00.1", "0000:01:00.2"})},
+          {"driver", nullptr},
+          {"empty", json::array()},
+          {"ratio", 0.5},
+          {"nested", {{"a", 1u}}},
           {"types", json::array({{{"name", "A"}}, {{"name", "B"}}})}};
 }
 
