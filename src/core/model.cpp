@@ -144,6 +144,7 @@ ModelChange change_of_write(std::string_view path, std::string_view value) {
 }
 
 void HostModel::rescan() {
+  ++revision_;
   functions_.clear();
   parents_.clear();
   mdevs_.clear();
@@ -252,6 +253,7 @@ void HostModel::update(const ModelChange &change) {
   }
   if (change.empty())
     return;
+  ++revision_; // what is read again may or may not differ: the revision says it may
   if (change.host)
     facts_ = read_host_facts(sysfs_);
   if (change.parent_list)

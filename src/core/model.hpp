@@ -19,6 +19,7 @@
 #include "core/uevent.hpp"
 #include "core/vendor_vgpu.hpp"
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -65,6 +66,8 @@ public:
   // Re-reads what `change` names and what it implies (see the top of this file). A model never scanned scans.
   void update(const ModelChange &change);
   bool scanned() const noexcept { return scanned_; }
+  // Bumped by every rescan and every update that read anything: equal revisions, the same reading.
+  std::uint64_t revision() const noexcept { return revision_; }
 
   // The reading, as a HostView holds it: functions sorted by address with their group_members.
   const std::vector<PciFunction> &functions() const { return sorted_; }
@@ -94,6 +97,7 @@ private:
   const MdevBus &mdev_;
   const VendorVgpu &vendor_;
   bool scanned_ = false;
+  std::uint64_t revision_ = 0;
   std::map<std::string, PciFunction> functions_; // by address; group_members not kept here
   std::map<std::string, MdevParent> parents_;
   std::map<std::string, Mdev> mdevs_;

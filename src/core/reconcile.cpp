@@ -94,7 +94,17 @@ ReconcileStats Service::reconcile() {
     std::set<std::string> recorded;
     for (const auto &[vf, rec] : store_.vgpus())
       recorded.insert(vf);
-    for (const auto &address : pci_.addresses()) // one open per function, not a discovery of each
+    // Vendor-VFIO vGPUs live on VFs only: with the live model, only its VFs are asked (their current type read
+    // now, not taken from the model); without one, every function (one open each, not a discovery).
+    std::vector<std::string> candidates;
+    if (model_.scanned()) {
+      for (const auto &fn : model_.functions())
+        if (fn.physfn)
+          candidates.push_back(fn.address);
+    } else {
+      candidates = pci_.addresses();
+    }
+    for (const auto &address : candidates)
       if (auto vf = vendor_.find(address); vf && vf->current_type != 0 && !recorded.count(vf->address))
         ++stats.skipped_not_ours;
   }

@@ -207,20 +207,23 @@ std::string file_path(const std::string &dir, const char *folder, const std::str
 }
 
 template <class Map, class Record>
-void put_one(const std::string &dir, const char *folder, Map &map, const Record &record) {
+void put_one(std::uint64_t &revision, const std::string &dir, const char *folder, Map &map, const Record &record) {
   const std::string &key = key_of(record);
   check_key(folder, key);
   atomic_write_file(file_path(dir, folder, key), to_json(record).dump(2) + "\n");
   map.insert_or_assign(key, record);
+  ++revision;
 }
 
-template <class Map> void remove_one(const std::string &dir, const char *folder, Map &map, const std::string &key) {
+template <class Map>
+void remove_one(std::uint64_t &revision, const std::string &dir, const char *folder, Map &map, const std::string &key) {
   check_key(folder, key);
   auto it = map.find(key);
   if (it == map.end())
     return;
   remove_file(file_path(dir, folder, key));
   map.erase(it);
+  ++revision;
 }
 
 } // namespace
@@ -234,6 +237,7 @@ Store::Store(std::string dir) : dir_(std::move(dir)) {
 }
 
 std::vector<std::string> Store::load() {
+  ++revision_;
   devices_.clear();
   instances_.clear();
   mdevs_.clear();
@@ -311,10 +315,10 @@ void Store::put_device(const DeviceRecord &record) {
     if (other.pci_address == record.pci_address)
       fail(Errc::AlreadyExists, "device " + record.pci_address + " is already registered");
   }
-  put_one(dir_, kDevices, devices_, record);
+  put_one(revision_, dir_, kDevices, devices_, record);
 }
 
-void Store::remove_device(const std::string &id) { remove_one(dir_, kDevices, devices_, id); }
+void Store::remove_device(const std::string &id) { remove_one(revision_, dir_, kDevices, devices_, id); }
 
 void Store::put_instance(const InstanceRecord &record) {
   if (auto it = instances_.find(record.id);
@@ -323,42 +327,43 @@ void Store::put_instance(const InstanceRecord &record) {
   for (const auto &[id, other] : instances_)
     if (id != record.id && other.name == record.name)
       fail(Errc::NameExists, "an instance named '" + record.name + "' already exists");
-  put_one(dir_, kInstances, instances_, record);
+  put_one(revision_, dir_, kInstances, instances_, record);
 }
 
 void Store::remove_instance(const std::string &id) {
   if (auto it = instances_.find(id); it != instances_.end() && it->second.from_newer_version)
     fail(Errc::InvalidArgument, "instance '" + it->second.name + "' was written by a newer hostdev: left untouched");
-  remove_one(dir_, kInstances, instances_, id);
+  remove_one(revision_, dir_, kInstances, instances_, id);
 }
 
-void Store::put_mdev(const MdevRecord &record) { put_one(dir_, kMdevs, mdevs_, record); }
+void Store::put_mdev(const MdevRecord &record) { put_one(revision_, dir_, kMdevs, mdevs_, record); }
 
-void Store::remove_mdev(const std::string &uuid) { remove_one(dir_, kMdevs, mdevs_, uuid); }
+void Store::remove_mdev(const std::string &uuid) { remove_one(revision_, dir_, kMdevs, mdevs_, uuid); }
 
-void Store::put_intent(const Intent &intent) { put_one(dir_, kJournal, intents_, intent); }
+void Store::put_intent(const Intent &intent) { put_one(revision_, dir_, kJournal, intents_, intent); }
 
-void Store::remove_intent(const std::string &id) { remove_one(dir_, kJournal, intents_, id); }
+void Store::remove_intent(const std::string &id) { remove_one(revision_, dir_, kJournal, intents_, id); }
 
-void Store::put_vgpu(const VgpuRecord &record) { put_one(dir_, kVgpus, vgpus_, record); }
+void Store::put_vgpu(const VgpuRecord &record) { put_one(revision_, dir_, kVgpus, vgpus_, record); }
 
-void Store::remove_vgpu(const std::string &vf) { remove_one(dir_, kVgpus, vgpus_, vf); }
+void Store::remove_vgpu(const std::string &vf) { remove_one(revision_, dir_, kVgpus, vgpus_, vf); }
 
-void Store::put_vgpu_type(const VgpuTypeRecord &record) { put_one(dir_, kVgpuTypes, vgpu_types_, record); }
+void Store::put_vgpu_type(const VgpuTypeRecord &record) { put_one(revision_, dir_, kVgpuTypes, vgpu_types_, record); }
 
-void Store::put_vf_health(const VfHealthRecord &record) { put_one(dir_, kVfHealth, vf_health_, record); }
+void Store::put_vf_health(const VfHealthRecord &record) { put_one(revision_, dir_, kVfHealth, vf_health_, record); }
 
-void Store::remove_vf_health(const std::string &vf) { remove_one(dir_, kVfHealth, vf_health_, vf); }
+void Store::remove_vf_health(const std::string &vf) { remove_one(revision_, dir_, kVfHealth, vf_health_, vf); }
 
-void Store::put_sriov(const SriovRecord &record) { put_one(dir_, kSriov, sriov_, record); }
+void Store::put_sriov(const SriovRecord &record) { put_one(revision_, dir_, kSriov, sriov_, record); }
 
-void Store::remove_sriov(const std::string &pf) { remove_one(dir_, kSriov, sriov_, pf); }
+void Store::remove_sriov(const std::string &pf) { remove_one(revision_, dir_, kSriov, sriov_, pf); }
 
 void Store::set_boot_id(const std::string &boot_id) {
   if (!is_normalized_uuid(boot_id))
     fail(Errc::InvalidArgument, "invalid boot id '" + boot_id.substr(0, 40) + "'");
   atomic_write_file(dir_ + "/" + kBootId, boot_id + "\n");
   boot_id_ = boot_id;
+  ++revision_;
 }
 
 } // namespace hostdev::core

@@ -5,6 +5,7 @@
 
 #include "core/records.hpp"
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -22,6 +23,8 @@ public:
   std::vector<std::string> load();
 
   const std::string &dir() const noexcept { return dir_; }
+  // Bumped by every change (load included): equal revisions, equal records.
+  std::uint64_t revision() const noexcept { return revision_; }
 
   const std::map<std::string, DeviceRecord> &devices() const noexcept { return devices_; }
   const std::map<std::string, InstanceRecord> &instances() const noexcept { return instances_; }
@@ -63,6 +66,7 @@ public:
 
 private:
   std::string dir_;
+  std::uint64_t revision_ = 0;
   std::map<std::string, DeviceRecord> devices_;
   std::map<std::string, InstanceRecord> instances_;
   std::map<std::string, MdevRecord> mdevs_;

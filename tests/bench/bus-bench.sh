@@ -6,6 +6,13 @@
 set -euo pipefail
 bench=$1 rounds=${2:-300}
 "$bench" "$rounds"
+# Activation includes hostdevd-fake building its fixture tree: the daemon's log says how long that took, and how
+# long hostdevd itself took from its start to serving.
+if [ -n "${HOSTDEV_TEST_DIR:-}" ] && [ -f "$HOSTDEV_TEST_DIR/daemon.log" ]; then
+  grep -ohE 'fixture [a-z0-9-]+ built in [0-9]+ ms' "$HOSTDEV_TEST_DIR/daemon.log" | head -n 1 | sed 's/^/  of the activation: /' || true
+  grep -ohE 'ready in [0-9]+ ms: reading the host [0-9]+ ms \([0-9]+ PCI functions\), the bus objects [0-9]+ ms' \
+    "$HOSTDEV_TEST_DIR/daemon.log" | head -n 1 | sed 's/^/  hostdevd: /' || true
+fi
 pid=$(busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
   GetConnectionUnixProcessID s org.hostdev.Passthrough1 | awk '{print $2}')
 reads=3000 # a few seconds: long enough to see a refresh of an old model, if reads cause one

@@ -143,6 +143,19 @@ TEST_F(ModelTest, AnUnbindAndABindByHandReadOneFunction) {
   expect_true_to_the_tree();
 }
 
+// The daemon takes a new snapshot only when the model's revision (or the store's) moved.
+TEST_F(ModelTest, OnlyAReadingMovesTheRevision) {
+  start(test::make_passthrough_host);
+  auto rev = model->revision();
+  model->update(ModelChange{});
+  EXPECT_EQ(model->revision(), rev) << "an empty change reads nothing";
+  model->update(change_of(pci_event("change", test::kNicAddr)));
+  EXPECT_GT(model->revision(), rev);
+  rev = model->revision();
+  model->update(ModelChange::all());
+  EXPECT_GT(model->revision(), rev);
+}
+
 TEST_F(ModelTest, AHotAddedFunctionJoinsItsGroupAndARemovedOneLeavesIt) {
   start(test::make_passthrough_host);
   auto fn = test::make_fn("0000:02:00.1", 0x8086, 0x1533, 0x020000, "igb", 2); // the NIC's group

@@ -283,6 +283,31 @@ TEST_F(StoreTest, OverwriteReplacesTheOneFile) {
   EXPECT_EQ(again.devices().at(kDevA).attached_to, "");
 }
 
+// The daemon takes a new snapshot only when the store's revision (or the model's) moved.
+TEST_F(StoreTest, EveryChangeAndOnlyAChangeMovesTheRevision) {
+  Store store(dir_.string());
+  auto rev = store.revision();
+  store.put_device(full_device());
+  EXPECT_GT(store.revision(), rev);
+  rev = store.revision();
+  (void)store.devices();
+  (void)store.find_device(kDevA);
+  store.remove_device("ffffffffffffffffffffffffffffffff"); // not there: nothing changes
+  EXPECT_EQ(store.revision(), rev);
+  store.remove_device(kDevA);
+  EXPECT_GT(store.revision(), rev);
+  rev = store.revision();
+  EXPECT_THROW(store.put_device([] {
+    auto d = full_device();
+    d.id = "../bad";
+    return d;
+  }()),
+               Error);
+  EXPECT_EQ(store.revision(), rev) << "a refused record changes nothing";
+  (void)store.load();
+  EXPECT_GT(store.revision(), rev);
+}
+
 TEST_F(StoreTest, FailedWriteKeepsOldFileAndMemory) {
   Store store(dir_.string());
   store.put_device(full_device());
