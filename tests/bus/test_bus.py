@@ -80,24 +80,14 @@ def bus():
     return _bus
 
 
-def call(iface, method, *args, path=ROOT, user=None, timeout=30):
-    """Calls a method as root (user None) or as a test user; returns plain values; raises dbus exceptions
-    (for a user: DBusException re-created with the same name and message)."""
-    if user is None:
-        obj = bus().get_object(BUS_NAME, path)
-        return plain(obj.get_dbus_method(method, iface)(*args, timeout=timeout))
+def in_child(body):
+    """Runs body() in a forked child; returns (pid, read end of its pipe) for child_result."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
-            pw = pwd.getpwnam(user)
-            os.initgroups(user, pw.pw_gid)
-            os.setgid(pw.pw_gid)
-            os.setuid(pw.pw_uid)
-            conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
-            obj = conn.get_object(BUS_NAME, path)
-            out = ("ok", plain(obj.get_dbus_method(method, iface)(*args, timeout=timeout)))
+            out = ("ok", body())
         except dbus.DBusException as e:
             out = ("dbus", e.get_dbus_name(), e.get_dbus_message())
         except BaseException as e:  # noqa: BLE001 - report anything to the parent
@@ -105,6 +95,11 @@ def call(iface, method, *args, path=ROOT, user=None, timeout=30):
         os.write(w, pickle.dumps(out))
         os._exit(0)
     os.close(w)
+    return pid, r
+
+
+def child_result(pid, r):
+    """What in_child's body returned: ("ok", value), ("dbus", name, message) or ("py", repr)."""
     data = b""
     while True:
         chunk = os.read(r, 65536)
@@ -113,7 +108,26 @@ def call(iface, method, *args, path=ROOT, user=None, timeout=30):
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    out = pickle.loads(data)
+    return pickle.loads(data)
+
+
+def call(iface, method, *args, path=ROOT, user=None, timeout=30):
+    """Calls a method as root (user None) or as a test user; returns plain values; raises dbus exceptions
+    (for a user: DBusException re-created with the same name and message)."""
+    if user is None:
+        obj = bus().get_object(BUS_NAME, path)
+        return plain(obj.get_dbus_method(method, iface)(*args, timeout=timeout))
+
+    def as_user():
+        pw = pwd.getpwnam(user)
+        os.initgroups(user, pw.pw_gid)
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+        conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+        obj = conn.get_object(BUS_NAME, path)
+        return plain(obj.get_dbus_method(method, iface)(*args, timeout=timeout))
+
+    out = child_result(*in_child(as_user))
     if out[0] == "ok":
         return out[1]
     if out[0] == "dbus":
@@ -322,36 +336,16 @@ def test_big_replies():
         eq(d["registered"], "/", "registered of %s" % d["pci_address"])
     want = (repr(gpus), repr(everything))
 
-    children = []
-    for _ in range(4):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            try:
-                conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
-                method = conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("ListAvailable", DEVICES)
-                same = all(
-                    (repr(plain(method(no_opts()))), repr(plain(method(sv(all=True))))) == want for _ in range(5))
-                out = ("ok", same)
-            except BaseException as e:  # noqa: BLE001 - report anything to the parent
-                out = ("py", repr(e))
-            os.write(w, pickle.dumps(out))
-            os._exit(0)
-        os.close(w)
-        children.append((pid, r))
+    def reads():
+        conn = dbus.bus.BusConnection(os.environ["DBUS_SYSTEM_BUS_ADDRESS"])
+        method = conn.get_object(BUS_NAME, ROOT, introspect=False).get_dbus_method("ListAvailable", DEVICES)
+        return all((repr(plain(method(no_opts()))), repr(plain(method(sv(all=True))))) == want for _ in range(5))
+
+    children = [in_child(reads) for _ in range(4)]
     for _ in range(100):  # while they read
         call("org.freedesktop.DBus.Peer", "Ping")
-    for pid, r in children:
-        data = b""
-        while True:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            data += chunk
-        os.close(r)
-        os.waitpid(pid, 0)
-        eq(pickle.loads(data), ("ok", True), "a client's ListAvailable replies while others called")
+    for child in children:
+        eq(child_result(*child), ("ok", True), "a client's ListAvailable replies while others called")
 
     address = gpus[0]["pci_address"]
     path = register(address, "big-replies")
