@@ -44,7 +44,7 @@ const InstanceRecord &Service::create_instance(const std::string &name, const In
   }
   std::vector<VgpuCandidate> slots; // every place with room, least-loaded GPU first, tried in order
   if (!spec.gpu_profile.empty()) {
-    const auto view = host_view();
+    const auto view = current_view();
     learn_vgpu_types(view); // the types are visible now; once the GPU is full they may not be
     slots = vgpu_candidates(spec.gpu_profile, view);
   }

@@ -45,6 +45,8 @@ void Service::update_model(const ModelChange &change) { model_.update(change); }
 
 HostView Service::model_view() const { return view_of(model_); }
 
+HostView Service::current_view() const { return model_.scanned() ? model_view() : host_view(); }
+
 HostView Service::view_of(const HostModel &model) const {
   HostView view;
   view.functions = model.functions();

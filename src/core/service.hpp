@@ -176,6 +176,9 @@ public:
   // read reads everything); model_view() derives a HostView from it without reading sysfs.
   void update_model(const ModelChange &change);
   HostView model_view() const;
+  // What a mutation plans from: the live model when there is one (kept true by uevents and by hostdev's own
+  // writes: a mutation pays for what it touches), else a fresh reading.
+  HostView current_view() const;
   const HostModel &model() const noexcept { return model_; }
   std::vector<AvailableDevice> list_available(bool all) const;
   HostReport host_report() const;

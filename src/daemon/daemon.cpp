@@ -87,6 +87,30 @@ public:
     service_options.memlock_max_per_user = options_.memlock_max != 0 ? options_.memlock_max : core::memory_total() / 2;
     service_ = std::make_unique<core::Service>(sysfs_, store_, *names_, units_.get(), &events_, service_options);
 
+    // The uevents first, then the reading: a change between the two is seen twice rather than never.
+    // Kernel uevents describe the real /sys only; over another root a test may play the kernel on a socket.
+    try {
+      if (sysfs_.root() == "/") {
+        monitor_ = std::make_unique<UeventMonitor>();
+        log(Level::Info, "watching kernel uevents for PCI and mdev changes");
+      } else if (!options_.uevent_socket.empty()) {
+        monitor_ = std::make_unique<UeventMonitor>(options_.uevent_socket);
+        log(Level::Info, "taking uevents for the fixture tree from " + options_.uevent_socket);
+      } else {
+        log(Level::Notice, "no uevents for sysfs root " + sysfs_.root() +
+                               ": changes made outside hostdev are not seen until a rescan");
+      }
+    } catch (const std::exception &e) {
+      rescan_period_ = true;
+      log(Level::Warning, std::string("cannot watch uevents (") + e.what() + "): the whole host is read again every " +
+                              std::to_string(kRescanPeriod.count()) + " s instead");
+    }
+    // The host, read once: start-up's restore and reconcile work from it; afterwards only what they wrote, and what
+    // uevents name, is read again.
+    const auto reading = std::chrono::steady_clock::now();
+    service_->update_model(core::ModelChange::all());
+    const auto read = std::chrono::steady_clock::now();
+
     // Restore after a reboot (or finish a restore cut short), then reconcile, before anyone can call: a unit
     // ordered after hostdevd.service (Type=dbus) starts only once this is done.
     const auto startup = service_->start_up();
@@ -110,33 +134,13 @@ public:
     for (const auto &e : stats.errors)
       log(Level::Warning, "reconcile: " + e);
 
-    // Kernel uevents describe the real /sys only; over another root a test may play the kernel on a socket.
-    try {
-      if (sysfs_.root() == "/") {
-        monitor_ = std::make_unique<UeventMonitor>();
-        log(Level::Info, "watching kernel uevents for PCI and mdev changes");
-      } else if (!options_.uevent_socket.empty()) {
-        monitor_ = std::make_unique<UeventMonitor>(options_.uevent_socket);
-        log(Level::Info, "taking uevents for the fixture tree from " + options_.uevent_socket);
-      } else {
-        log(Level::Notice, "no uevents for sysfs root " + sysfs_.root() +
-                               ": changes made outside hostdev are not seen until a rescan");
-      }
-    } catch (const std::exception &e) {
-      rescan_period_ = true;
-      log(Level::Warning, std::string("cannot watch uevents (") + e.what() + "): the whole host is read again every " +
-                              std::to_string(kRescanPeriod.count()) + " s instead");
-    }
     objects_ = std::make_unique<Objects>(*bus_, *this, replier_);
     replier_.start();
     objects_->export_root();
     // MdevDestroyed for what reconcile removed, then MdevsReconciled: sent once the name is ours, since
     // clients match signals on the well-known name and would never see them from a nameless connection.
     auto startup_signals = events_.take();
-    (void)sysfs_.take_written(); // start-up's writes: the first reading sees what they did
-    const auto reading = std::chrono::steady_clock::now();
-    service_->update_model(core::ModelChange::all());
-    const auto read = std::chrono::steady_clock::now();
+    service_->update_model(written_change()); // what start-up's restore and reconcile wrote
     objects_->apply(take_snapshot(*service_, sysfs_));
     snapshot_revisions_ = revisions();
     objects_->bury();
@@ -375,10 +379,7 @@ private:
         std::lock_guard lock(pending_mutex_);
         change = std::exchange(pending_change_, {});
       }
-      auto written = sysfs_.take_written();
-      change.everything = change.everything || written.overflowed;
-      for (const auto &[path, value] : written.writes)
-        change.merge(core::change_of_write(path, value));
+      change.merge(written_change());
       try {
         const bool everything = change.everything;
         service_->update_model(change);
@@ -425,6 +426,16 @@ private:
         log(Level::Warning, "removing bus objects failed: " + describe_exception(std::current_exception()));
       }
     };
+  }
+
+  // Worker thread (and start-up): what hostdev's own sysfs writes since the last call changed (core::change_of_write).
+  core::ModelChange written_change() {
+    core::ModelChange change;
+    auto written = sysfs_.take_written();
+    change.everything = written.overflowed;
+    for (const auto &[path, value] : written.writes)
+      change.merge(core::change_of_write(path, value));
+    return change;
   }
 
   // Worker thread (and start-up): what the snapshot is a function of.

@@ -18,6 +18,8 @@ BUS_NAME = "org.hostdev.Passthrough1"
 ROOT = "/org/hostdev/Passthrough1"
 DEVICES = "org.hostdev.Passthrough1.Devices"
 DEVICE = "org.hostdev.Passthrough1.Device"
+INSTANCES = "org.hostdev.Passthrough1.Instances"
+INSTANCE = "org.hostdev.Passthrough1.Instance"
 
 
 def main():
@@ -37,16 +39,24 @@ def main():
         tracer.terminate()
         tracer.wait()
         with open(log) as f:
-            opens = sum(1 for line in f if '/vendor"' in line and "= -1" not in line)
+            # by path, or relative to a device's directory (how a function is read now)
+            opens = sum(1 for line in f if ('/vendor"' in line or ', "vendor"' in line) and "= -1" not in line)
         print("%-28s %4d opens of */vendor = %.2f PCI discoveries (%d functions)" % (
             label, opens, opens / functions, functions))
 
-    path = [None]
-    traced("Register", lambda: path.__setitem__(0, root.Register("nic0", "0000:02:00.0", {},
-                                                                 dbus_interface=DEVICES)))
-    dev = bus.get_object(BUS_NAME, path[0])
-    traced("Device.BindVfio", lambda: dev.BindVfio({}, dbus_interface=DEVICE))
-    traced("Device.Restore", lambda: dev.Restore({}, dbus_interface=DEVICE))
+    if root.Get(DEVICES, "GpuMode", dbus_interface="org.freedesktop.DBus.Properties") == "vgpu":
+        # The vGPU fixture: an instance with a vGPU profile is planned from the live model, not a new reading.
+        inst = [None]
+        traced("Instances.Create (vGPU)", lambda: inst.__setitem__(0, root.Create(
+            "vm-bench", {"gpu_profile": "NVIDIA L40S-4Q"}, dbus_interface=INSTANCES)))
+        traced("Instance.Delete", lambda: bus.get_object(BUS_NAME, inst[0]).Delete({}, dbus_interface=INSTANCE))
+    else:
+        path = [None]
+        traced("Register", lambda: path.__setitem__(0, root.Register("nic0", "0000:02:00.0", {},
+                                                                     dbus_interface=DEVICES)))
+        dev = bus.get_object(BUS_NAME, path[0])
+        traced("Device.BindVfio", lambda: dev.BindVfio({}, dbus_interface=DEVICE))
+        traced("Device.Restore", lambda: dev.Restore({}, dbus_interface=DEVICE))
     traced("ListDevices (a read)", lambda: root.ListDevices(dbus_interface=DEVICES))
     return 0
 
