@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 
 #include <systemd/sd-hwdb.h>
 
@@ -52,14 +53,16 @@ unsigned long long read_hex(const Reader &sysfs, const std::string &path, unsign
   return value && *value <= max ? *value : 0;
 }
 
-template <class Reader> std::optional<unsigned> read_unsigned(const Reader &sysfs, const std::string &path) {
-  auto text = sysfs.read_trimmed(path);
-  if (!text)
-    return std::nullopt;
-  auto value = parse_unsigned(*text, 10);
+std::optional<unsigned> parse_u32(std::string_view text) {
+  auto value = parse_unsigned(text, 10);
   if (!value || *value > 0xffffffffULL)
     return std::nullopt;
   return static_cast<unsigned>(*value);
+}
+
+template <class Reader> std::optional<unsigned> read_unsigned(const Reader &sysfs, const std::string &path) {
+  auto text = sysfs.read_trimmed(path);
+  return text ? parse_u32(*text) : std::nullopt;
 }
 
 template <class Reader> std::optional<int> group_from_link(const Reader &sysfs, const std::string &path) {
@@ -91,28 +94,39 @@ public:
   std::string vendor(std::uint16_t vendor_id) const override {
     char modalias[32];
     std::snprintf(modalias, sizeof modalias, "pci:v%08X*", static_cast<unsigned>(vendor_id));
-    return lookup(modalias, "ID_VENDOR_FROM_DATABASE");
+    return lookup(vendor_id, modalias, "ID_VENDOR_FROM_DATABASE");
   }
   std::string device(std::uint16_t vendor_id, std::uint16_t device_id) const override {
     char modalias[48];
     std::snprintf(modalias, sizeof modalias, "pci:v%08Xd%08X*", static_cast<unsigned>(vendor_id),
                   static_cast<unsigned>(device_id));
-    return lookup(modalias, "ID_MODEL_FROM_DATABASE");
+    return lookup(0x10000u | (static_cast<std::uint32_t>(vendor_id) << 16) | device_id, modalias,
+                  "ID_MODEL_FROM_DATABASE");
   }
 
 private:
-  std::string lookup(const char *modalias, const char *key) const {
+  // One hwdb query (a glob match over the database: ~10 µs) per distinct id, not per function: a host has many
+  // functions of few kinds. `id` is the vendor id (< 0x10000) or 0x10000 | vendor << 16 | device. The answers
+  // live as long as this object, as the mapped database itself does.
+  std::string lookup(std::uint64_t id, const char *modalias, const char *property) const {
     if (!hwdb_)
       return {};
     std::lock_guard lock(mutex_); // an sd_hwdb object keeps per-query state
+    if (auto it = known_.find(id); it != known_.end())
+      return it->second;
     const char *value = nullptr;
-    if (sd_hwdb_get(hwdb_, modalias, key, &value) < 0 || !value)
-      return {};
-    return to_valid_utf8(value);
+    std::string name;
+    if (sd_hwdb_get(hwdb_, modalias, property, &value) >= 0 && value)
+      name = to_valid_utf8(value);
+    if (known_.size() < kKnownMax)
+      known_.emplace(id, name);
+    return name;
   }
 
+  static constexpr std::size_t kKnownMax = 65536; // bounded, whatever the host's (untrusted) ids are
   sd_hwdb *hwdb_ = nullptr;
   mutable std::mutex mutex_;
+  mutable std::unordered_map<std::uint64_t, std::string> known_;
 };
 
 } // namespace
@@ -170,10 +184,14 @@ std::optional<PciFunction> PciBus::read_function(const std::string &address, boo
     fn.numa_node = parse_int(*numa).value_or(-1);
   fn.reset_method = d.read_trimmed("reset_method").value_or("");
 
-  fn.sriov_totalvfs = read_unsigned(d, "sriov_totalvfs");
-  fn.sriov_numvfs = read_unsigned(d, "sriov_numvfs");
+  const auto totalvfs = d.read_trimmed("sriov_totalvfs");
+  fn.sriov_totalvfs = totalvfs ? parse_u32(*totalvfs) : std::nullopt;
+  fn.sriov_numvfs = totalvfs ? read_unsigned(d, "sriov_numvfs") : std::nullopt; // the two come together
+  // The virtfnN links exist only on an SR-IOV PF with VFs enabled: the directory is listed only when that may be so
+  // (not for most functions, which have no sriov_totalvfs; not for a PF whose sriov_numvfs says 0).
+  const bool may_have_vfs = totalvfs && fn.sriov_numvfs.value_or(1) > 0;
   std::vector<std::pair<unsigned long long, std::string>> vfs;
-  for (const auto &entry : d.list()) {
+  for (const auto &entry : may_have_vfs ? d.list() : std::vector<std::string>{}) {
     if (entry.rfind("virtfn", 0) != 0)
       continue;
     auto index = parse_unsigned(std::string_view(entry).substr(6), 10);
