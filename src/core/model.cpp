@@ -149,11 +149,11 @@ void HostModel::rescan() {
   parents_.clear();
   mdevs_.clear();
   vendor_vfs_.clear();
-  for (const auto &address : pci_.addresses())
-    if (auto fn = pci_.read_alone(address)) {
-      ++counters_.function_reads;
-      functions_.emplace(address, std::move(*fn));
-    }
+  for (auto &fn : pci_.read_all()) {
+    ++counters_.function_reads;
+    auto address = fn.address;
+    functions_.emplace(std::move(address), std::move(fn));
+  }
   for (const auto &[address, fn] : functions_)
     if (fn.physfn) // only VFs carry the framework's files: no failed open per function
       if (auto vf = vendor_.find(address))

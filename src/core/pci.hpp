@@ -83,6 +83,10 @@ public:
   std::optional<PciFunction> read_alone(const std::string &address) const;
   // The addresses under sys/bus/pci/devices, sorted.
   std::vector<std::string> addresses() const;
+  // read_alone() of every address under sys/bus/pci/devices, sorted by address, a vanished one skipped. A big host
+  // is read by a few threads at once (each function's files are independent): the reading is system calls,
+  // and a start-up or a full re-scan waits for all of it.
+  std::vector<PciFunction> read_all() const;
   // The current driver of one function (cheap: one readlink).
   std::optional<std::string> driver_of(const std::string &address) const;
   std::optional<int> iommu_group_of(const std::string &address) const;

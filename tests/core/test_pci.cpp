@@ -77,6 +77,29 @@ TEST_F(PciTest, DiscoversEveryFunctionSortedByAddress) {
                                                  test::kBareAddr}));
 }
 
+// A big host is read by several threads (PciBus::read_all): the result must be what reading each function in
+// turn gives, in address order, whatever thread read it; with real names from hwdb, which is shared by them.
+TEST_F(PciTest, ReadAllOfABigHostIsEachFunctionReadInTurn) {
+  test::make_many_functions_host(host, 1500); // several threads' worth
+  Sysfs sysfs(host.root());
+  auto hwdb = make_hwdb_names();
+  PciBus bus(sysfs, *hwdb);
+  const auto all = bus.read_all();
+  const auto addresses = bus.addresses();
+  ASSERT_EQ(all.size(), 1500u);
+  ASSERT_EQ(addresses.size(), 1500u);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    auto one = bus.read_alone(addresses[i]);
+    ASSERT_TRUE(one);
+    EXPECT_EQ(all[i], *one) << addresses[i];
+  }
+  // And discover() adds the group members to the same functions.
+  auto found = bus.discover();
+  ASSERT_EQ(found.size(), all.size());
+  for (std::size_t i = 0; i < all.size(); ++i)
+    EXPECT_EQ(found[i].address, all[i].address);
+}
+
 TEST_F(PciTest, ReadsEveryFieldOfTheGpu) {
   test::make_passthrough_host(host);
   const auto fns = discover();
