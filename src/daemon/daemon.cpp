@@ -41,6 +41,14 @@
 namespace hostdev::daemon {
 namespace {
 
+void give_back_freed_memory() noexcept {
+  // A new model, snapshot and set of replies replaced the old ones: what they held is free but stays in the heap
+  // below live blocks, and glibc returns the top of the heap only. malloc_trim also hands back the free pages in
+  // the middle (MADV_DONTNEED): on the vGPU fixture the heap was 5.3 MB after start, mostly such pages. ~0.1 ms
+  // for a heap of a few MB, once per change of the host or the store, never per read.
+  malloc_trim(0);
+}
+
 constexpr auto kRescanPeriod = std::chrono::seconds(30); // only when uevents cannot be had
 // Authorization checks of one uid that may each wait for a person (interactive=true) at the same time.
 constexpr unsigned kMaxInteractivePerUid = 4;
@@ -144,6 +152,7 @@ public:
     objects_->apply(take_snapshot(*service_, sysfs_));
     snapshot_revisions_ = revisions();
     objects_->bury();
+    give_back_freed_memory();
     const auto exported = std::chrono::steady_clock::now();
     // Leases from before this start: their owner must still be on the bus, as the same process. (Unique names are
     // never reused while a bus runs; after a bus restart one may be, so the pid and its start time are compared.)
@@ -407,6 +416,7 @@ private:
             known.insert(id);
           objects_->apply(std::move(*snap));
           end_departed_leases(known);
+          give_back_freed_memory();
         }
         objects_->emit(signals);
       } catch (...) {
