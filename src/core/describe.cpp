@@ -61,7 +61,7 @@ nlohmann::json inspect_json(const HostReport &report, const std::vector<PciFunct
     for (const auto &t : parent.types)
       profiles.push_back({{"type", t.id},
                           {"name", t.name},
-                          {"description", t.description},
+                          {"description", t.description.str()},
                           {"device_api", t.device_api},
                           {"framebuffer_mb", t.framebuffer_mb},
                           {"available", t.available}});

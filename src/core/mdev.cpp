@@ -101,9 +101,12 @@ const std::vector<MdevType> &MdevBus::types_of(const std::string &parent) const 
     t.name = single_line(sysfs_.read_trimmed(base + "name").value_or(""));
     if (t.name.empty())
       t.name = id;
-    t.description = single_line(sysfs_.read_trimmed(base + "description").value_or(""));
+    SharedText description(single_line(sysfs_.read_trimmed(base + "description").value_or("")));
+    if (texts_.size() >= kTextsKept) // bounded, whatever the (untrusted) host offers
+      texts_.clear();
+    t.description = *texts_.insert(std::move(description)).first;
     t.device_api = single_line(sysfs_.read_trimmed(base + "device_api").value_or(""));
-    t.framebuffer_mb = parse_framebuffer_mb(t.description);
+    t.framebuffer_mb = parse_framebuffer_mb(t.description.str());
     ++metadata_reads_;
     types.push_back(std::move(t));
   }

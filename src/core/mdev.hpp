@@ -5,16 +5,36 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace hostdev::core {
 
+// An immutable text whose copies share one buffer: a type's description is the same on every parent of a GPU
+// model and is copied into the model, the bus objects' view and the metadata cache (the vGPU fixture's 5 120
+// types: ~0.5 MB for each copy of them as plain strings).
+class SharedText {
+public:
+  SharedText() = default;
+  explicit SharedText(std::string text) : text_(std::make_shared<const std::string>(std::move(text))) {}
+  const std::string &str() const noexcept { return text_ ? *text_ : empty(); }
+  bool operator==(const SharedText &other) const noexcept { return str() == other.str(); }
+
+private:
+  static const std::string &empty() noexcept {
+    static const std::string none;
+    return none;
+  }
+  std::shared_ptr<const std::string> text_;
+};
+
 struct MdevType {
   std::string id;              // directory name under mdev_supported_types: "nvidia-1155", "mtty-2"
   std::string name;            // the "name" attribute ("NVIDIA L40S-4Q"); the id when the attribute is absent
-  std::string description;     // as the kernel gives it, single line
+  SharedText description;      // as the kernel gives it, single line
   std::string device_api;      // "vfio-pci"
   unsigned framebuffer_mb = 0; // parsed from description: "framebuffer=4096M" / "4G"; 0 when absent
   unsigned available = 0;      // available_instances
@@ -104,6 +124,12 @@ private:
   const std::vector<MdevType> &types_of(const std::string &parent) const;
   const Sysfs &sysfs_;
   mutable std::map<std::string, std::vector<MdevType>> cache_;
+  // Every description read, once: the parents of one GPU model share their types' descriptions.
+  struct TextHash {
+    std::size_t operator()(const SharedText &t) const noexcept { return std::hash<std::string>{}(t.str()); }
+  };
+  static constexpr std::size_t kTextsKept = 4096;
+  mutable std::unordered_set<SharedText, TextHash> texts_;
   mutable unsigned metadata_reads_ = 0;
 };
 

@@ -88,9 +88,27 @@ TEST_F(VgpuHost, EveryParentOffersTheL40sTypes) {
       EXPECT_EQ(p.types[i].device_api, "vfio-pci");
       EXPECT_EQ(p.types[i].framebuffer_mb, fb[i]);
       EXPECT_EQ(p.types[i].available, 1u);
-      EXPECT_NE(p.types[i].description.find("max_resolution=7680x4320"), std::string::npos);
+      EXPECT_NE(p.types[i].description.str().find("max_resolution=7680x4320"), std::string::npos);
     }
   }
+}
+
+// The parents of one GPU model offer the same types: their descriptions are kept once, however many parents
+// (and copies of them in the model and the bus objects' view) there are.
+TEST_F(VgpuHost, ParentsShareTheirTypesDescriptions) {
+  Sysfs sysfs(shared_->root());
+  MdevBus bus(sysfs);
+  auto parents = bus.parents();
+  ASSERT_EQ(parents.size(), 64u);
+  auto copy = parents.back(); // a copy shares too
+  for (std::size_t i = 0; i < 4; ++i) {
+    const std::string *first = &parents.front().types[i].description.str();
+    EXPECT_FALSE(first->empty());
+    for (const auto &p : parents)
+      EXPECT_EQ(&p.types[i].description.str(), first) << p.name << " " << p.types[i].id;
+    EXPECT_EQ(&copy.types[i].description.str(), first);
+  }
+  EXPECT_NE(&parents.front().types[0].description.str(), &parents.front().types[1].description.str());
 }
 
 TEST_F(VgpuHost, ProfilesSumOverParents) {
