@@ -87,7 +87,7 @@ std::vector<std::string> MdevBus::parent_names() const {
 
 const std::vector<MdevType> &MdevBus::types_of(const std::string &parent) const {
   if (auto it = cache_.find(parent); it != cache_.end())
-    return it->second;
+    return *it->second;
   std::vector<MdevType> types;
   const auto dir = types_dir(parent);
   for (const auto &id : sysfs_.list(dir)) {
@@ -115,7 +115,15 @@ const std::vector<MdevType> &MdevBus::types_of(const std::string &parent) const 
     static const std::vector<MdevType> none;
     return none;
   }
-  return cache_.emplace(parent, std::move(types)).first->second;
+  // The same list as another parent's (ids, names, descriptions: availability is not part of it): shared.
+  std::erase_if(distinct_, [](const auto &list) { return list.use_count() == 1; }); // no parent uses it any more
+  for (const auto &list : distinct_)
+    if (*list == types)
+      return *cache_.emplace(parent, list).first->second;
+  auto list = std::make_shared<const std::vector<MdevType>>(std::move(types));
+  if (distinct_.size() < kDistinctKept) // bounded, whatever the (untrusted) host offers: past it, not shared
+    distinct_.push_back(list);
+  return *cache_.emplace(parent, std::move(list)).first->second;
 }
 
 std::vector<MdevParent> MdevBus::parents() const {

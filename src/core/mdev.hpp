@@ -114,21 +114,29 @@ public:
   // Writes 1 to the mdev's remove attribute and checks it is gone. NotFound when there is no such mdev.
   void remove(const std::string &uuid, std::chrono::milliseconds deadline = Sysfs::kDefaultDeadline) const;
 
-  void rescan() const { cache_.clear(); }
+  void rescan() const {
+    cache_.clear();
+    distinct_.clear();
+  }
   // Forgets one parent's cached metadata (it vanished: a driver that comes back may offer other types).
   void forget(const std::string &parent) const { cache_.erase(parent); }
   // How many sysfs type directories were read for metadata (a test observes the cache through this).
   unsigned metadata_reads() const noexcept { return metadata_reads_; }
+  // How many different lists of types the cache holds for all its parents (a test observes the sharing).
+  std::size_t type_lists_kept() const noexcept { return distinct_.size(); }
 
 private:
   const std::vector<MdevType> &types_of(const std::string &parent) const;
   const Sysfs &sysfs_;
-  mutable std::map<std::string, std::vector<MdevType>> cache_;
+  // Per parent; parents that offer the same types (the VFs of one GPU model) share one list.
+  mutable std::map<std::string, std::shared_ptr<const std::vector<MdevType>>> cache_;
+  mutable std::vector<std::shared_ptr<const std::vector<MdevType>>> distinct_; // the lists cache_ points to
   // Every description read, once: the parents of one GPU model share their types' descriptions.
   struct TextHash {
     std::size_t operator()(const SharedText &t) const noexcept { return std::hash<std::string>{}(t.str()); }
   };
   static constexpr std::size_t kTextsKept = 4096;
+  static constexpr std::size_t kDistinctKept = 64;
   mutable std::unordered_set<SharedText, TextHash> texts_;
   mutable unsigned metadata_reads_ = 0;
 };

@@ -109,6 +109,8 @@ TEST_F(VgpuHost, ParentsShareTheirTypesDescriptions) {
     EXPECT_EQ(&copy.types[i].description.str(), first);
   }
   EXPECT_NE(&parents.front().types[0].description.str(), &parents.front().types[1].description.str());
+  // And the metadata cache keeps one list of types for the 64 parents, not 64.
+  EXPECT_EQ(bus.type_lists_kept(), 1u);
 }
 
 TEST_F(VgpuHost, ProfilesSumOverParents) {
