@@ -84,11 +84,10 @@ bool UeventMonitor::believe(const msghdr &msg) const {
 
 UeventMonitor::Batch UeventMonitor::drain() {
   Batch batch;
-  static thread_local char buf[64 * 1024];
   for (;;) {
     sockaddr_storage from{};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
-    iovec iov{buf, sizeof buf};
+    iovec iov{buf_.get(), kBufSize};
     msghdr msg{};
     msg.msg_name = &from;
     msg.msg_namelen = sizeof from;
@@ -113,7 +112,7 @@ UeventMonitor::Batch UeventMonitor::drain() {
       batch.overrun = true; // a datagram larger than any uevent: read the host again rather than guess
       continue;
     }
-    if (auto ev = core::parse_uevent(std::string_view(buf, static_cast<std::size_t>(n)))) {
+    if (auto ev = core::parse_uevent(std::string_view(buf_.get(), static_cast<std::size_t>(n)))) {
       auto change = core::change_of(*ev);
       if (!change.empty()) {
         ++batch.relevant;

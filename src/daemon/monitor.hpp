@@ -9,6 +9,7 @@
 
 #include <sys/socket.h>
 
+#include <memory>
 #include <string>
 
 namespace hostdev::daemon {
@@ -39,6 +40,10 @@ private:
   int fd_ = -1;
   bool netlink_ = true;
   std::string socket_path_; // unlinked when the monitor goes
+  // One datagram at a time. On the heap, not in thread-local storage: a thread_local array of the executable is
+  // static TLS, which glibc allocates and zeroes on every thread's stack (64 KiB resident in each of the workers).
+  static constexpr std::size_t kBufSize = 64 * 1024;
+  std::unique_ptr<char[]> buf_{new char[kBufSize]};
 };
 
 } // namespace hostdev::daemon
