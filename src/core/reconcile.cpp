@@ -95,7 +95,8 @@ ReconcileStats Service::reconcile() {
     for (const auto &[vf, rec] : store_.vgpus())
       recorded.insert(vf);
     // Vendor-VFIO vGPUs live on VFs only: with the live model, only its VFs are asked (their current type read
-    // now, not taken from the model); without one, every function (one open each, not a discovery).
+    // now, not taken from the model: a type written by someone else need not make a uevent); without one, every
+    // function. One open per function: only current_vgpu_type is needed, not the VF's whole vendor state.
     std::vector<std::string> candidates;
     if (model_.scanned()) {
       for (const auto &fn : model_.functions())
@@ -105,7 +106,7 @@ ReconcileStats Service::reconcile() {
       candidates = pci_.addresses();
     }
     for (const auto &address : candidates)
-      if (auto vf = vendor_.find(address); vf && vf->current_type != 0 && !recorded.count(vf->address))
+      if (!recorded.count(address) && vendor_.current_type(address) != 0)
         ++stats.skipped_not_ours;
   }
   for (const auto &[vf, rec] : std::map<std::string, VgpuRecord>(store_.vgpus())) {
