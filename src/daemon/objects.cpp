@@ -22,6 +22,8 @@
 
 #include <algorithm>
 #include <utility>
+#include <string_view>
+#include <unordered_map>
 
 namespace hostdev::daemon {
 namespace {
@@ -638,16 +640,30 @@ void Objects::apply(Snapshot next) {
     Replies r;
     auto available = std::make_shared<Available>();
     available->entries.reserve(now.available.size());
-    for (const auto &dev : now.available)
-      available->entries.push_back(available_entry(dev));
+    // The entries before were made from `old` (replies are remade with every changed snapshot), in its order.
+    const auto &before = replies_.available->entries;
+    std::unordered_map<std::string_view, std::size_t> old_index;
+    if (before.size() == old.available.size())
+      for (std::size_t i = 0; i < old.available.size(); ++i)
+        old_index.emplace(old.available[i].function.address, i);
+    for (const auto &dev : now.available) {
+      auto it = old_index.find(dev.function.address);
+      if (it != old_index.end() && old.available[it->second] == dev)
+        available->entries.push_back(before[it->second]);
+      else
+        available->entries.push_back(std::make_shared<const WireMap>(available_entry(dev)));
+    }
     for (std::size_t i = 0; i < now.available.size(); ++i) {
-      available->all.push_back(&available->entries[i]);
+      available->all.push_back(available->entries[i].get());
       if (now.available[i].function.is_gpu())
-        available->gpus.push_back(&available->entries[i]);
+        available->gpus.push_back(available->entries[i].get());
     }
     r.available = std::move(available);
-    r.resources = resources_map(now.resources);
-    r.report = report_map(now.report);
+    // Parts that did not change keep the values made before (a Register changes neither on a vGPU host).
+    const bool first = old.generation == 0;
+    r.resources =
+        !first && old.resources == now.resources ? std::move(replies_.resources) : resources_map(now.resources);
+    r.report = !first && old.report == now.report ? std::move(replies_.report) : report_map(now.report);
     replies_ = std::move(r);
   }
 

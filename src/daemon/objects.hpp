@@ -82,7 +82,9 @@ public:
   // ListAvailable's is plain data (wire.hpp), shared with the replier thread (replier.hpp), which sends the big
   // ones; the small maps are Variants, serialized on the bus thread.
   struct Available {
-    std::vector<WireMap> entries;           // every function, in the model's order
+    // Every function, in the model's order. Shared with the Available before when the function did not change:
+    // a mutation or uevent converts only the functions it changed.
+    std::vector<std::shared_ptr<const WireMap>> entries;
     std::vector<const WireMap *> all, gpus; // into entries: ListAvailable({all: true}) and ListAvailable({})
   };
   struct Replies {
