@@ -318,6 +318,15 @@ void HostModel::derive() {
 }
 
 std::vector<MdevParent> HostModel::parents() const { return values_of(parents_); }
+
+std::shared_ptr<const std::vector<MdevParent>> HostModel::shared_parents() const {
+  std::lock_guard lock(shared_parents_mutex_);
+  if (!shared_parents_ || shared_parents_revision_ != revision_) {
+    shared_parents_ = std::make_shared<const std::vector<MdevParent>>(values_of(parents_));
+    shared_parents_revision_ = revision_;
+  }
+  return shared_parents_;
+}
 std::vector<Mdev> HostModel::mdevs() const { return values_of(mdevs_); }
 std::vector<VendorVf> HostModel::vendor_vfs() const { return values_of(vendor_vfs_); }
 

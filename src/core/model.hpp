@@ -21,6 +21,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -72,6 +74,9 @@ public:
   // The reading, as a HostView holds it: functions sorted by address with their group_members.
   const std::vector<PciFunction> &functions() const { return sorted_; }
   std::vector<MdevParent> parents() const;
+  // The same list, made once per revision and shared: a view of the host (one per snapshot, one per mutation's
+  // plan) holds it without copying every parent's types. Safe from any thread that may read the model.
+  std::shared_ptr<const std::vector<MdevParent>> shared_parents() const;
   std::vector<Mdev> mdevs() const;
   std::vector<VendorVf> vendor_vfs() const; // in address order
   const HostFacts &facts() const noexcept { return facts_; }
@@ -100,6 +105,9 @@ private:
   std::uint64_t revision_ = 0;
   std::map<std::string, PciFunction> functions_; // by address; group_members not kept here
   std::map<std::string, MdevParent> parents_;
+  mutable std::mutex shared_parents_mutex_;
+  mutable std::shared_ptr<const std::vector<MdevParent>> shared_parents_; // of shared_parents_revision_
+  mutable std::uint64_t shared_parents_revision_ = 0;
   std::map<std::string, Mdev> mdevs_;
   std::map<std::string, VendorVf> vendor_vfs_; // by VF address
   HostFacts facts_;

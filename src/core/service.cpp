@@ -50,10 +50,10 @@ HostView Service::current_view() const { return model_.scanned() ? model_view() 
 HostView Service::view_of(const HostModel &model) const {
   HostView view;
   view.functions = model.functions();
-  view.parents = model.parents();
+  view.parents = model.shared_parents();
   view.mdevs = model.mdevs();
   view.vendor_vfs = model.vendor_vfs();
-  view.report = check_host(model.facts(), view.functions, static_cast<unsigned>(view.parents.size()),
+  view.report = check_host(model.facts(), view.functions, static_cast<unsigned>(view.parents->size()),
                            static_cast<unsigned>(view.vendor_vfs.size()));
   view.resources = resources(view);
   view.available = available(view.functions);
@@ -85,7 +85,7 @@ GpuResources Service::resources(const HostView &view) const {
   if (res.mode == GpuMode::Vgpu) {
     res.frameworks = view.report.gpu_frameworks();
     const auto &functions = view.functions;
-    const auto &parents = view.parents;
+    const auto &parents = *view.parents;
     const auto &mdevs = view.mdevs;
     res.profiles = summarize_profiles(parents);
     std::map<std::string, const PciFunction *> by_address;

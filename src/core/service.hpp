@@ -146,7 +146,8 @@ struct SriovResult {
 // are answered from, derived from that one reading.
 struct HostView {
   std::vector<PciFunction> functions; // sorted by address
-  std::vector<MdevParent> parents;
+  // Shared with the model's own list of the same revision (never null).
+  std::shared_ptr<const std::vector<MdevParent>> parents = std::make_shared<const std::vector<MdevParent>>();
   std::vector<Mdev> mdevs;
   std::vector<VendorVf> vendor_vfs;
   HostReport report;

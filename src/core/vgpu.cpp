@@ -93,7 +93,7 @@ std::map<std::string, Service::GpuLoad> Service::gpu_loads(const HostView &view)
   for (const auto &m : view.mdevs) {
     auto &l = load[gpu_of_parent(view, m.parent)];
     ++l.vgpus;
-    for (const auto &p : view.parents)
+    for (const auto &p : *view.parents)
       if (p.name == m.parent)
         for (const auto &t : p.types)
           if (t.id == m.type_id)
@@ -125,7 +125,7 @@ std::vector<VgpuCandidate> Service::vgpu_candidates(const std::string &profile, 
   bool known = false;
   std::string shown;
   unsigned skipped_quarantined = 0;
-  for (const auto &parent : view.parents) {
+  for (const auto &parent : *view.parents) {
     for (const auto &t : parent.types) {
       names.insert(t.name);
       if (!profile_matches(profile, t.name, t.id))
