@@ -6,8 +6,8 @@
  * For every read method: ROUNDS rounds of [the read, Peer.Ping of hostdevd, the same-size floor R<i> of
  * bench-anchor], interleaved on one connection, and their medians. Then: bus activation to first reply of
  * hostdevd and of the anchor, another connection's Ping while a big read loops, a polkit-checked call against a
- * bare CheckAuthorization (as uid 4712, hdadmin), and hostdevd's RSS after start and after 20k reads.
- * Prints figures; asserts nothing. Test code only. */
+ * bare CheckAuthorization (as uid 4712, hdadmin: Register, Unregister, Reconcile), and hostdevd's RSS after start and
+ * after 20k reads. Prints figures; asserts nothing. Test code only. */
 #include <systemd/sd-bus.h>
 
 #include <errno.h>
@@ -26,7 +26,7 @@
 #define ANCHOR_PATH "/org/hostdev/BenchAnchor"
 
 static const char *const specs[] = {
-    "Devices.ListAvailable",   "Devices.ListAvailable+all",      "Devices.GetGpuResources",
+    "Devices.ListAvailable",   "Devices.ListAvailable+all",       "Devices.GetGpuResources",
     "Devices.CheckHost",       "ObjectManager.GetManagedObjects", "Devices.ListDevices",
     "Instances.ListInstances", "Properties.GetAll:Devices",       "Properties.Get:Devices:Generation",
 };
@@ -142,13 +142,49 @@ static sd_bus *open_bus(void) {
   return bus;
 }
 
-/* The polkit figures, as hdadmin (uid 4712, group hostdev: the example rule allows it): a bare
-   CheckAuthorization of manage-devices for its own bus name, and a polkit-checked Reconcile. Written to `out`. */
-static void polkit_figures(int rounds, double out[2]) {
+/* A function no device record names (ListAvailable's registered is "/"), for the Register figure: its address
+   in `out`, "" when every function is registered. */
+static void free_function(sd_bus *bus, char *out, size_t size) {
+  sd_bus_message *reply = NULL;
+  sd_bus_error e = SD_BUS_ERROR_NULL;
+  out[0] = '\0';
+  if (sd_bus_call_method(bus, HOSTDEV, ROOT, "org.hostdev.Passthrough1.Devices", "ListAvailable", &e, &reply, "a{sv}",
+                         1, "all", "b", 1) < 0)
+    die("ListAvailable", -EIO, &e);
+  sd_bus_message_enter_container(reply, 'a', "a{sv}");
+  while (out[0] == '\0' && sd_bus_message_enter_container(reply, 'a', "{sv}") > 0) {
+    const char *address = NULL, *registered = NULL;
+    while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
+      const char *key = NULL, *contents = NULL;
+      char type = 0;
+      sd_bus_message_read(reply, "s", &key);
+      sd_bus_message_peek_type(reply, &type, &contents);
+      if (strcmp(key, "pci_address") == 0 && strcmp(contents, "s") == 0)
+        sd_bus_message_read(reply, "v", "s", &address);
+      else if (strcmp(key, "registered") == 0 && strcmp(contents, "o") == 0)
+        sd_bus_message_read(reply, "v", "o", &registered);
+      else
+        sd_bus_message_skip(reply, "v");
+      sd_bus_message_exit_container(reply);
+    }
+    sd_bus_message_exit_container(reply);
+    if (address && registered && strcmp(registered, "/") == 0)
+      snprintf(out, size, "%s", address);
+  }
+  sd_bus_message_unref(reply);
+}
+
+/* The polkit figures, as hdadmin (uid 4712, group hostdev: the example rule allows it), each round: a bare
+   CheckAuthorization of manage-devices for its own bus name, a polkit-checked Register of `address` (when there
+   is one), its Unregister, and a polkit-checked Reconcile. Their medians in `out` (0: not measured). */
+enum { PK_CHECK, PK_REGISTER, PK_UNREGISTER, PK_RECONCILE, PK_N };
+static void polkit_figures(int rounds, const char *address, double out[PK_N]) {
   sd_bus *bus = open_bus();
   const char *me = NULL;
   sd_bus_get_unique_name(bus, &me);
-  double *a = calloc((size_t)rounds, sizeof *a), *b = calloc((size_t)rounds, sizeof *b);
+  double *t[PK_N];
+  for (int k = 0; k < PK_N; ++k)
+    t[k] = calloc((size_t)rounds, sizeof *t[k]);
   for (int i = 0; i < rounds; ++i) {
     sd_bus_message *m = NULL, *reply = NULL;
     sd_bus_error e = SD_BUS_ERROR_NULL;
@@ -159,20 +195,38 @@ static void polkit_figures(int rounds, double out[2]) {
                           "org.hostdev.passthrough1.manage-devices", 0, 0, "");
     if (sd_bus_call(bus, m, 0, &e, &reply) < 0)
       die("CheckAuthorization", -EIO, &e);
-    a[i] = now_us() - t0;
+    t[PK_CHECK][i] = now_us() - t0;
     sd_bus_message_unref(m);
     sd_bus_message_unref(reply);
+    if (address[0] != '\0') {
+      const char *path = NULL;
+      t0 = now_us();
+      if (sd_bus_call_method(bus, HOSTDEV, ROOT, "org.hostdev.Passthrough1.Devices", "Register", &e, &reply, "ssa{sv}",
+                             "", address, 0) < 0 ||
+          sd_bus_message_read(reply, "o", &path) < 0)
+        die("Register as hdadmin", -EIO, &e);
+      t[PK_REGISTER][i] = now_us() - t0;
+      char id[256];
+      snprintf(id, sizeof id, "%s", strrchr(path, '/') + 1);
+      sd_bus_message_unref(reply);
+      t0 = now_us();
+      if (sd_bus_call_method(bus, HOSTDEV, ROOT, "org.hostdev.Passthrough1.Devices", "Unregister", &e, &reply, "sa{sv}",
+                             id, 0) < 0)
+        die("Unregister as hdadmin", -EIO, &e);
+      t[PK_UNREGISTER][i] = now_us() - t0;
+      sd_bus_message_unref(reply);
+    }
     t0 = now_us();
     if (sd_bus_call_method(bus, HOSTDEV, ROOT, "org.hostdev.Passthrough1.Devices", "Reconcile", &e, &reply, "a{sv}",
                            0) < 0)
       die("Reconcile as hdadmin", -EIO, &e);
-    b[i] = now_us() - t0;
+    t[PK_RECONCILE][i] = now_us() - t0;
     sd_bus_message_unref(reply);
   }
-  out[0] = median(a, (size_t)rounds);
-  out[1] = median(b, (size_t)rounds);
-  free(a);
-  free(b);
+  for (int k = 0; k < PK_N; ++k) {
+    out[k] = (k == PK_REGISTER || k == PK_UNREGISTER) && address[0] == '\0' ? 0 : median(t[k], (size_t)rounds);
+    free(t[k]);
+  }
   sd_bus_unref(bus);
 }
 
@@ -224,11 +278,11 @@ int main(int argc, char **argv) {
   for (size_t s = 0; s < NSPECS; ++s) {
     char floor_method[8]; /* the anchor's method of this reply's shape (see anchor.cpp) */
     const char *sp = specs[s];
-    const char kind = strstr(sp, "ListAvailable")                                         ? 'L'
-                      : strstr(sp, "GetManagedObjects")                                   ? 'G'
-                      : (strstr(sp, "ListDevices") || strstr(sp, "ListInstances"))        ? 'O'
-                      : strstr(sp, "Properties.Get:")                                     ? 'V'
-                                                                                          : 'M';
+    const char kind = strstr(sp, "ListAvailable")                                  ? 'L'
+                      : strstr(sp, "GetManagedObjects")                            ? 'G'
+                      : (strstr(sp, "ListDevices") || strstr(sp, "ListInstances")) ? 'O'
+                      : strstr(sp, "Properties.Get:")                              ? 'V'
+                                                                                   : 'M';
     snprintf(floor_method, sizeof floor_method, "%c%zu", kind, s);
     for (int i = 0; i < rounds; ++i) {
       double t = now_us();
@@ -270,15 +324,16 @@ int main(int argc, char **argv) {
     kill(looper, SIGKILL);
     waitpid(looper, NULL, 0);
     const double mi = median(idle, 200), mb = median(busy, 200);
-    printf("another client's Ping: idle %.1f us, while ListAvailable({all}) loops %.1f us (%.2fx)\n", mi, mb,
-           mb / mi);
+    printf("another client's Ping: idle %.1f us, while ListAvailable({all}) loops %.1f us (%.2fx)\n", mi, mb, mb / mi);
     sd_bus_unref(other);
   }
 
   /* polkit: as hdadmin (uid 4712, in group hostdev 4710). */
   {
+    char address[64];
+    free_function(bus, address, sizeof address);
     int pipefd[2];
-    double pk[2] = {0, 0};
+    double pk[PK_N] = {0};
     if (pipe(pipefd) != 0)
       die("pipe", -errno, NULL);
     const pid_t child = fork();
@@ -287,17 +342,22 @@ int main(int argc, char **argv) {
       close(pipefd[0]);
       if (setgroups(1, groups) != 0 || setgid(4712) != 0 || setuid(4712) != 0)
         _exit(1);
-      polkit_figures(rounds / 4 > 20 ? rounds / 4 : 20, pk);
+      polkit_figures(rounds / 4 > 20 ? rounds / 4 : 20, address, pk);
       if (write(pipefd[1], pk, sizeof pk) != (ssize_t)sizeof pk)
         _exit(1);
       _exit(0);
     }
     close(pipefd[1]);
-    if (read(pipefd[0], pk, sizeof pk) == (ssize_t)sizeof pk)
-      printf("as hdadmin: a bare CheckAuthorization %.1f us, a polkit-allowed Reconcile %.1f us (%.2fx)\n", pk[0],
-             pk[1], pk[1] / pk[0]);
-    else
+    if (read(pipefd[0], pk, sizeof pk) == (ssize_t)sizeof pk) {
+      printf("as hdadmin: a bare CheckAuthorization %.1f us, a polkit-allowed Register %.1f us (%.2fx)", pk[PK_CHECK],
+             pk[PK_REGISTER], pk[PK_REGISTER] / pk[PK_CHECK]);
+      printf(", its Unregister %.1f us (%.2fx), a Reconcile %.1f us (%.2fx)\n", pk[PK_UNREGISTER],
+             pk[PK_UNREGISTER] / pk[PK_CHECK], pk[PK_RECONCILE], pk[PK_RECONCILE] / pk[PK_CHECK]);
+      if (address[0] == '\0')
+        printf("  (every function is registered: no Register figure)\n");
+    } else {
       printf("as hdadmin: the polkit figures failed\n");
+    }
     close(pipefd[0]);
     waitpid(child, NULL, 0);
   }
