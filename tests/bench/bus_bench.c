@@ -142,18 +142,21 @@ static sd_bus *open_bus(void) {
   return bus;
 }
 
-/* A function no device record names (ListAvailable's registered is "/"), for the Register figure: its address
-   in `out`, "" when every function is registered. */
+/* A function no device record names (ListAvailable's registered is "/") that Register takes, for the Register
+   figure: a GPU when there is one, else any function but a bridge (class 0x06...: bridges stay with the host).
+   Its address in `out`, "" when there is none. */
 static void free_function(sd_bus *bus, char *out, size_t size) {
   sd_bus_message *reply = NULL;
   sd_bus_error e = SD_BUS_ERROR_NULL;
+  char other[64] = "";
   out[0] = '\0';
   if (sd_bus_call_method(bus, HOSTDEV, ROOT, "org.hostdev.Passthrough1.Devices", "ListAvailable", &e, &reply, "a{sv}",
                          1, "all", "b", 1) < 0)
     die("ListAvailable", -EIO, &e);
   sd_bus_message_enter_container(reply, 'a', "a{sv}");
   while (out[0] == '\0' && sd_bus_message_enter_container(reply, 'a', "{sv}") > 0) {
-    const char *address = NULL, *registered = NULL;
+    const char *address = NULL, *registered = NULL, *class = NULL;
+    int gpu = 0;
     while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
       const char *key = NULL, *contents = NULL;
       char type = 0;
@@ -163,14 +166,24 @@ static void free_function(sd_bus *bus, char *out, size_t size) {
         sd_bus_message_read(reply, "v", "s", &address);
       else if (strcmp(key, "registered") == 0 && strcmp(contents, "o") == 0)
         sd_bus_message_read(reply, "v", "o", &registered);
+      else if (strcmp(key, "class") == 0 && strcmp(contents, "s") == 0)
+        sd_bus_message_read(reply, "v", "s", &class);
+      else if (strcmp(key, "is_gpu") == 0 && strcmp(contents, "b") == 0)
+        sd_bus_message_read(reply, "v", "b", &gpu);
       else
         sd_bus_message_skip(reply, "v");
       sd_bus_message_exit_container(reply);
     }
     sd_bus_message_exit_container(reply);
-    if (address && registered && strcmp(registered, "/") == 0)
+    if (!address || !registered || strcmp(registered, "/") != 0 || (class && strncmp(class, "0x06", 4) == 0))
+      continue;
+    if (gpu)
       snprintf(out, size, "%s", address);
+    else if (other[0] == '\0')
+      snprintf(other, sizeof other, "%s", address);
   }
+  if (out[0] == '\0')
+    snprintf(out, size, "%s", other);
   sd_bus_message_unref(reply);
 }
 
