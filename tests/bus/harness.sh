@@ -16,6 +16,10 @@ if [ -z "${HOSTDEV_IN_NAMESPACE:-}" ]; then
 fi
 
 fixture=$1; shift
+# Fixture trees (hostdevd-fake builds one under /dev/shm) go to a tmpfs of this mount namespace, which goes with
+# it: the namespace's end SIGKILLs the daemon, so its own clean-up never runs, and trees left on the machine's
+# /dev/shm filled its inodes after a few hundred runs.
+mount -t tmpfs -o mode=1777 hostdev-fixtures /dev/shm
 : "${HOSTDEV_FAKE:?HOSTDEV_FAKE must name the hostdevd-fake binary}"
 : "${HOSTDEV_SRC:?HOSTDEV_SRC must name the source tree}"
 # shellcheck source=scripts/private-bus.sh
