@@ -39,6 +39,15 @@ struct Tree {
     kernel = std::make_unique<Sysfs>(root.string(), Sysfs::Resolver::Kernel);
     user = std::make_unique<Sysfs>(root.string(), Sysfs::Resolver::Userspace);
   }
+  // libFuzzer ends a timed run with exit(): the tree does not outlive it in /dev/shm.
+  ~Tree() {
+    kernel.reset();
+    user.reset();
+    std::error_code ec;
+    fs::remove_all(base, ec);
+  }
+  Tree(const Tree &) = delete;
+  Tree &operator=(const Tree &) = delete;
 };
 
 } // namespace
