@@ -21,9 +21,9 @@
 #include <sdbus-c++/sdbus-c++.h>
 
 #include <algorithm>
-#include <utility>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 namespace hostdev::daemon {
 namespace {
