@@ -37,6 +37,7 @@
 #include <vector>
 #include <optional>
 #include <set>
+#include <unordered_map>
 
 namespace hostdev::daemon {
 namespace {
@@ -56,6 +57,8 @@ constexpr unsigned kMaxInteractivePerUid = 4;
 constexpr unsigned kWorkers = 4;
 // How long a lease's end waits for a dead VMM's devices to be closed before it gives up (and logs the holders).
 constexpr auto kLeaseHolderWait = std::chrono::seconds(10);
+// A mutation that waited this long for a worker asks the bus driver whether its caller is still there (see queue).
+constexpr auto kQueueWaitRechecked = std::chrono::milliseconds(20);
 
 class Daemon final : public Backend {
 public:
@@ -224,6 +227,11 @@ public:
       if (refused)
         m->fail(to_dbus_error(refused));
     };
+    if (auto known = callers_.find(sender); known != callers_.end()) {
+      ++authorizing_;
+      authorize(known->second, m, settled);
+      return;
+    }
     bus_driver_->callMethodAsync("GetConnectionCredentials")
         .onInterface("org.freedesktop.DBus")
         .withArguments(sender)
@@ -239,12 +247,26 @@ public:
           Caller caller{sender, uid->second.get<std::uint32_t>(), 0};
           if (auto pid = credentials.find("ProcessID"); pid != credentials.end() && pid->second.peekValueType() == "u")
             caller.pid = pid->second.get<std::uint32_t>();
+          remember_caller(caller);
           authorize(caller, m, settled);
         });
     ++authorizing_; // after the call went out: its answer always comes through the loop, later
   }
 
 private:
+  // Bus thread: what the bus driver said of a caller, kept until its name leaves the bus, so that a client making
+  // one mutation after another asks the bus driver once. Sound because a connection's uid and pid are fixed when
+  // it connects and a unique name is never reused while the bus runs (a new bus means a new connection, and a
+  // new daemon). The answer to GetConnectionCredentials comes before the NameOwnerChanged of a name that leaves
+  // after it (the bus driver sends both, in order), so caller_left always forgets what was remembered.
+  void remember_caller(const Caller &caller) {
+    if (departed_set_.count(caller.sender))
+      return;
+    if (callers_.size() >= kCallersKept)
+      callers_.clear(); // a burst of distinct callers: start again rather than grow
+    callers_.emplace(caller.sender, caller);
+  }
+
   // Bus thread: asks polkit for `caller`. Checks that may wait for a person are bounded per uid (an agent that
   // never answers must not let one user pile up work for polkitd and hostdevd), and every pending check is
   // cancelled when its caller leaves the bus.
@@ -305,6 +327,7 @@ private:
   // Bus thread: a unique name left the bus; its polkit checks are given up, its leases end. The name is kept for a
   // while: a leased Create of its that is still running appears in the model after this (see end_departed_leases).
   void caller_left(const std::string &name) {
+    callers_.erase(name);
     departed_.push_back(name);
     departed_set_.insert(name);
     if (departed_.size() > kDepartedKept) {
@@ -350,13 +373,18 @@ private:
   }
 
   // Bus thread: hands an authorized mutation to the worker.
+  // A caller that left before its call was queued is known here already; one whose job starts at once is asked
+  // nothing more (it was on the bus a moment ago); one whose job waited behind others is asked about again.
   void queue(const Caller &caller, std::shared_ptr<Mutation> m) {
+    const bool gone = departed_set_.count(caller.sender) != 0;
+    const auto queued = std::chrono::steady_clock::now();
     worker_.submit(
-        [this, caller, m]() -> Worker::Completion {
+        [this, caller, m, gone, queued]() -> Worker::Completion {
           // Worker thread.
           Reply reply;
           bool ran = false;
-          if (!caller_present(caller.sender)) {
+          const bool waited = std::chrono::steady_clock::now() - queued >= kQueueWaitRechecked;
+          if (gone || (waited && !caller_present(caller.sender))) {
             log(Level::Notice, "dropping a queued call of " + caller.sender + ": the caller has left the bus",
                 {{"HOSTDEV_CALLER", caller.sender}});
           } else {
@@ -576,6 +604,8 @@ private:
   std::deque<std::string> departed_;
   std::set<std::string> departed_set_;
   std::set<std::string> leases_ending_;
+  static constexpr std::size_t kCallersKept = 1024;
+  std::unordered_map<std::string, Caller> callers_;        // bus thread: see remember_caller
   std::map<std::uint32_t, unsigned> waiting_for_person_;   // bus thread: interactive checks pending, per uid
   std::multimap<std::string, std::string> pending_checks_; // bus thread: caller unique name -> check id
   std::uint64_t checks_started_ = 0;                       // bus thread
