@@ -243,6 +243,40 @@ static void polkit_figures(int rounds, const char *address, double out[PK_N]) {
   sd_bus_unref(bus);
 }
 
+/* The polkit figures (polkit_figures) in a child that is hdadmin (uid 4712, in group hostdev 4710), printed. */
+static void print_polkit_figures(sd_bus *bus, int rounds) {
+  char address[64];
+  free_function(bus, address, sizeof address);
+  int pipefd[2];
+  double pk[PK_N] = {0};
+  if (pipe(pipefd) != 0)
+    die("pipe", -errno, NULL);
+  const pid_t child = fork();
+  if (child == 0) {
+    const gid_t groups[] = {4710};
+    close(pipefd[0]);
+    if (setgroups(1, groups) != 0 || setgid(4712) != 0 || setuid(4712) != 0)
+      _exit(1);
+    polkit_figures(rounds / 4 > 20 ? rounds / 4 : 20, address, pk);
+    if (write(pipefd[1], pk, sizeof pk) != (ssize_t)sizeof pk)
+      _exit(1);
+    _exit(0);
+  }
+  close(pipefd[1]);
+  if (read(pipefd[0], pk, sizeof pk) == (ssize_t)sizeof pk) {
+    printf("as hdadmin: a bare CheckAuthorization %.1f us, a polkit-allowed Register %.1f us (%.2fx)", pk[PK_CHECK],
+           pk[PK_REGISTER], pk[PK_REGISTER] / pk[PK_CHECK]);
+    printf(", its Unregister %.1f us (%.2fx), a Reconcile %.1f us (%.2fx)\n", pk[PK_UNREGISTER],
+           pk[PK_UNREGISTER] / pk[PK_CHECK], pk[PK_RECONCILE], pk[PK_RECONCILE] / pk[PK_CHECK]);
+    if (address[0] == '\0')
+      printf("  (every function is registered: no Register figure)\n");
+  } else {
+    printf("as hdadmin: the polkit figures failed\n");
+  }
+  close(pipefd[0]);
+  waitpid(child, NULL, 0);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--reads") == 0) { /* only reads, for strace to count what they open */
     sd_bus *bus = open_bus();
@@ -250,6 +284,13 @@ int main(int argc, char **argv) {
     const int n = atoi(argv[2]);
     for (int i = 0; i < n; ++i)
       read_call(bus, specs[(size_t)i % NSPECS]);
+    sd_bus_unref(bus);
+    return 0;
+  }
+  if (argc == 3 && strcmp(argv[1], "--polkit") == 0) { /* only the polkit figures, for a profile of mutations */
+    sd_bus *bus = open_bus();
+    ping(bus, HOSTDEV);
+    print_polkit_figures(bus, atoi(argv[2]) * 4);
     sd_bus_unref(bus);
     return 0;
   }
@@ -341,39 +382,7 @@ int main(int argc, char **argv) {
     sd_bus_unref(other);
   }
 
-  /* polkit: as hdadmin (uid 4712, in group hostdev 4710). */
-  {
-    char address[64];
-    free_function(bus, address, sizeof address);
-    int pipefd[2];
-    double pk[PK_N] = {0};
-    if (pipe(pipefd) != 0)
-      die("pipe", -errno, NULL);
-    const pid_t child = fork();
-    if (child == 0) {
-      const gid_t groups[] = {4710};
-      close(pipefd[0]);
-      if (setgroups(1, groups) != 0 || setgid(4712) != 0 || setuid(4712) != 0)
-        _exit(1);
-      polkit_figures(rounds / 4 > 20 ? rounds / 4 : 20, address, pk);
-      if (write(pipefd[1], pk, sizeof pk) != (ssize_t)sizeof pk)
-        _exit(1);
-      _exit(0);
-    }
-    close(pipefd[1]);
-    if (read(pipefd[0], pk, sizeof pk) == (ssize_t)sizeof pk) {
-      printf("as hdadmin: a bare CheckAuthorization %.1f us, a polkit-allowed Register %.1f us (%.2fx)", pk[PK_CHECK],
-             pk[PK_REGISTER], pk[PK_REGISTER] / pk[PK_CHECK]);
-      printf(", its Unregister %.1f us (%.2fx), a Reconcile %.1f us (%.2fx)\n", pk[PK_UNREGISTER],
-             pk[PK_UNREGISTER] / pk[PK_CHECK], pk[PK_RECONCILE], pk[PK_RECONCILE] / pk[PK_CHECK]);
-      if (address[0] == '\0')
-        printf("  (every function is registered: no Register figure)\n");
-    } else {
-      printf("as hdadmin: the polkit figures failed\n");
-    }
-    close(pipefd[0]);
-    waitpid(child, NULL, 0);
-  }
+  print_polkit_figures(bus, rounds);
 
   /* RSS after 20k reads. */
   for (int i = 0; i < 20000; ++i)
