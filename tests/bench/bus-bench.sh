@@ -40,3 +40,24 @@ if command -v strace >/dev/null; then
 else
   echo "files hostdevd opened per read: strace is not installed"
 fi
+
+# The production hostdevd on the same host (the figures above are of hostdevd-fake, whose fixture builder and
+# fake kernel are test code it carries): make-fixture-tree writes the fixture's tree, the test daemon is
+# stopped, and the real daemon, started by hand on that tree, owns the name for the RSS figure.
+if [ -n "${HOSTDEV_DAEMON:-}" ] && [ -n "${HOSTDEV_MAKE_TREE:-}" ] && [ -n "${HOSTDEV_FIXTURE:-}" ]; then
+  has_owner() {
+    busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus NameHasOwner s \
+      org.hostdev.Passthrough1 | grep -q true
+  }
+  tree=$(mktemp -d /dev/shm/hostdev-real.XXXXXX)
+  "$HOSTDEV_MAKE_TREE" "$HOSTDEV_FIXTURE" "$tree/root"
+  kill "$pid"
+  for _ in $(seq 100); do has_owner || break; sleep 0.1; done
+  "$HOSTDEV_DAEMON" --sysfs-root "$tree/root" --state-dir "$tree/state" --bus system >"$out_dir/real.log" 2>&1 &
+  real=$!
+  for _ in $(seq 300); do has_owner && break; sleep 0.1; done
+  "$bench" --rss | sed 's/^/the production daemon: /'
+  kill "$real" 2>/dev/null || true
+  wait "$real" 2>/dev/null || true
+  rm -rf "$tree"
+fi

@@ -2,6 +2,8 @@
  *
  *   bus-bench [ROUNDS]      (DBUS_SYSTEM_BUS_ADDRESS: the benchmark's private bus; see bus-bench.sh)
  *   bus-bench --reads N     only N reads (every method by turns), for bus-bench.sh's strace count
+ *   bus-bench --polkit N    only N rounds of the polkit figures (below), for a profile of mutations
+ *   bus-bench --rss         only the RSS figure of whatever daemon owns the name (bus-bench.sh: the real hostdevd)
  *
  * For every read method: ROUNDS rounds of [the read, Peer.Ping of hostdevd, the same-size floor R<i> of
  * bench-anchor], interleaved on one connection, and their medians. Then: bus activation to first reply of
@@ -132,6 +134,31 @@ static long rss_kb(unsigned pid) {
   if (f)
     fclose(f);
   return kb;
+}
+
+/* 20 000 reads (every method by turns), then the daemon's RSS against `start` and the anchor's, if it runs. */
+static void print_rss_after_reads(sd_bus *bus, unsigned pid, long start) {
+  for (int i = 0; i < 20000; ++i)
+    read_call(bus, specs[i % NSPECS]);
+  const long after = rss_kb(pid);
+  char comm[64] = "hostdevd", path[64];
+  snprintf(path, sizeof path, "/proc/%u/comm", pid);
+  FILE *f = fopen(path, "r");
+  if (f && fgets(comm, sizeof comm, f))
+    comm[strcspn(comm, "\n")] = '\0';
+  if (f)
+    fclose(f);
+  printf("%s RSS: %ld kB after start, %ld kB after 20000 reads", comm, start, after);
+  sd_bus_message *reply = NULL;
+  if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner",
+                         NULL, &reply, "s", ANCHOR) >= 0) {
+    int has = 0;
+    sd_bus_message_read(reply, "b", &has);
+    if (has)
+      printf(" (anchor: %ld kB)", rss_kb(pid_of(bus, ANCHOR)));
+    sd_bus_message_unref(reply);
+  }
+  printf("\n");
 }
 
 static sd_bus *open_bus(void) {
@@ -294,6 +321,15 @@ int main(int argc, char **argv) {
     sd_bus_unref(bus);
     return 0;
   }
+  if (argc == 2 && strcmp(argv[1], "--rss") == 0) {
+    sd_bus *bus = open_bus();
+    ping(bus, HOSTDEV);
+    const unsigned pid = pid_of(bus, HOSTDEV);
+    const long start = rss_kb(pid);
+    print_rss_after_reads(bus, pid, start);
+    sd_bus_unref(bus);
+    return 0;
+  }
   const int rounds = argc > 1 ? atoi(argv[1]) : 300;
   if (rounds < 10 || rounds > 100000) {
     fprintf(stderr, "usage: bus-bench [ROUNDS: 10 to 100000]\n");
@@ -384,13 +420,8 @@ int main(int argc, char **argv) {
 
   print_polkit_figures(bus, rounds);
 
-  /* RSS after 20k reads. */
-  for (int i = 0; i < 20000; ++i)
-    read_call(bus, specs[i % NSPECS]);
-  const long rss_after = rss_kb(pid);
   printf("activation to first reply: hostdevd %.1f ms, trivial sdbus-c++ anchor %.1f ms\n", act_hostdev, act_anchor);
-  printf("hostdevd RSS: %ld kB after start, %ld kB after 20000 reads (anchor: %ld kB)\n", rss_start, rss_after,
-         rss_kb(pid_of(bus, ANCHOR)));
+  print_rss_after_reads(bus, pid, rss_start);
   free(tr);
   free(tp);
   free(tf);

@@ -2,8 +2,9 @@
 # A private system bus (scripts/private-bus.sh) with the real polkitd and a bus-activated hostdevd-fake, inside
 # private mount and PID namespaces: nothing on the machine changes, and everything dies with the namespace.
 #   harness.sh FIXTURE CMD ARGS...     (as root; HOSTDEV_FAKE = the hostdevd-fake binary, HOSTDEV_SRC = the source)
-# CMD runs with DBUS_SYSTEM_BUS_ADDRESS set and HOSTDEV_TEST_DIR = the temp dir (run/, gen/, state/,
-# daemon.log, kernel.log, crash-at). Users: hdtest (4711, not in hostdev), hdadmin (4712, in group hostdev 4710).
+# CMD runs with DBUS_SYSTEM_BUS_ADDRESS set, HOSTDEV_FIXTURE = FIXTURE and HOSTDEV_TEST_DIR = the temp dir (run/,
+# gen/, state/, daemon.log, kernel.log, crash-at). Users: hdtest (4711, not in hostdev), hdadmin (4712, in group
+# hostdev 4710).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,7 +27,7 @@ mount -t tmpfs -o mode=1777 hostdev-fixtures /dev/shm
 . "$(dirname "$(readlink -f "$0")")/../../scripts/private-bus.sh"
 
 private_bus_dirs /tmp/hostdev-bus.XXXXXX
-export HOSTDEV_TEST_DIR=$T
+export HOSTDEV_TEST_DIR=$T HOSTDEV_FIXTURE=$fixture
 # The namespace dies with this script (PID 1 of it); the temp dir is ours to remove.
 # shellcheck disable=SC2154 # status is set by the trap itself
 trap 'status=$?; if [ $status -ne 0 ] && [ -s "$T/daemon.log" ]; then echo "--- hostdevd-fake log:"; tail -n 40 "$T/daemon.log"; fi; rm -rf "$T"' EXIT
