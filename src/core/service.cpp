@@ -12,6 +12,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
+#include <unordered_map>
 
 namespace hostdev::core {
 namespace {
@@ -45,9 +47,11 @@ void Service::update_model(const ModelChange &change) { model_.update(change); }
 
 HostView Service::model_view() const { return view_of(model_); }
 
+HostView Service::model_view_for_reads() const { return view_of(model_, false); }
+
 HostView Service::current_view() const { return model_.scanned() ? model_view() : host_view(); }
 
-HostView Service::view_of(const HostModel &model) const {
+HostView Service::view_of(const HostModel &model, bool keep_functions) const {
   HostView view;
   view.functions = model.functions();
   view.parents = model.shared_parents();
@@ -56,17 +60,24 @@ HostView Service::view_of(const HostModel &model) const {
   view.report = check_host(model.facts(), view.functions, static_cast<unsigned>(view.parents->size()),
                            static_cast<unsigned>(view.vendor_vfs.size()));
   view.resources = resources(view);
-  view.available = available(view.functions);
+  view.available = keep_functions ? available(view.functions) : available(std::move(view.functions));
+  if (!keep_functions)
+    view.functions.clear();
   return view;
 }
 
 std::vector<AvailableDevice> Service::available(std::vector<PciFunction> functions) const {
+  // The records by address once, rather than a search of every record for every function.
+  std::unordered_map<std::string_view, const std::string *> registered;
+  registered.reserve(store_.devices().size());
+  for (const auto &[id, record] : store_.devices())
+    registered.emplace(record.pci_address, &id);
   std::vector<AvailableDevice> out;
   out.reserve(functions.size());
   for (auto &fn : functions) {
     AvailableDevice dev;
-    if (const auto *rec = store_.find_device_by_address(fn.address))
-      dev.registered_id = rec->id;
+    if (auto it = registered.find(fn.address); it != registered.end())
+      dev.registered_id = *it->second;
     dev.function = std::move(fn);
     out.push_back(std::move(dev));
   }
@@ -88,17 +99,14 @@ GpuResources Service::resources(const HostView &view) const {
     const auto &parents = *view.parents;
     const auto &mdevs = view.mdevs;
     res.profiles = summarize_profiles(parents);
-    std::map<std::string, const PciFunction *> by_address;
-    for (const auto &fn : functions)
-      by_address[fn.address] = &fn;
     std::map<std::string, GpuResources::Gpu> gpus; // by PF address
     auto gpu_entry = [&](const std::string &gpu_address, const char *framework) -> GpuResources::Gpu & {
       auto &gpu = gpus[gpu_address];
       if (gpu.pci_address.empty()) {
         gpu.pci_address = gpu_address;
         gpu.framework = framework;
-        auto pf = by_address.find(gpu_address);
-        gpu.name = pf != by_address.end() && !pf->second->device_name.empty() ? pf->second->device_name : gpu_address;
+        const auto *pf = find_function(functions, gpu_address);
+        gpu.name = pf && !pf->device_name.empty() ? pf->device_name : gpu_address;
       }
       return gpu;
     };

@@ -122,6 +122,8 @@ public:
 struct HostView;
 // The GPU an mdev parent belongs to: the PF of a parent that is a VF, else the parent itself (mtty).
 std::string gpu_of_parent(const HostView &view, const std::string &parent);
+// The function at `address` in `functions` (sorted by address, as a HostView's are), or null.
+const PciFunction *find_function(const std::vector<PciFunction> &functions, const std::string &address);
 
 // One place a vGPU could go, as create tries them: least-loaded GPU first.
 struct VgpuCandidate {
@@ -177,6 +179,10 @@ public:
   // read reads everything); model_view() derives a HostView from it without reading sysfs.
   void update_model(const ModelChange &change);
   HostView model_view() const;
+  // What reads are answered from (report, resources, available, parents, mdevs, vendor VFs), without `functions`:
+  // each function is moved into its AvailableDevice instead of copied twice (a snapshot of a big host copies
+  // every function; plans need model_view).
+  HostView model_view_for_reads() const;
   // What a mutation plans from: the live model when there is one (kept true by uevents and by hostdev's own
   // writes: a mutation pays for what it touches), else a fresh reading.
   HostView current_view() const;
@@ -290,7 +296,7 @@ public:
 private:
   std::vector<AvailableDevice> available(std::vector<PciFunction> functions) const;
   GpuResources resources(const HostView &view) const;
-  HostView view_of(const HostModel &model) const;
+  HostView view_of(const HostModel &model, bool keep_functions = true) const;
   void add_vendor_resources(const HostView &view, GpuResources &res) const;
   void release_vendor_vgpu(InstanceRecord &inst, bool emit);
   // One place of create's vGPU: true when placed, false when refused (recorded in `refusals`); throws when the

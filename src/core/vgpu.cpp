@@ -110,10 +110,15 @@ std::map<std::string, Service::GpuLoad> Service::gpu_loads(const HostView &view)
   return load;
 }
 
-std::string gpu_of_parent(const HostView &view, const std::string &parent) {
-  auto fn = std::lower_bound(view.functions.begin(), view.functions.end(), parent,
+const PciFunction *find_function(const std::vector<PciFunction> &functions, const std::string &address) {
+  auto fn = std::lower_bound(functions.begin(), functions.end(), address,
                              [](const PciFunction &f, const std::string &a) { return f.address < a; });
-  return fn != view.functions.end() && fn->address == parent && fn->physfn ? *fn->physfn : parent;
+  return fn != functions.end() && fn->address == address ? &*fn : nullptr;
+}
+
+std::string gpu_of_parent(const HostView &view, const std::string &parent) {
+  const auto *fn = find_function(view.functions, parent);
+  return fn && fn->physfn ? *fn->physfn : parent;
 }
 
 std::vector<VgpuCandidate> Service::vgpu_candidates(const std::string &profile, const HostView &view) const {

@@ -3,6 +3,7 @@
 #include "core/lookup.hpp"
 #include "names.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace hostdev::daemon {
@@ -12,23 +13,27 @@ std::string instance_path(const std::string &id) { return names::kInstancesPathP
 
 Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs) {
   Snapshot snap;
-  auto host = service.model_view(); // the live model: no sysfs reads
+  auto host = service.model_view_for_reads(); // the live model: no sysfs reads
   snap.report = std::move(host.report);
   snap.resources = std::move(host.resources);
   snap.available = std::move(host.available);
-  std::map<std::string, const core::PciFunction *> by_address;
-  for (const auto &dev : snap.available)
-    by_address[dev.function.address] = &dev.function;
+  // snap.available is sorted by address (the model keeps its functions in a map by address): each record's function by
+  // binary search, not through a map of every function built for each snapshot.
+  auto function_at = [&](const std::string &address) -> const core::PciFunction * {
+    auto it = std::lower_bound(
+        snap.available.begin(), snap.available.end(), address,
+        [](const core::AvailableDevice &dev, const std::string &a) { return dev.function.address < a; });
+    return it != snap.available.end() && it->function.address == address ? &it->function : nullptr;
+  };
   for (const auto &rec : service.list_devices()) {
     DeviceView view;
     view.record = rec;
-    auto it = by_address.find(rec.pci_address);
-    if (it != by_address.end()) {
-      view.driver = it->second->driver.value_or("");
-      view.vendor_name = it->second->vendor_name;
-      view.device_name = it->second->device_name;
+    if (const auto *fn = function_at(rec.pci_address)) {
+      view.driver = fn->driver.value_or("");
+      view.vendor_name = fn->vendor_name;
+      view.device_name = fn->device_name;
       if (!view.record.iommu_group)
-        view.record.iommu_group = it->second->iommu_group;
+        view.record.iommu_group = fn->iommu_group;
     }
     view.sysfs_path = sysfs.display_path(core::pci_device_path(rec.pci_address));
     snap.devices.emplace(rec.id, std::move(view));
