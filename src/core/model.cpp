@@ -310,11 +310,12 @@ void HostModel::update(const ModelChange &change) {
 }
 
 void HostModel::derive() {
-  sorted_.clear();
-  sorted_.reserve(functions_.size());
+  std::vector<PciFunction> sorted;
+  sorted.reserve(functions_.size());
   for (const auto &[address, fn] : functions_)
-    sorted_.push_back(fn);
-  fill_group_members(sorted_);
+    sorted.push_back(fn);
+  fill_group_members(sorted);
+  sorted_ = std::make_shared<const std::vector<PciFunction>>(std::move(sorted));
 }
 
 std::vector<MdevParent> HostModel::parents() const { return values_of(parents_); }

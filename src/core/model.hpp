@@ -72,7 +72,9 @@ public:
   std::uint64_t revision() const noexcept { return revision_; }
 
   // The reading, as a HostView holds it: functions sorted by address with their group_members.
-  const std::vector<PciFunction> &functions() const { return sorted_; }
+  const std::vector<PciFunction> &functions() const { return *sorted_; }
+  // The same list, shared: made once per update, so a view of the host holds it without copying every function.
+  std::shared_ptr<const std::vector<PciFunction>> shared_functions() const { return sorted_; }
   std::vector<MdevParent> parents() const;
   // The same list, made once per revision and shared: a view of the host (one per snapshot, one per mutation's
   // plan) holds it without copying every parent's types. Safe from any thread that may read the model.
@@ -111,7 +113,8 @@ private:
   std::map<std::string, Mdev> mdevs_;
   std::map<std::string, VendorVf> vendor_vfs_; // by VF address
   HostFacts facts_;
-  std::vector<PciFunction> sorted_; // functions_ with group_members, derived after every update
+  // functions_ with group_members, derived after every update (a new list: views of the old one keep it)
+  std::shared_ptr<const std::vector<PciFunction>> sorted_ = std::make_shared<const std::vector<PciFunction>>();
   Counters counters_;
 };
 

@@ -47,26 +47,22 @@ void Service::update_model(const ModelChange &change) { model_.update(change); }
 
 HostView Service::model_view() const { return view_of(model_); }
 
-HostView Service::model_view_for_reads() const { return view_of(model_, false); }
-
 HostView Service::current_view() const { return model_.scanned() ? model_view() : host_view(); }
 
-HostView Service::view_of(const HostModel &model, bool keep_functions) const {
+HostView Service::view_of(const HostModel &model) const {
   HostView view;
-  view.functions = model.functions();
+  view.functions = model.shared_functions();
   view.parents = model.shared_parents();
   view.mdevs = model.mdevs();
   view.vendor_vfs = model.vendor_vfs();
-  view.report = check_host(model.facts(), view.functions, static_cast<unsigned>(view.parents->size()),
+  view.report = check_host(model.facts(), *view.functions, static_cast<unsigned>(view.parents->size()),
                            static_cast<unsigned>(view.vendor_vfs.size()));
   view.resources = resources(view);
-  view.available = keep_functions ? available(view.functions) : available(std::move(view.functions));
-  if (!keep_functions)
-    view.functions.clear();
+  view.available = available(*view.functions);
   return view;
 }
 
-std::vector<AvailableDevice> Service::available(std::vector<PciFunction> functions) const {
+std::vector<AvailableDevice> Service::available(const std::vector<PciFunction> &functions) const {
   // The records by address once, rather than a search of every record for every function.
   std::unordered_map<std::string_view, const std::string *> registered;
   registered.reserve(store_.devices().size());
@@ -74,12 +70,10 @@ std::vector<AvailableDevice> Service::available(std::vector<PciFunction> functio
     registered.emplace(record.pci_address, &id);
   std::vector<AvailableDevice> out;
   out.reserve(functions.size());
-  for (auto &fn : functions) {
-    AvailableDevice dev;
+  for (const auto &fn : functions) {
+    auto &dev = out.emplace_back(AvailableDevice{fn, {}});
     if (auto it = registered.find(fn.address); it != registered.end())
       dev.registered_id = *it->second;
-    dev.function = std::move(fn);
-    out.push_back(std::move(dev));
   }
   return out;
 }
@@ -95,7 +89,7 @@ GpuResources Service::resources(const HostView &view) const {
   res.mode = view.report.gpu_mode;
   if (res.mode == GpuMode::Vgpu) {
     res.frameworks = view.report.gpu_frameworks();
-    const auto &functions = view.functions;
+    const auto &functions = *view.functions;
     const auto &parents = *view.parents;
     const auto &mdevs = view.mdevs;
     res.profiles = summarize_profiles(parents);
@@ -160,7 +154,7 @@ GpuResources Service::resources(const HostView &view) const {
     res.total_slots += res.used_slots - counted;
     return res;
   }
-  for (const auto &fn : view.functions) {
+  for (const auto &fn : *view.functions) {
     if (!fn.is_display())
       continue;
     GpuResources::PassthroughDevice dev;

@@ -147,7 +147,8 @@ struct SriovResult {
 // One reading of the host (every PCI function, every mdev parent with its types, every mdev) and what the reads
 // are answered from, derived from that one reading.
 struct HostView {
-  std::vector<PciFunction> functions; // sorted by address
+  // Sorted by address; shared with the model's own list of the same revision (never null).
+  std::shared_ptr<const std::vector<PciFunction>> functions = std::make_shared<const std::vector<PciFunction>>();
   // Shared with the model's own list of the same revision (never null).
   std::shared_ptr<const std::vector<MdevParent>> parents = std::make_shared<const std::vector<MdevParent>>();
   std::vector<Mdev> mdevs;
@@ -179,10 +180,6 @@ public:
   // read reads everything); model_view() derives a HostView from it without reading sysfs.
   void update_model(const ModelChange &change);
   HostView model_view() const;
-  // What reads are answered from (report, resources, available, parents, mdevs, vendor VFs), without `functions`:
-  // each function is moved into its AvailableDevice instead of copied twice (a snapshot of a big host copies
-  // every function; plans need model_view).
-  HostView model_view_for_reads() const;
   // What a mutation plans from: the live model when there is one (kept true by uevents and by hostdev's own
   // writes: a mutation pays for what it touches), else a fresh reading.
   HostView current_view() const;
@@ -294,9 +291,9 @@ public:
   const Store &store() const noexcept { return store_; }
 
 private:
-  std::vector<AvailableDevice> available(std::vector<PciFunction> functions) const;
+  std::vector<AvailableDevice> available(const std::vector<PciFunction> &functions) const;
   GpuResources resources(const HostView &view) const;
-  HostView view_of(const HostModel &model, bool keep_functions = true) const;
+  HostView view_of(const HostModel &model) const;
   void add_vendor_resources(const HostView &view, GpuResources &res) const;
   void release_vendor_vgpu(InstanceRecord &inst, bool emit);
   // One place of create's vGPU: true when placed, false when refused (recorded in `refusals`); throws when the

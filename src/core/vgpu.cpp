@@ -117,7 +117,7 @@ const PciFunction *find_function(const std::vector<PciFunction> &functions, cons
 }
 
 std::string gpu_of_parent(const HostView &view, const std::string &parent) {
-  const auto *fn = find_function(view.functions, parent);
+  const auto *fn = find_function(*view.functions, parent);
   return fn && fn->physfn ? *fn->physfn : parent;
 }
 

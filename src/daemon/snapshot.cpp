@@ -13,7 +13,7 @@ std::string instance_path(const std::string &id) { return names::kInstancesPathP
 
 Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs) {
   Snapshot snap;
-  auto host = service.model_view_for_reads(); // the live model: no sysfs reads
+  auto host = service.model_view(); // the live model: no sysfs reads
   snap.report = std::move(host.report);
   snap.resources = std::move(host.resources);
   snap.available = std::move(host.available);
