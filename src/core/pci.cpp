@@ -271,6 +271,12 @@ std::vector<PciFunction> PciBus::discover() const {
   return out;
 }
 
+const PciFunction *find_function(const std::vector<PciFunction> &functions, const std::string &address) {
+  auto fn = std::lower_bound(functions.begin(), functions.end(), address,
+                             [](const PciFunction &f, const std::string &a) { return f.address < a; });
+  return fn != functions.end() && fn->address == address ? &*fn : nullptr;
+}
+
 void fill_group_members(std::vector<PciFunction> &functions) {
   std::map<int, std::vector<std::string>> groups;
   for (const auto &fn : functions)

@@ -143,6 +143,9 @@ HostFacts read_host_facts(const Sysfs &sysfs);
 
 // Every function's group_members from the groups of `functions` (sorted by address).
 void fill_group_members(std::vector<PciFunction> &functions);
+// The function at `address` in `functions` (sorted by address, as PciBus::read_all and the model give them), or
+// null: a binary search.
+const PciFunction *find_function(const std::vector<PciFunction> &functions, const std::string &address);
 
 // GPU mode: vgpu when mdev parents or vendor-VFIO VFs exist; passthrough when GPUs exist and IOMMU + vfio make it
 // possible; else none.

@@ -122,8 +122,6 @@ public:
 struct HostView;
 // The GPU an mdev parent belongs to: the PF of a parent that is a VF, else the parent itself (mtty).
 std::string gpu_of_parent(const HostView &view, const std::string &parent);
-// The function at `address` in `functions` (sorted by address, as a HostView's are), or null.
-const PciFunction *find_function(const std::vector<PciFunction> &functions, const std::string &address);
 
 // One place a vGPU could go, as create tries them: least-loaded GPU first.
 struct VgpuCandidate {

@@ -110,12 +110,6 @@ std::map<std::string, Service::GpuLoad> Service::gpu_loads(const HostView &view)
   return load;
 }
 
-const PciFunction *find_function(const std::vector<PciFunction> &functions, const std::string &address) {
-  auto fn = std::lower_bound(functions.begin(), functions.end(), address,
-                             [](const PciFunction &f, const std::string &a) { return f.address < a; });
-  return fn != functions.end() && fn->address == address ? &*fn : nullptr;
-}
-
 std::string gpu_of_parent(const HostView &view, const std::string &parent) {
   const auto *fn = find_function(*view.functions, parent);
   return fn && fn->physfn ? *fn->physfn : parent;

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 using namespace hostdev;
 using namespace hostdev::core;
@@ -122,6 +123,23 @@ TEST(ModelChangeOf, WhatEachWriteNames) {
   EXPECT_TRUE(change_of_write("sys/bus/pci/rescan", "1").everything);
   EXPECT_TRUE(change_of_write("sys/bus/pci/drivers/vfio-pci/new_id", "10de 26b9").everything);
   EXPECT_TRUE(change_of_write("sys/bus/pci/drivers/vfio-pci/bind", "garbage").everything);
+}
+
+TEST_F(ModelTest, ViewsShareOneFunctionListPerUpdateAndKeepTheirOwn) {
+  start(test::make_passthrough_host);
+  const auto before = model->shared_functions();
+  ASSERT_TRUE(before);
+  EXPECT_EQ(model->shared_functions(), before) << "no update: the same list, not a copy";
+  EXPECT_EQ(&model->functions(), before.get());
+  const auto link = std::string("sys/bus/pci/devices/") + test::kNicAddr + "/driver";
+  host.remove(link);
+  model->update(change_of(pci_event("unbind", test::kNicAddr)));
+  const auto after = model->shared_functions();
+  EXPECT_NE(after, before) << "an update makes a new list";
+  const auto in = [](const std::vector<PciFunction> &functions) { return find_function(functions, test::kNicAddr); };
+  ASSERT_TRUE(in(*before) && in(*after));
+  EXPECT_EQ(in(*before)->driver, "igb") << "a view taken before the update still holds what it was given";
+  EXPECT_EQ(in(*after)->driver, std::nullopt);
 }
 
 TEST_F(ModelTest, AnUnbindAndABindByHandReadOneFunction) {

@@ -220,6 +220,20 @@ TEST_F(PciTest, GroupMembersAndCheapLookups) {
   EXPECT_EQ(bus.iommu_group_of("0000:09:00.0"), std::nullopt);
 }
 
+TEST_F(PciTest, FindFunctionSearchesTheSortedList) {
+  test::make_passthrough_host(host);
+  Sysfs sysfs(host.root());
+  PciBus bus(sysfs, *names);
+  const auto functions = bus.read_all();
+  ASSERT_GE(functions.size(), 2u);
+  for (const auto &fn : functions)
+    EXPECT_EQ(find_function(functions, fn.address), &fn) << fn.address;
+  EXPECT_EQ(find_function(functions, "0000:00:00.0"), nullptr) << "before the first";
+  EXPECT_EQ(find_function(functions, "ffff:ff:1f.7"), nullptr) << "after the last";
+  EXPECT_EQ(find_function(functions, functions.front().address + "0"), nullptr) << "between two";
+  EXPECT_EQ(find_function({}, test::kNicAddr), nullptr);
+}
+
 TEST_F(PciTest, FindNormalisesAndReportsAbsence) {
   test::make_passthrough_host(host);
   host.add_function(test::make_fn("0000:a2:00.0", 0x10de, 0x26b9, 0x030200, std::nullopt, 7));
