@@ -21,8 +21,6 @@
 #include <sdbus-c++/sdbus-c++.h>
 
 #include <algorithm>
-#include <string_view>
-#include <unordered_map>
 #include <utility>
 
 namespace hostdev::daemon {
@@ -632,9 +630,31 @@ void Objects::export_root() { root_ = std::make_unique<RootObject>(connection_, 
 
 void Objects::apply(Snapshot next) {
   HOSTDEV_ASSERT_BUS_THREAD();
-  Snapshot old = std::exchange(current_, std::move(next));
+  retired_.push_back(std::exchange(current_, std::move(next)));
+  const Snapshot &old = retired_.back();
   const auto &now = current_;
-  const bool changed = !now.same_as(old);
+  // Each entry of `now` against the entry of `old` at the same address, compared once: both lists are sorted by
+  // address (the model's order), so one walk of the two pairs them. Lists in another order only cost reuse.
+  constexpr auto kNone = static_cast<std::size_t>(-1);
+  std::vector<std::size_t> same_before(now.available.size(), kNone); // index into old.available, or kNone
+  bool available_same = now.available.size() == old.available.size();
+  for (std::size_t i = 0, j = 0; i < now.available.size(); ++i) {
+    const auto &address = now.available[i].function.address;
+    while (j < old.available.size() && old.available[j].function.address < address) {
+      ++j;
+      available_same = false;
+    }
+    if (j < old.available.size() && old.available[j].function.address == address) {
+      if (old.available[j] == now.available[i])
+        same_before[i] = j;
+      else
+        available_same = false;
+      ++j;
+    } else {
+      available_same = false;
+    }
+  }
+  const bool changed = !available_same || !now.same_besides_available(old);
   current_.generation = old.generation + (changed ? 1 : 0);
   if (changed || old.generation == 0) {
     Replies r;
@@ -642,16 +662,12 @@ void Objects::apply(Snapshot next) {
     available->entries.reserve(now.available.size());
     // The entries before were made from `old` (replies are remade with every changed snapshot), in its order.
     const auto &before = replies_.available->entries;
-    std::unordered_map<std::string_view, std::size_t> old_index;
-    if (before.size() == old.available.size())
-      for (std::size_t i = 0; i < old.available.size(); ++i)
-        old_index.emplace(old.available[i].function.address, i);
-    for (const auto &dev : now.available) {
-      auto it = old_index.find(dev.function.address);
-      if (it != old_index.end() && old.available[it->second] == dev)
-        available->entries.push_back(before[it->second]);
+    const bool reusable = before.size() == old.available.size();
+    for (std::size_t i = 0; i < now.available.size(); ++i) {
+      if (reusable && same_before[i] != kNone)
+        available->entries.push_back(before[same_before[i]]);
       else
-        available->entries.push_back(std::make_shared<const WireMap>(available_entry(dev)));
+        available->entries.push_back(std::make_shared<const WireMap>(available_entry(now.available[i])));
     }
     for (std::size_t i = 0; i < now.available.size(); ++i) {
       available->all.push_back(available->entries[i].get());
@@ -737,6 +753,7 @@ void Objects::bury() {
   HOSTDEV_ASSERT_BUS_THREAD();
   dead_instances_.clear();
   dead_devices_.clear();
+  retired_.clear();
 }
 
 void Objects::emit(const std::vector<PendingSignal> &signals) {

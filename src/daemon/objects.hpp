@@ -72,8 +72,9 @@ public:
   // (InterfacesRemoved).
   void apply(Snapshot next);
   void emit(const std::vector<PendingSignal> &signals);
-  // Destroys the objects apply() announced as removed. Called after the method reply: a reply to a call on an
-  // object must be sent while the object is still registered (sd-bus refuses it otherwise).
+  // Destroys the objects apply() announced as removed, and the snapshot it replaced. Called after the method
+  // reply: a reply to a call on an object must be sent while the object is still registered (sd-bus refuses it
+  // otherwise), and freeing a big host's snapshot need not delay it.
   void bury();
 
   const Snapshot &current() const noexcept { return current_; }
@@ -104,6 +105,7 @@ private:
   std::map<std::string, std::unique_ptr<InstanceObject>> instances_;
   std::vector<std::unique_ptr<DeviceObject>> dead_devices_;
   std::vector<std::unique_ptr<InstanceObject>> dead_instances_;
+  std::vector<Snapshot> retired_; // what apply replaced, until bury
 };
 
 } // namespace hostdev::daemon

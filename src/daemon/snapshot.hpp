@@ -39,10 +39,11 @@ struct Snapshot {
   std::chrono::steady_clock::time_point taken{};
   // Bumped by Objects::apply for every snapshot that differs from the one before (Devices.Generation).
   std::uint64_t generation = 0;
-  // Whether the host or the records differ (taken and generation aside).
-  bool same_as(const Snapshot &other) const {
-    return report == other.report && available == other.available && resources == other.resources &&
-           devices == other.devices && instances == other.instances;
+  // Whether the host or the records are the same, `available` (which Objects::apply compares entry by entry),
+  // taken and generation aside.
+  bool same_besides_available(const Snapshot &other) const {
+    return report == other.report && resources == other.resources && devices == other.devices &&
+           instances == other.instances;
   }
 };
 
