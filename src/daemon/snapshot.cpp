@@ -3,7 +3,6 @@
 #include "core/lookup.hpp"
 #include "names.hpp"
 
-#include <algorithm>
 #include <utility>
 
 namespace hostdev::daemon {
@@ -17,18 +16,11 @@ Snapshot take_snapshot(const core::Service &service, const core::Sysfs &sysfs) {
   snap.report = std::move(host.report);
   snap.resources = std::move(host.resources);
   snap.available = std::move(host.available);
-  // snap.available is sorted by address (the model keeps its functions in a map by address): each record's function by
-  // binary search, not through a map of every function built for each snapshot.
-  auto function_at = [&](const std::string &address) -> const core::PciFunction * {
-    auto it = std::lower_bound(
-        snap.available.begin(), snap.available.end(), address,
-        [](const core::AvailableDevice &dev, const std::string &a) { return dev.function.address < a; });
-    return it != snap.available.end() && it->function.address == address ? &it->function : nullptr;
-  };
   for (const auto &rec : service.list_devices()) {
     DeviceView view;
     view.record = rec;
-    if (const auto *fn = function_at(rec.pci_address)) {
+    // The view's own (shared, sorted) list, of which snap.available holds copies.
+    if (const auto *fn = core::find_function(*host.functions, rec.pci_address)) {
       view.driver = fn->driver.value_or("");
       view.vendor_name = fn->vendor_name;
       view.device_name = fn->device_name;

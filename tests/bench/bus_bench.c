@@ -270,7 +270,8 @@ static void polkit_figures(int rounds, const char *address, double out[PK_N]) {
   sd_bus_unref(bus);
 }
 
-/* The polkit figures (polkit_figures) in a child that is hdadmin (uid 4712, in group hostdev 4710), printed. */
+/* `rounds` of the polkit figures (polkit_figures) in a child that is hdadmin (uid 4712, in group hostdev 4710),
+ * printed. */
 static void print_polkit_figures(sd_bus *bus, int rounds) {
   char address[64];
   free_function(bus, address, sizeof address);
@@ -284,7 +285,7 @@ static void print_polkit_figures(sd_bus *bus, int rounds) {
     close(pipefd[0]);
     if (setgroups(1, groups) != 0 || setgid(4712) != 0 || setuid(4712) != 0)
       _exit(1);
-    polkit_figures(rounds / 4 > 20 ? rounds / 4 : 20, address, pk);
+    polkit_figures(rounds, address, pk);
     if (write(pipefd[1], pk, sizeof pk) != (ssize_t)sizeof pk)
       _exit(1);
     _exit(0);
@@ -317,7 +318,7 @@ int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--polkit") == 0) { /* only the polkit figures, for a profile of mutations */
     sd_bus *bus = open_bus();
     ping(bus, HOSTDEV);
-    print_polkit_figures(bus, atoi(argv[2]) * 4);
+    print_polkit_figures(bus, atoi(argv[2]));
     sd_bus_unref(bus);
     return 0;
   }
@@ -418,7 +419,8 @@ int main(int argc, char **argv) {
     sd_bus_unref(other);
   }
 
-  print_polkit_figures(bus, rounds);
+  /* A quarter of the read rounds (each polkit round makes four calls), at least 20. */
+  print_polkit_figures(bus, rounds / 4 > 20 ? rounds / 4 : 20);
 
   printf("activation to first reply: hostdevd %.1f ms, trivial sdbus-c++ anchor %.1f ms\n", act_hostdev, act_anchor);
   print_rss_after_reads(bus, pid, rss_start);
