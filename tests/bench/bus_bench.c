@@ -316,9 +316,14 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc == 3 && strcmp(argv[1], "--polkit") == 0) { /* only the polkit figures, for a profile of mutations */
+    const int n = atoi(argv[2]);
+    if (n < 1 || n > 100000) {
+      fprintf(stderr, "usage: bus-bench --polkit N (N: 1 to 100000)\n");
+      return 2;
+    }
     sd_bus *bus = open_bus();
     ping(bus, HOSTDEV);
-    print_polkit_figures(bus, atoi(argv[2]));
+    print_polkit_figures(bus, n);
     sd_bus_unref(bus);
     return 0;
   }
