@@ -39,6 +39,7 @@ mkdir -p "$DEBS"
 LAB_MODULES=(vfio vfio_iommu_type1 vfio_pci mdev mtty e1000e nvme ahci i2c_i801 virtio_pci virtio_blk)
 # A built set is reused only when its stamp carries this signature.
 SIG="lab-v1 ${LAB_MODULES[*]}"
+((LAB_CDEV)) && SIG="$SIG cdev-v1"
 # The guest's insmod order: the vGPU simulator before nvme (the kernel tries drivers in the order they
 # registered, and both match the NVMe functions that play GPUs).
 LOAD_ORDER=(vfio vfio_iommu_type1 vfio_pci mdev mtty nvidia_vgpu_sim e1000e nvme ahci i2c_i801 virtio_pci virtio_blk)
@@ -269,12 +270,72 @@ unpack_headers() { # ROOT
     done < <(find "$1/usr/src" -maxdepth 2 -type l)
     HDR=$hdr
 }
+# Flavours with LAB_CDEV: the options the kernel's VFIO and iommufd modules are rebuilt with, added to HDR's
+# configuration (the image itself, vmlinux, is Debian's: nothing built into it depends on them).
+cdev_headers() {
+    ((LAB_CDEV)) || return 0
+    printf 'CONFIG_IOMMUFD=m\nCONFIG_VFIO_DEVICE_CDEV=y\n' >>"$HDR/include/config/auto.conf"
+    printf '#define CONFIG_IOMMUFD_MODULE 1\n#define CONFIG_VFIO_DEVICE_CDEV 1\n' >>"$HDR/include/generated/autoconf.h"
+}
 # An out-of-tree module against HDR.  The headers of 6.12 carry a BTF vmlinux, and module BTF would need pahole:
 # the lab's modules go without it (they load the same).
 build_module() { # DIR NAME
-    make -s -C "$HDR" M="$1" CC=gcc-12 HOSTCC=gcc-12 CONFIG_DEBUG_INFO_BTF_MODULES= modules >"$1/build.log" 2>&1 ||
-        { cat "$1/build.log" >&2; die "$2.ko build failed"; }
+    local extra=()
+    # the exports of the rebuilt VFIO modules: every module that uses VFIO is linked against their versions
+    ((LAB_CDEV)) && extra=(KBUILD_EXTRA_SYMBOLS="$KDIR/vfio-cdev/Module.symvers")
+    make -s -C "$HDR" M="$1" CC=gcc-12 HOSTCC=gcc-12 CONFIG_DEBUG_INFO_BTF_MODULES= "${extra[@]}" -j"$(nproc)" \
+        modules >"$1/build.log" 2>&1 || { cat "$1/build.log" >&2; die "$2 build failed"; }
     [[ -f $1/$2.ko ]] || die "$2.ko missing after build"
+}
+# The source tarball of the set, decompressed to stdout (the 139-153 MB tarball takes ~13 s: callers keep what
+# they take from it).
+source_tar() {
+    local src_deb tarball dec
+    src_deb=$(deb_of "linux-source-$SERIES" "$VER")
+    tarball=$(dpkg-deb -c "$src_deb" | awk '{print $NF}' | grep -E "linux-source-$SERIES\.tar\.[a-z]+$" | head -n1)
+    [[ -n $tarball ]] || die "no source tarball in $src_deb"
+    case $tarball in
+    *.xz) dec="xz -dc" ;;
+    *.zst) dec="zstd -dcq" ;;
+    *.bz2) dec="bzip2 -dc" ;;
+    *) dec="gzip -dc" ;;
+    esac
+    # shellcheck disable=SC2086
+    dpkg-deb --fsys-tarfile "$src_deb" | tar -xOf - "$tarball" | $dec
+}
+# LAB_CDEV: vfio, vfio_iommu_type1, vfio-pci-core, vfio-pci, mdev and iommufd from the set's own source, with
+# the options of cdev_headers, into KDIR/vfio-cdev; they replace Debian's in ROOT's module tree.  Debian's
+# vmlinux lacks the interval-tree span iterator (CONFIG_INTERVAL_TREE_SPAN_ITER, selected by IOMMUFD): its
+# three functions, from the same source's lib/interval_tree.c, are linked into iommufd.ko.
+build_vfio_cdev() {
+    local out=$KDIR/vfio-cdev src=$CACHE/src/vfio-iommufd-$VER.tar s=linux-source-$SERIES mods m
+    if [[ ! -s $src ]]; then
+        log "extracting drivers/vfio, drivers/iommu/iommufd from linux-source-$SERIES"
+        source_tar | tar -xf - -C "$CACHE/src" "$s/drivers/vfio" "$s/drivers/iommu/iommufd" \
+            "$s/drivers/iommu/iommu-priv.h" "$s/lib/interval_tree.c" || die "VFIO sources not found"
+        tar -cf "$src.tmp" -C "$CACHE/src" "$s" && mv "$src.tmp" "$src"
+        rm -rf "${CACHE:?}/src/$s"
+    fi
+    rm -rf "$out"
+    mkdir -p "$out/iommu"
+    tar -xf "$src" -C "$out" --strip-components=2 "$s/drivers"
+    awk 'f && /^#endif/ { exit } f && !/^EXPORT_SYMBOL/ { print }
+        /^#ifdef CONFIG_INTERVAL_TREE_SPAN_ITER/ { f = 1; print "#include <linux/interval_tree.h>" }' \
+        <(tar -xOf "$src" "$s/lib/interval_tree.c") >"$out/iommu/iommufd/span_iter.c"
+    grep -q interval_tree_span_iter_first "$out/iommu/iommufd/span_iter.c" || die "no span iterator in lib/interval_tree.c"
+    echo 'iommufd-y += span_iter.o' >>"$out/iommu/iommufd/Makefile"
+    echo 'obj-m += iommu/iommufd/ vfio/' >"$out/Kbuild"
+    log "building vfio and iommufd with CONFIG_IOMMUFD=m CONFIG_VFIO_DEVICE_CDEV=y"
+    make -s -C "$HDR" M="$out" CC=gcc-12 HOSTCC=gcc-12 CONFIG_DEBUG_INFO_BTF_MODULES= -j"$(nproc)" modules \
+        >"$out/build.log" 2>&1 || { cat "$out/build.log" >&2; die "the VFIO modules' build failed"; }
+    mods=$ROOT/lib/modules/$KVER/kernel/drivers
+    for m in vfio/vfio vfio/vfio_iommu_type1 vfio/pci/vfio-pci-core vfio/pci/vfio-pci vfio/mdev/mdev iommu/iommufd/iommufd; do
+        [[ -f $out/$m.ko ]] || die "$m.ko missing after build"
+        rm -f "$mods/$m.ko" "$mods/$m.ko.xz" "$mods/$m.ko.zst"
+        mkdir -p "$(dirname "$mods/$m.ko")"
+        cp "$out/$m.ko" "$mods/$m.ko"
+    done
+    [[ -s $out/Module.symvers ]] || die "no Module.symvers from the VFIO build"
 }
 
 ROOT=""
@@ -310,6 +371,7 @@ else
     log "unpacking kernel $KVER ($VER)"
     dpkg-deb -x "$(deb_of "linux-image-$KVER" "$VER")" "$ROOT"
     unpack_headers "$ROOT"
+    cdev_headers
 
     # Userland: busybox and mdevctl.
     mkdir -p "$KDIR/busybox-root" "$KDIR/mdevctl-root"
@@ -348,21 +410,11 @@ else
     mkdir -p "$CACHE/src"
     src_c=$CACHE/src/mtty-$VER.c # the 139 MB tarball is slow to scan: keep the file
     if [[ ! -s $src_c ]]; then
-        src_deb=$(deb_of "linux-source-$SERIES" "$VER")
-        tarball=$(dpkg-deb -c "$src_deb" | awk '{print $NF}' | grep -E "linux-source-$SERIES\.tar\.[a-z]+$" | head -n1)
-        [[ -n $tarball ]] || die "no source tarball in $src_deb"
-        case $tarball in
-        *.xz) dec="xz -dc" ;;
-        *.zst) dec="zstd -dcq" ;;
-        *.bz2) dec="bzip2 -dc" ;;
-        *) dec="gzip -dc" ;;
-        esac
-        # shellcheck disable=SC2086
-        dpkg-deb --fsys-tarfile "$src_deb" | tar -xOf - "$tarball" | $dec |
-            tar -xOf - "linux-source-$SERIES/samples/vfio-mdev/mtty.c" >"$src_c.tmp"
-        [[ -s $src_c.tmp ]] || die "mtty.c not found in $tarball"
+        source_tar | tar -xOf - "linux-source-$SERIES/samples/vfio-mdev/mtty.c" >"$src_c.tmp"
+        [[ -s $src_c.tmp ]] || die "mtty.c not found in linux-source-$SERIES"
         mv "$src_c.tmp" "$src_c"
     fi
+    ((LAB_CDEV)) && build_vfio_cdev
     cp "$src_c" "$KDIR/mtty/mtty.c"
     echo 'obj-m := mtty.o' >"$KDIR/mtty/Kbuild"
     log "building mtty.ko"
@@ -414,6 +466,7 @@ if [[ ! -f $NV/stamp || $(<"$NV/stamp") != "$NVSIG" ]]; then
         fetch_set "$ABI" "$VER" || skip "the debs of $ABI ($VER) are gone from the cache and apt"
         log "unpacking the headers of $KVER ($VER)"
         unpack_headers "$ROOT"
+        cdev_headers
     fi
     rm -rf "$NV"
     mkdir -p "$NV"
