@@ -394,8 +394,13 @@ Service::VfioAccess Service::open_vfio_cdevs(const InstanceRecord &inst, const s
                                           (o.mdev ? "mdev " : "") + o.name));
     access.nodes.push_back(node);
     access.objects.push_back(o.name);
-    access.qemu_args.insert(access.qemu_args.end(), {"-device", std::string(kVfioPciDriver) + ",iommufd=iommufd0,fd=" +
-                                                                    fd_number(access.fds.size() - 1)});
+    // An mdev also names its sysfs directory: QEMU opens nothing by it (it has the fd), but tells an mdev only by
+    // its sysfsdev's subsystem, and without it asks the kernel for the host IOMMU of a device that has none
+    // (IOMMU_GET_HW_INFO: ENOENT, "Failed to get hardware info"; seen with QEMU 10.0 on Linux 6.12).
+    auto device = std::string(kVfioPciDriver) + ",iommufd=iommufd0,fd=" + fd_number(access.fds.size() - 1);
+    if (o.mdev)
+      device += ",sysfsdev=" + (o.dir.ends_with('/') ? o.dir.substr(0, o.dir.size() - 1) : o.dir);
+    access.qemu_args.insert(access.qemu_args.end(), {"-device", device});
   }
   append_vm_uuid(inst, access.qemu_args);
   return access;

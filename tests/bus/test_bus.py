@@ -1650,7 +1650,8 @@ def test_open_vfio_cdev():
         eq(fd, ("fd", os.major(st.st_rdev), os.minor(st.st_rdev)), "the fd for " + node)
     eq(layout["nodes"][0], "/dev/iommu", "the first fd")
     eq(layout["qemu_args"], ["-object", "iommufd,id=iommufd0,fd=3", "-device", "vfio-pci,iommufd=iommufd0,fd=4",
-                              "-device", "vfio-pci,iommufd=iommufd0,fd=5"], "qemu_args")
+                              "-device", "vfio-pci,iommufd=iommufd0,fd=5,sysfsdev=/sys/bus/mdev/devices/" + uuid],
+       "qemu_args (the mdev's sysfsdev tells QEMU it is one)")
     for node in layout["nodes"] + ["/dev/vfio/vfio"]:
         eq(acl_users(root + node), [], "no ACL in cdev mode on " + node)
     # Another user: no fd.

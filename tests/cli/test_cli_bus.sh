@@ -384,7 +384,7 @@ t_run_cdev() {
   has "run: a cdev at fd 5" "fd 5 character special file 1:"
   has "run: only stdio and the layout's descriptors reach the VMM" "fds: 0 1 2 3 4 5"
   has "run: the iommufd arguments" \
-    "VMM: -object iommufd,id=iommufd0,fd=3 -device vfio-pci,iommufd=iommufd0,fd=4 -device vfio-pci,iommufd=iommufd0,fd=5"
+    "VMM: -object iommufd,id=iommufd0,fd=3 -device vfio-pci,iommufd=iommufd0,fd=4 -device vfio-pci,iommufd=iommufd0,fd=5,sysfsdev=/sys/bus/mdev/devices/"
   as hdadmin 0 "run --vfio-mode acl --print-args" run --device gpu1 --vfio-mode acl --print-args -- true
   has "run --vfio-mode acl: QemuArgs" "-device vfio-pci,host=0000:c1:00.0"
   as hdadmin 0 "run --print-args --json (cdev)" run --device gpu1 --print-args --json -- true

@@ -9,6 +9,9 @@
 # Usage: tests/lab/systemd/boot.sh --destdir DIR --test SCRIPT --out OUT
 #                                  [--cache DIR] [--timeout SECONDS]
 #                                  [--persistent-root FILE] [--append WORDS]
+#                                  [--kernel 6.1|6.12]
+#   --kernel: the lab's kernel flavour (../lib/flavour.sh; default 6.1) and its root image
+#     (prepare-root.sh --kernel: CACHE/systemd, CACHE/systemd-6.12).
 #   --persistent-root: boot FILE, a writable copy of the root image, instead of
 #     the image itself snapshot=on; FILE is made (a sparse copy) when it does
 #     not exist, and what a boot writes is still there at the next boot of FILE.
@@ -34,10 +37,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_TAG=lab-sd-boot
 # shellcheck source=tests/lab/lib/machine.sh
 . "$HERE/../lib/machine.sh"
+# shellcheck source=tests/lab/lib/flavour.sh
+. "$HERE/../lib/flavour.sh"
 
 usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 
-DESTDIR="" TEST="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600 ROOT_COPY="" APPEND_MORE=""
+DESTDIR="" TEST="" OUT="" CACHE="$REPO/.cache/lab" TIMEOUT=600 ROOT_COPY="" APPEND_MORE="" KERNEL=$LAB_DEFAULT_KERNEL
 while (($#)); do
     case $1 in
     --destdir) DESTDIR=$2; shift 2 ;;
@@ -47,11 +52,14 @@ while (($#)); do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --persistent-root) ROOT_COPY=$2; shift 2 ;;
     --append) APPEND_MORE+=" $2"; shift 2 ;;
+    --kernel) KERNEL=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "boot.sh: unknown argument $1" >&2; usage ;;
     esac
 done
 [[ -n $DESTDIR && -n $TEST && -n $OUT ]] || usage
+lab_flavour "$KERNEL" || usage
+LAB_PREPARE_ARGS=(--kernel "$KERNEL")
 [[ -d $DESTDIR ]] || { echo "boot.sh: no destdir $DESTDIR" >&2; exit 2; }
 [[ -f $TEST ]] || { echo "boot.sh: no test script $TEST" >&2; exit 2; }
 mkdir -p "$OUT"
@@ -65,7 +73,7 @@ if [[ -n $ROOT_COPY ]]; then
 fi
 
 lab_prepare "$HERE/prepare-root.sh"
-SD=$CACHE/systemd
+SD=$CACHE/systemd$LAB_SUFFIX
 lab_stage hostdev-lab-sd
 
 # ---- initramfs: busybox, the boot modules, init ---------------------------------

@@ -5,9 +5,12 @@
 # (mkfs.ext4 -d), plus the busybox initramfs pieces that mount it.
 # How and why: tests/lab/systemd/README.md.
 #
-# Usage: tests/lab/systemd/prepare-root.sh [CACHE]   (default <repo>/.cache/lab)
-# Output: CACHE/systemd/root.img, CACHE/systemd/boot-mods/ (initramfs modules),
-#         CACHE/systemd/bootload.list, CACHE/systemd/stamp (the signature).
+# Usage: tests/lab/systemd/prepare-root.sh [--kernel 6.1|6.12] [CACHE]   (default 6.1, <repo>/.cache/lab)
+#   6.1   the kernel set of ../prepare.sh's flavour 6.1, QEMU 7.2 of the host's codename
+#   6.12  the kernel set of flavour 6.12 (VFIO cdevs and iommufd), QEMU of <codename>-backports (10.0 on
+#         bookworm): the first QEMU with the iommufd backend that takes its /dev/iommu and cdev fds by number
+# Output: CACHE/systemd[-6.12]/root.img, .../boot-mods/ (initramfs modules),
+#         .../bootload.list, .../stamp (the signature).
 # Reused while the signature (this script, the kernel set, the mirror) is
 # unchanged: ~1 s.  Debs are kept in CACHE/systemd/debs (second cold build
 # downloads nothing but the indices).
@@ -19,10 +22,21 @@
 set -euo pipefail
 
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE=${1:-$LAB/../../.cache/lab}
+# shellcheck source=tests/lab/lib/flavour.sh
+. "$LAB/lib/flavour.sh"
+KERNEL=$LAB_DEFAULT_KERNEL CACHE=""
+while (($#)); do
+    case $1 in
+    --kernel) KERNEL=$2; shift 2 ;;
+    -*) echo "prepare-root.sh: unknown argument $1" >&2; exit 2 ;;
+    *) CACHE=$1; shift ;;
+    esac
+done
+lab_flavour "$KERNEL" || exit 2
+CACHE=${CACHE:-$LAB/../../.cache/lab}
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
-SD=$CACHE/systemd
+SD=$CACHE/systemd$LAB_SUFFIX
 mkdir -p "$SD/debs"
 
 log() { printf 'lab-root: [%ss] %s\n' "$SECONDS" "$*" >&2; }
@@ -34,7 +48,10 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 # qemu-system-x86 (its Depends only: no GUI, ~75 MB unpacked) and acl (getfacl): sd-unprivileged-run's VMM, a
 # nested TCG guest started by `hostdevctl run` as an unprivileged user.
 PACKAGES=(systemd systemd-sysv dbus polkitd libpam-systemd udev kmod libsdbus-c++1 libsystemd0
-    libstdc++6 mdevctl libglib2.0-bin procps qemu-system-x86 acl)
+    libstdc++6 mdevctl libglib2.0-bin procps acl)
+# The VMM: the codename's own QEMU, or (LAB_CDEV flavours) that of <codename>-backports, installed after the
+# debootstrap from a backports source (apt -t: QEMU and only the dependencies it needs newer, e.g. seabios).
+((LAB_CDEV)) || PACKAGES+=(qemu-system-x86)
 # Initramfs: what it takes to mount the ext4 root from virtio-blk.
 BOOT_MODULES=(virtio_pci virtio_blk crc32c_generic ext4)
 # Loaded at boot by systemd-modules-load in the guest (a host admin's job on a real machine).
@@ -42,10 +59,10 @@ LOAD_MODULES=(vfio_pci vfio_iommu_type1 mdev mtty)
 
 # ---- the kernel set of the busybox lab (vmlinux, module closure, mtty.ko) ----
 prc=0
-"$LAB/prepare.sh" "$CACHE" || prc=$?
+"$LAB/prepare.sh" --kernel "$KERNEL" "$CACHE" || prc=$?
 ((prc == 77)) && skip "the kernel lab is unavailable (tests/lab/prepare.sh skipped)"
 ((prc == 0)) || die "tests/lab/prepare.sh failed (exit $prc)"
-read -r ABI VER KDIR <"$CACHE/current"
+read -r ABI VER KDIR <"$CACHE/$LAB_CURRENT"
 KVER=$ABI-amd64
 
 # ---- mirror and suite from apt's own sources ---------------------------------
@@ -70,7 +87,7 @@ apt_mirror() { # first URI serving SUITE (not -security/-updates) in apt's sourc
 MIRROR=${HOSTDEV_LAB_MIRROR:-$(apt_mirror | grep -m1 -E '^https?://' || true)}
 [[ -n $MIRROR ]] || die "no Debian mirror for $SUITE in apt's sources (set HOSTDEV_LAB_MIRROR)"
 
-SIG="root-v2 $(sha256sum "$0" | cut -c1-16) $ABI $VER $SUITE $MIRROR"
+SIG="root-v2 $(sha256sum "$0" | cut -c1-16) $KERNEL $ABI $VER $SUITE $MIRROR"
 if [[ -f $SD/stamp && $(<"$SD/stamp") == "$SIG" && -f $SD/root.img ]]; then
     log "ready (cached): $SD/root.img ($SUITE, kernel $KVER)"
     exit 0
@@ -110,9 +127,32 @@ if ! unshare --mount --propagation private -- \
     die "debootstrap failed (log above)"
 fi
 
+in_root() { unshare --mount --propagation private -- chroot "$R" "$@"; }
+if ((LAB_CDEV)); then
+    # QEMU from backports; its debs are kept in SD/debs with debootstrap's (bind-mounted over apt's archives).
+    log "QEMU from $SUITE-backports"
+    echo "deb $MIRROR $SUITE-backports main" >"$R/etc/apt/sources.list.d/backports.list"
+    printf 'Package: *\nPin: release n=%s-backports\nPin-Priority: 100\n' "$SUITE" >"$R/etc/apt/preferences.d/backports"
+    [[ -s $R/etc/resolv.conf ]] || cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
+    bpo_apt() { # apt-get ARGS in the root (sh's $0: the root, $1: the debs)
+        # shellcheck disable=SC2016 # expanded by that sh
+        unshare --mount --propagation private -- sh -c 'mount --bind "$1" "$0/var/cache/apt/archives" && shift &&
+            exec chroot "$0" apt-get -o APT::Sandbox::User=root "$@"' "$R" "$SD/debs" "$@"
+    }
+    if ! bpo_apt -qq update >"$STAGE/qemu.log" 2>&1 ||
+        ! bpo_apt install -y -qq --no-install-recommends -t "$SUITE-backports" qemu-system-x86 >>"$STAGE/qemu.log" 2>&1; then
+        tail -n 20 "$STAGE/qemu.log" >&2
+        [[ -f $SD/root.img ]] && { log "backports unreachable: keeping the old image"; exit 0; }
+        grep -qiE 'Temporary failure|Could not resolve|unable to fetch|Failed to fetch' "$STAGE/qemu.log" &&
+            skip "cannot install QEMU from $SUITE-backports (mirror unreachable?)"
+        die "installing QEMU from $SUITE-backports failed (log above)"
+    fi
+    in_root qemu-system-x86_64 --version | head -n1 >&2
+    rm -f "$R/etc/apt/sources.list.d/backports.list"
+fi
+
 # ---- configure -------------------------------------------------------------------
 log "configuring the root"
-in_root() { unshare --mount --propagation private -- chroot "$R" "$@"; }
 in_root groupadd -r hostdev
 in_root useradd -m -s /bin/bash hdtest
 in_root useradd -m -s /bin/bash -G hostdev hdadmin

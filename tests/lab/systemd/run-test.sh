@@ -1,6 +1,7 @@
 #!/bin/bash
 # One meson test of the systemd lab (suite 'systemd').  Every test calls
-#   tests/lab/systemd/run-test.sh NAME RESULTS_DIR SOURCE_ROOT
+#   tests/lab/systemd/run-test.sh NAME RESULTS_DIR SOURCE_ROOT [--kernel 6.1|6.12]
+# (--kernel: the lab's kernel flavour and its root image, boot.sh --kernel; default 6.1)
 # Under an flock on RESULTS/lock the first caller
 #  1. configures RESULTS/build-usr from SOURCE_ROOT with the prefix a distro
 #     package uses (--prefix=/usr --sysconfdir=/etc --localstatedir=/var),
@@ -28,7 +29,12 @@ REPO=$(cd "$LAB/../.." && pwd)
 # shellcheck source=tests/lab/lib/results.sh
 . "$LAB/lib/results.sh"
 
-(($# == 3)) || { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+KERNEL=6.1
+if (($# == 5)) && [[ $4 == --kernel ]]; then KERNEL=$5; elif (($# != 3)); then usage; fi
+# shellcheck source=tests/lab/lib/flavour.sh
+. "$LAB/lib/flavour.sh"
+lab_flavour "$KERNEL" || usage
 NAME=$1
 mkdir -p "$2"
 RESULTS=$(cd "$2" && pwd)
@@ -78,7 +84,7 @@ signature() { # what a boot depends on: the DESTDIR's content, the guest side, t
         (cd "$DEST" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
         (cd "$DEST" && find . -type l -printf '%p -> %l\n' | LC_ALL=C sort)
         sha256sum "$HERE"/*.sh "$HERE"/guest/* "$LAB/guest/lib.sh" "$LAB"/lib/*.sh "$LAB"/nested/init
-        cat "$CACHE/systemd/stamp" 2>/dev/null || true
+        cat "$CACHE/systemd$LAB_SUFFIX/stamp" 2>/dev/null || true
     } | sha256sum | cut -c1-32
 }
 sig=$(signature)
@@ -99,11 +105,11 @@ if need_boot; then
     echo "lab-systemd: booting the systemd lab VM twice on one root (results in $RESULTS)"
     brc=0 failed=""
     "$HERE/boot.sh" --destdir "$DEST" --test "$HERE/tests.sh" --out "$BOOT" --cache "$CACHE" \
-        --persistent-root "$ROOT_COPY" || brc=$?
+        --kernel "$KERNEL" --persistent-root "$ROOT_COPY" || brc=$?
     if guest_rc "$BOOT"; then
         brc2=0
         "$HERE/boot.sh" --destdir "$DEST" --test "$HERE/tests.sh" --out "$BOOT2" --cache "$CACHE" \
-            --persistent-root "$ROOT_COPY" --append lab.boot=2 --timeout 900 || brc2=$? # + a nested TCG guest
+            --kernel "$KERNEL" --persistent-root "$ROOT_COPY" --append lab.boot=2 --timeout 900 || brc2=$? # + a nested TCG guest
         guest_rc "$BOOT2" || { brc=$brc2 failed=boot-2; }
     else
         failed=boot

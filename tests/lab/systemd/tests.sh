@@ -313,6 +313,7 @@ t_sd_restore_order() {
 RUN_DIR=/tmp/lab-run # hdadmin's: the nested guests' serial logs
 # The nested (L2) guest: TCG (a 64 MB translation cache: the VM has 1 GB), the lab's vmlinux and ../nested/init's
 # initramfs (prints NESTED-PCI lines), 128 MB.
+# shellcheck disable=SC2054 # QEMU's own commas
 NESTED=(-M q35 -accel tcg,tb-size=64 -cpu max -m 128 -smp 1 -nodefaults -display none -no-reboot -net none
     -kernel /lab/nested/vmlinux -initrd /lab/nested/initrd.cpio -append "console=ttyS0 panic=-1 quiet")
 # As hdadmin (group hostdev), not root: setpriv changes uid, gid and groups without PAM (and execs: "${AS_HDADMIN[@]}"
@@ -336,14 +337,20 @@ wait_gone() { # NAME ADDR UUID LIMIT_MS: poll until the instance, the edu's driv
         sleep 0.05
     done
 }
-vfio_fds() { # PID: the /dev/vfio/ nodes it holds open, one a line
+vfio_fds() { # PID: the /dev/vfio/ nodes (and /dev/iommu) it holds open, one a line
     local f l
     for f in /proc/"$1"/fd/*; do
         l=$(readlink "$f" 2>/dev/null) || continue
-        case $l in /dev/vfio/*) echo "$l" ;; esac
+        case $l in /dev/vfio/* | /dev/iommu) echo "$l" ;; esac
     done
 }
-qemu_of() { # HOSTDEVCTL_PID: the VMM it forked, once it holds its VFIO nodes (container + 2 groups), 60 s at most
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; } # PID
+# OpenVfio's mode on this kernel: cdev where /dev/iommu and VFIO device cdevs exist (the 6.12 flavour), else acl.
+VFIO_MODE=acl
+[ -c /dev/iommu ] && VFIO_MODE=cdev
+# HOSTDEVCTL_PID: the VMM it forked, once it holds its VFIO nodes (acl: the container and 2 groups; cdev: /dev/iommu
+# and 2 device cdevs), 60 s at most
+qemu_of() {
     local n=0 q
     while ((n < 1200)); do
         q=$(pgrep -P "$1" | head -n1 || true)
@@ -361,7 +368,7 @@ qemu_of() { # HOSTDEVCTL_PID: the VMM it forked, once it holds its VFIO nodes (c
 t_sd_unprivileged_run() {
     need_daemon
     local addr ex rules=/etc/polkit-1/rules.d/50-hostdev.rules t0 n=0 out hpid qpid rc json uuid ipath g_edu g_mdev
-    local node ms secs
+    local node ms secs c_edu c_mdev dpid dfds
     addr=$(edu_addr) || lab_fail "no edu device (1234:11e8)"
     command -v qemu-system-x86_64 >/dev/null || lab_fail "no qemu-system-x86_64 in the root"
     qemu-system-x86_64 --version | head -n1
@@ -436,14 +443,39 @@ t_sd_unprivileged_run() {
     g_edu=$(group_of "/sys/bus/pci/devices/$addr")
     g_mdev=$(group_of "/sys/bus/mdev/devices/$uuid")
     echo "lab-kill: edu $addr group $g_edu on vfio-pci, mdev $uuid group $g_mdev"
-    for node in /dev/vfio/vfio "/dev/vfio/$g_edu" "/dev/vfio/$g_mdev"; do
-        getfacl -p "$node" 2>/dev/null | grep -vE '^(#|$)' | sed "s|^|  $node |"
-        getfacl -cp "$node" | grep -qx 'user:hdadmin:rw-' || lab_fail "no ACL user:hdadmin:rw- on $node"
-    done
-    echo "ok: user:hdadmin:rw- on /dev/vfio/vfio, /dev/vfio/$g_edu and /dev/vfio/$g_mdev"
+    tr '\0' ' ' <"/proc/$qpid/cmdline" | grep -oE -- '-(object|device) [^ ]*(iommufd|vfio)[^ ]*' | sed 's/^/  QEMU: /' || true
+    if [ "$VFIO_MODE" = cdev ]; then
+        # cdev mode: the fds are the access; QEMU holds /dev/iommu and both devices' cdevs, nobody got an ACL.
+        c_edu=$(ls "/sys/bus/pci/devices/$addr/vfio-dev")
+        c_mdev=$(ls "/sys/bus/mdev/devices/$uuid/vfio-dev")
+        for node in /dev/iommu "/dev/vfio/devices/$c_edu" "/dev/vfio/devices/$c_mdev"; do
+            vfio_fds "$qpid" | grep -qx "$node" || lab_fail "the QEMU does not hold $node"
+        done
+        if vfio_fds "$qpid" | grep -qE '^/dev/vfio/([0-9]+|vfio)$'; then lab_fail "the QEMU holds group or container nodes in cdev mode"; fi
+        tr '\0' '\n' <"/proc/$qpid/cmdline" | grep -qx 'iommufd,id=iommufd0,fd=[0-9]*' || lab_fail "no -object iommufd,id=iommufd0,fd=N on the QEMU's command line"
+        for node in /dev/vfio/vfio "/dev/vfio/$g_edu" "/dev/vfio/$g_mdev" /dev/iommu "/dev/vfio/devices/$c_edu"; do
+            [ -e "$node" ] || continue
+            case " $(acl_users "$node") " in *" hdadmin "*) lab_fail "hdadmin has an ACL entry on $node in cdev mode" ;; esac
+        done
+        echo "ok: cdev mode: the QEMU holds /dev/iommu, /dev/vfio/devices/$c_edu (edu) and /dev/vfio/devices/$c_mdev (mdev), no ACL given"
+    else
+        for node in /dev/vfio/vfio "/dev/vfio/$g_edu" "/dev/vfio/$g_mdev"; do
+            getfacl -p "$node" 2>/dev/null | grep -vE '^(#|$)' | sed "s|^|  $node |"
+            getfacl -cp "$node" | grep -qx 'user:hdadmin:rw-' || lab_fail "no ACL user:hdadmin:rw- on $node"
+        done
+        echo "ok: acl mode: user:hdadmin:rw- on /dev/vfio/vfio, /dev/vfio/$g_edu and /dev/vfio/$g_mdev"
+    fi
     ipath=$(call_o "$BUS" "$OBJ" "$IF.Instances" GetInstance s lab-kill)
     [ -n "$ipath" ] || lab_fail "GetInstance lab-kill returned no path"
+    dpid=$(systemctl show -p MainPID --value "$UNIT")
+    dfds=$(fd_count "$dpid")
     expect_error "$IF.Error.NotAuthorized" gcall hdtest "$ipath" "$IF.Instance.OpenVfio" '@a{sv} {}'
+    # Bad input from the owner, on a real kernel: its devices are held by the running QEMU; an unknown option.
+    expect_error "$IF.Error.InUse" gcall hdadmin "$ipath" "$IF.Instance.OpenVfio" '@a{sv} {}'
+    expect_error "$IF.Error.InvalidArgument" gcall hdadmin "$ipath" "$IF.Instance.OpenVfio" "@a{sv} {'nonsense': <true>}"
+    expect_error "$IF.Error.InvalidArgument" gcall hdadmin "$ipath" "$IF.Instance.OpenVfio" "@a{sv} {'mode': <'fds'>}"
+    [ "$(fd_count "$dpid")" = "$dfds" ] || lab_fail "hostdevd held $dfds fds before the refused OpenVfio calls, $(fd_count "$dpid") after"
+    echo "ok: OpenVfio refused while the QEMU holds the devices (InUse) and for unknown options; hostdevd still holds $dfds fds"
     for node in /dev/vfio/vfio "/dev/vfio/$g_edu" "/dev/vfio/$g_mdev"; do
         case " $(acl_users "$node") " in *" hdtest "*) lab_fail "hdtest has an ACL entry on $node" ;; esac
     done
@@ -460,6 +492,9 @@ t_sd_unprivileged_run() {
     [ ! -e "/dev/vfio/$g_edu" ] || lab_fail "/dev/vfio/$g_edu still exists"
     case " $(acl_users /dev/vfio/vfio) " in *" hdadmin "*) lab_fail "hdadmin's ACL on /dev/vfio/vfio not revoked" ;; esac
     echo "ok: instance gone, edu without a driver, mdev $uuid destroyed, ACLs revoked"
+    expect_error org.freedesktop.DBus.Error.UnknownObject gcall hdadmin "$ipath" "$IF.Instance.OpenVfio" '@a{sv} {}'
+    [ "$(fd_count "$dpid")" -le "$dfds" ] || lab_fail "hostdevd holds $(fd_count "$dpid") fds after the lease ended, $dfds before"
+    echo "ok: OpenVfio on the ended lease's instance: UnknownObject; hostdevd holds $(fd_count "$dpid") fds ($dfds while it ran)"
     hostdevctl instances
     hostdevctl unregister edu
     rm -f "$rules"
