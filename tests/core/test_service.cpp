@@ -1209,10 +1209,10 @@ TEST_F(ServiceTest, OpenVfioHandsOutIommufdAndOneUnboundCdevPerDeviceWhereTheKer
     }
     EXPECT_EQ(rdev_of(access.fds[0].get()), makedev(1, 3));
     EXPECT_NE(rdev_of(access.fds[1].get()), rdev_of(access.fds[2].get())) << "two devices, two cdevs";
-    const std::vector<std::string> args = {"-object", "iommufd,id=iommufd0,fd=3",
-                                           "-device", "vfio-pci,iommufd=iommufd0,fd=4",
-                                           "-device",
-                                           "vfio-pci,iommufd=iommufd0,fd=5,sysfsdev=/sys/bus/mdev/devices/" + uuid};
+    const std::vector<std::string> args = {
+        "-object", "iommufd,id=iommufd0,fd=3",
+        "-device", "vfio-pci,iommufd=iommufd0,fd=4",
+        "-device", "vfio-pci,iommufd=iommufd0,fd=5,sysfsdev=/sys/bus/mdev/devices/" + uuid};
     EXPECT_EQ(access.qemu_args, args) << "QEMU tells an mdev by its sysfsdev (no host IOMMU device for it), the fd "
                                          "is still what it opens";
     EXPECT_TRUE(service_->get_instance("vm1").granted_nodes.empty()) << "no ACL: the fds are the access";
