@@ -368,7 +368,7 @@ qemu_of() {
 t_sd_unprivileged_run() {
     need_daemon
     local addr ex rules=/etc/polkit-1/rules.d/50-hostdev.rules t0 n=0 out hpid qpid rc json uuid ipath g_edu g_mdev
-    local node ms secs c_edu c_mdev dpid dfds
+    local node ms secs c_edu c_mdev dpid dfds held
     addr=$(edu_addr) || lab_fail "no edu device (1234:11e8)"
     command -v qemu-system-x86_64 >/dev/null || lab_fail "no qemu-system-x86_64 in the root"
     qemu-system-x86_64 --version | head -n1
@@ -448,10 +448,11 @@ t_sd_unprivileged_run() {
         # cdev mode: the fds are the access; QEMU holds /dev/iommu and both devices' cdevs, nobody got an ACL.
         c_edu=$(ls "/sys/bus/pci/devices/$addr/vfio-dev")
         c_mdev=$(ls "/sys/bus/mdev/devices/$uuid/vfio-dev")
+        held=$(vfio_fds "$qpid") # once: grep -q ending a pipe early would break vfio_fds' echo
         for node in /dev/iommu "/dev/vfio/devices/$c_edu" "/dev/vfio/devices/$c_mdev"; do
-            vfio_fds "$qpid" | grep -qx "$node" || lab_fail "the QEMU does not hold $node"
+            grep -qx "$node" <<<"$held" || lab_fail "the QEMU does not hold $node"
         done
-        if vfio_fds "$qpid" | grep -qE '^/dev/vfio/([0-9]+|vfio)$'; then lab_fail "the QEMU holds group or container nodes in cdev mode"; fi
+        if grep -qE '^/dev/vfio/([0-9]+|vfio)$' <<<"$held"; then lab_fail "the QEMU holds group or container nodes in cdev mode"; fi
         tr '\0' '\n' <"/proc/$qpid/cmdline" | grep -qx 'iommufd,id=iommufd0,fd=[0-9]*' || lab_fail "no -object iommufd,id=iommufd0,fd=N on the QEMU's command line"
         for node in /dev/vfio/vfio "/dev/vfio/$g_edu" "/dev/vfio/$g_mdev" /dev/iommu "/dev/vfio/devices/$c_edu"; do
             [ -e "$node" ] || continue
