@@ -25,8 +25,9 @@ passed=0 failed=0 skipped=0
 run() { # label, meson test args...
   local label=$1; shift
   echo "== $label"
-  local out rc=0
+  local out rc=0 t0=$SECONDS
   out=$(meson test "$@" --print-errorlogs 2>&1) || rc=$?
+  echo "($((SECONDS - t0)) s; ${SECONDS} s since the start)"
   echo "$out" | grep -vE '^(ninja: |\[[0-9]+/[0-9]+\] )' | tail -n 40
   local ok fail skip timeout
   ok=$(echo "$out" | sed -n 's/^Ok: *\([0-9]*\).*/\1/p' | tail -1)
